@@ -1,0 +1,25 @@
+# The README's commands. `make test` is what CI runs (.ci/run).
+
+CARGO ?= cargo
+
+.PHONY: test deps fmt-check clippy unit vectors
+
+## Install missing system packages, then fmt check, clippy and every test.
+test: deps fmt-check clippy unit vectors
+
+## System packages a fresh Debian/Ubuntu machine lacks (only when missing).
+deps:
+	@./.ci/install-deps.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --locked
+
+## Re-check the signing test vectors with an independent implementation.
+vectors:
+	python3 proto/testdata/check_vectors.py
