@@ -1,4 +1,13 @@
 //! chatpay validator node: orders signed transfers by BFT consensus, applies
 //! them to the ledger and serves wallets over gRPC.
 //!
-//! The wire types and canonical signing it relies on live in `chatpay-proto`.
+//! ```text
+//!  wallets ──gRPC──▶ api ──▶ mempool ──▶ (consensus) ──▶ ledger::Ledger::commit
+//!                     ▲                                     │ execution (pure)
+//!                     │                                     ▼
+//!                     └──── subscriptions ◀──── storage (RocksDB, atomic, synced)
+//! ```
+//!
+//! The wire types and canonical signing live in `chatpay-proto`.
+
+pub mod storage;

@@ -1,0 +1,137 @@
+//! Byte encodings of stored values (shared by both stores so they agree).
+
+use super::{HistoryEntry, Result, StoreError, StoredBlock, TxRecord};
+use chatpay_proto::{
+    Account, BlockHeader, Hash, PublicKey, QuorumCertificate, Receipt, SignedTransfer, pb,
+};
+use prost::Message;
+
+fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+pub fn u64_value(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+pub fn decode_u64(bytes: &[u8], what: &'static str) -> Result<u64> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| corrupt(what, "not 8 bytes"))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+pub fn account_value(a: &Account) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.balance.to_be_bytes());
+    out[8..].copy_from_slice(&a.nonce.to_be_bytes());
+    out
+}
+
+pub fn decode_account(bytes: &[u8]) -> Result<Account> {
+    if bytes.len() != 16 {
+        return Err(corrupt("account", format!("{} bytes", bytes.len())));
+    }
+    Ok(Account {
+        balance: decode_u64(&bytes[..8], "account balance")?,
+        nonce: decode_u64(&bytes[8..], "account nonce")?,
+    })
+}
+
+pub fn decode_key(bytes: &[u8]) -> Result<PublicKey> {
+    PublicKey::from_slice(bytes).map_err(|e| corrupt("account key", e))
+}
+
+pub fn block_value(header: &BlockHeader, tx_ids: impl Iterator<Item = Hash>) -> Vec<u8> {
+    pb::BlockRecord {
+        header: Some(header.into()),
+        tx_ids: tx_ids.map(|id| id.0.to_vec()).collect(),
+    }
+    .encode_to_vec()
+}
+
+pub fn decode_block(bytes: &[u8], certificate: Option<QuorumCertificate>) -> Result<StoredBlock> {
+    let record = pb::BlockRecord::decode(bytes).map_err(|e| corrupt("block", e))?;
+    let header = record.header.ok_or_else(|| corrupt("block", "no header"))?;
+    let header = BlockHeader::try_from(header).map_err(|e| corrupt("block header", e))?;
+    let tx_ids = record
+        .tx_ids
+        .iter()
+        .map(|id| Hash::from_slice(id).ok_or_else(|| corrupt("block tx id", "not 32 bytes")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(StoredBlock {
+        header,
+        tx_ids,
+        certificate,
+    })
+}
+
+pub fn certificate_value(qc: &QuorumCertificate) -> Vec<u8> {
+    pb::QuorumCertificate::from(qc).encode_to_vec()
+}
+
+pub fn decode_certificate(bytes: &[u8]) -> Result<QuorumCertificate> {
+    let wire = pb::QuorumCertificate::decode(bytes).map_err(|e| corrupt("certificate", e))?;
+    QuorumCertificate::try_from(wire).map_err(|e| corrupt("certificate", e))
+}
+
+pub fn tx_value(tx: &SignedTransfer, height: u64, index: u32, receipt: &Receipt) -> Vec<u8> {
+    pb::CommittedTransaction {
+        transaction: Some(tx.into()),
+        tx_id: Vec::new(), // the key already is the id
+        height,
+        index,
+        receipt: Some(receipt.into()),
+    }
+    .encode_to_vec()
+}
+
+pub fn decode_tx(bytes: &[u8]) -> Result<TxRecord> {
+    let wire = pb::CommittedTransaction::decode(bytes).map_err(|e| corrupt("transaction", e))?;
+    let tx = wire
+        .transaction
+        .ok_or_else(|| corrupt("transaction", "no transaction"))?;
+    let receipt = wire
+        .receipt
+        .ok_or_else(|| corrupt("transaction", "no receipt"))?;
+    Ok(TxRecord {
+        transaction: SignedTransfer::try_from(tx).map_err(|e| corrupt("transaction", e))?,
+        height: wire.height,
+        index: wire.index,
+        receipt: Receipt::try_from(receipt).map_err(|e| corrupt("receipt", e))?,
+    })
+}
+
+/// History key: public key (33) ‖ height (8) ‖ index (4).
+pub fn history_key(key: &PublicKey, height: u64, index: u32) -> [u8; 45] {
+    let mut out = [0u8; 45];
+    out[..33].copy_from_slice(key.as_bytes());
+    out[33..41].copy_from_slice(&height.to_be_bytes());
+    out[41..].copy_from_slice(&index.to_be_bytes());
+    out
+}
+
+pub fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryEntry> {
+    if key.len() != 45 {
+        return Err(corrupt("history key", format!("{} bytes", key.len())));
+    }
+    let height = decode_u64(&key[33..41], "history height")?;
+    let index = u32::from_be_bytes(key[41..45].try_into().expect("4 bytes"));
+    let tx_id = Hash::from_slice(value).ok_or_else(|| corrupt("history value", "not 32 bytes"))?;
+    Ok(HistoryEntry {
+        position: (height, index),
+        tx_id,
+    })
+}
+
+/// Accounts a transaction touches: its sender and every distinct recipient.
+pub fn touched(tx: &SignedTransfer) -> Vec<&PublicKey> {
+    let t = tx.transfer();
+    let mut keys: Vec<&PublicKey> = std::iter::once(t.sender())
+        .chain(t.outputs().iter().map(|o| &o.recipient))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}

@@ -1,0 +1,38 @@
+//! Every RocksDB column family, in one place, with its key and value layout.
+//! Integers in keys are big-endian so that byte order is numeric order.
+
+/// height (u64) → `pb::BlockRecord` (header + tx ids).
+pub const BLOCKS: &str = "blocks";
+/// height (u64) → `pb::QuorumCertificate` over the block at that height.
+pub const CERTIFICATES: &str = "certificates";
+/// block hash (32) → height (u64): the committed height index.
+pub const BLOCK_HEIGHTS: &str = "block_heights";
+/// tx id (32) → `pb::CommittedTransaction` (transaction, height, index, receipt).
+pub const TRANSACTIONS: &str = "transactions";
+/// public key (33) → balance (u64) ‖ nonce (u64).
+pub const ACCOUNTS: &str = "accounts";
+/// public key (33) ‖ height (u64) ‖ index (u32) → tx id (32).
+pub const HISTORY: &str = "history";
+/// fixed key → consensus safety data (opaque bytes owned by consensus).
+pub const SAFETY: &str = "safety";
+/// fixed keys → committed height, burned total.
+pub const METADATA: &str = "metadata";
+
+/// All column families, created when the database is opened.
+pub const ALL: [&str; 8] = [
+    BLOCKS,
+    CERTIFICATES,
+    BLOCK_HEIGHTS,
+    TRANSACTIONS,
+    ACCOUNTS,
+    HISTORY,
+    SAFETY,
+    METADATA,
+];
+
+/// `METADATA` key of the committed height.
+pub const META_COMMITTED_HEIGHT: &[u8] = b"committed_height";
+/// `METADATA` key of the total burned fees.
+pub const META_BURNED: &[u8] = b"burned";
+/// `SAFETY` key of the consensus safety record.
+pub const SAFETY_KEY: &[u8] = b"safety";

@@ -1,0 +1,256 @@
+//! The [`Store`] logic over an ordered key-value backend with column
+//! families and atomic batches. RocksDB and the in-memory map are backends,
+//! so both stores share every line of ledger storage logic.
+
+use super::codec::{self, history_key};
+use super::columns as cf;
+use super::{
+    BlockCommit, HistoryEntry, Result, Store, StoreError, StoredBlock, TxPosition, TxRecord,
+    check_extends,
+};
+use chatpay_proto::{Account, Hash, PublicKey, TxId};
+use std::sync::Mutex;
+
+/// One write in an atomic batch.
+pub struct Put {
+    /// Column family.
+    pub cf: &'static str,
+    /// Key.
+    pub key: Vec<u8>,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+/// Direction of a scan.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Keys ≥ start, ascending.
+    Forward,
+    /// Keys ≤ start, descending.
+    Reverse,
+}
+
+/// An ordered key-value store with column families.
+pub trait Backend: Send + Sync + 'static {
+    /// Value of `key` in `cf`.
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Applies every put or none; durable on return when `sync`.
+    fn write(&self, puts: Vec<Put>, sync: bool) -> Result<()>;
+    /// Visits entries of `cf` from `start` in `direction` until `visit`
+    /// returns false.
+    fn scan(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        direction: Scan,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
+}
+
+/// [`Store`] over any [`Backend`].
+pub struct KvStore<B> {
+    backend: B,
+    /// Serializes commits so the height/parent check and the write are one step.
+    commit_lock: Mutex<()>,
+}
+
+impl<B: Backend> KvStore<B> {
+    pub(crate) fn new(backend: B) -> Self {
+        Self {
+            backend,
+            commit_lock: Mutex::new(()),
+        }
+    }
+
+    fn history(
+        &self,
+        key: &PublicKey,
+        start: [u8; 45],
+        direction: Scan,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>> {
+        let mut out = Vec::new();
+        let mut failure = None;
+        self.backend
+            .scan(cf::HISTORY, &start, direction, &mut |k, v| {
+                if out.len() >= limit || !k.starts_with(key.as_bytes()) {
+                    return false;
+                }
+                match codec::decode_history(k, v) {
+                    Ok(entry) => out.push(entry),
+                    Err(e) => failure = Some(e),
+                }
+                failure.is_none()
+            })?;
+        failure.map_or(Ok(out), Err)
+    }
+}
+
+fn put(cf: &'static str, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Put {
+    Put {
+        cf,
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+impl<B: Backend> Store for KvStore<B> {
+    fn committed_height(&self) -> Result<Option<u64>> {
+        self.backend
+            .get(cf::METADATA, cf::META_COMMITTED_HEIGHT)?
+            .map(|v| codec::decode_u64(&v, "committed height"))
+            .transpose()
+    }
+
+    fn commit_block(&self, commit: &BlockCommit) -> Result<()> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let last = self.last_header()?;
+        check_extends(last.as_ref(), commit)?;
+        let header = &commit.header;
+        let height = header.height;
+        if let Some(last_burned) = last.as_ref().map(|_| self.burned()).transpose()? {
+            if commit.burned < last_burned {
+                return Err(StoreError::InvalidCommit {
+                    height,
+                    reason: format!("burned total {} below {last_burned}", commit.burned),
+                });
+            }
+        }
+        let hash = header.hash();
+        let ids = commit.transactions.iter().map(|t| t.tx_id());
+        let mut puts = vec![
+            put(
+                cf::BLOCKS,
+                height.to_be_bytes(),
+                codec::block_value(header, ids),
+            ),
+            put(cf::BLOCK_HEIGHTS, hash.0, height.to_be_bytes()),
+            put(
+                cf::METADATA,
+                cf::META_COMMITTED_HEIGHT,
+                codec::u64_value(height),
+            ),
+            put(
+                cf::METADATA,
+                cf::META_BURNED,
+                codec::u64_value(commit.burned),
+            ),
+        ];
+        if let Some(qc) = &commit.certificate {
+            puts.push(put(
+                cf::CERTIFICATES,
+                height.to_be_bytes(),
+                codec::certificate_value(qc),
+            ));
+        }
+        for (i, (tx, receipt)) in commit.transactions.iter().zip(&commit.receipts).enumerate() {
+            let index = u32::try_from(i).expect("tx_count is a u32");
+            let id = tx.tx_id();
+            puts.push(put(
+                cf::TRANSACTIONS,
+                id.0,
+                codec::tx_value(tx, height, index, receipt),
+            ));
+            for key in codec::touched(tx) {
+                puts.push(put(cf::HISTORY, history_key(key, height, index), id.0));
+            }
+        }
+        for (key, account) in &commit.accounts {
+            puts.push(put(
+                cf::ACCOUNTS,
+                key.as_bytes().to_vec(),
+                codec::account_value(account),
+            ));
+        }
+        self.backend.write(puts, true)
+    }
+
+    fn account(&self, key: &PublicKey) -> Result<Option<Account>> {
+        self.backend
+            .get(cf::ACCOUNTS, key.as_bytes())?
+            .map(|v| codec::decode_account(&v))
+            .transpose()
+    }
+
+    fn block(&self, height: u64) -> Result<Option<StoredBlock>> {
+        let key = height.to_be_bytes();
+        let Some(bytes) = self.backend.get(cf::BLOCKS, &key)? else {
+            return Ok(None);
+        };
+        let certificate = self
+            .backend
+            .get(cf::CERTIFICATES, &key)?
+            .map(|v| codec::decode_certificate(&v))
+            .transpose()?;
+        codec::decode_block(&bytes, certificate).map(Some)
+    }
+
+    fn height_of(&self, block_hash: &Hash) -> Result<Option<u64>> {
+        self.backend
+            .get(cf::BLOCK_HEIGHTS, block_hash.as_bytes())?
+            .map(|v| codec::decode_u64(&v, "block height"))
+            .transpose()
+    }
+
+    fn transaction(&self, tx_id: &TxId) -> Result<Option<TxRecord>> {
+        self.backend
+            .get(cf::TRANSACTIONS, tx_id.as_bytes())?
+            .map(|v| codec::decode_tx(&v))
+            .transpose()
+    }
+
+    fn history_before(
+        &self,
+        key: &PublicKey,
+        before: Option<TxPosition>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>> {
+        // The predecessor of `before` in (height, index) order; None = newest.
+        let start = match before {
+            None => history_key(key, u64::MAX, u32::MAX),
+            Some((0, 0)) => return Ok(Vec::new()),
+            Some((h, 0)) => history_key(key, h - 1, u32::MAX),
+            Some((h, i)) => history_key(key, h, i - 1),
+        };
+        self.history(key, start, Scan::Reverse, limit)
+    }
+
+    fn history_from(
+        &self,
+        key: &PublicKey,
+        from: TxPosition,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>> {
+        self.history(key, history_key(key, from.0, from.1), Scan::Forward, limit)
+    }
+
+    fn burned(&self) -> Result<u64> {
+        self.backend
+            .get(cf::METADATA, cf::META_BURNED)?
+            .map(|v| codec::decode_u64(&v, "burned total"))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> Result<()> {
+        let mut failure = None;
+        self.backend
+            .scan(cf::ACCOUNTS, &[], Scan::Forward, &mut |k, v| {
+                match codec::decode_key(k).and_then(|key| Ok((key, codec::decode_account(v)?))) {
+                    Ok((key, account)) => f(&key, &account),
+                    Err(e) => failure = Some(e),
+                }
+                failure.is_none()
+            })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    fn safety_data(&self) -> Result<Option<Vec<u8>>> {
+        self.backend.get(cf::SAFETY, cf::SAFETY_KEY)
+    }
+
+    fn put_safety_data(&self, bytes: &[u8]) -> Result<()> {
+        self.backend
+            .write(vec![put(cf::SAFETY, cf::SAFETY_KEY, bytes)], true)
+    }
+}

@@ -1,0 +1,214 @@
+//! Durable ledger storage.
+//!
+//! ```text
+//!   execution output ──▶ BlockCommit ──▶ Store::commit_block ──▶ one atomic,
+//!                                         (checks height/parent)   synced write
+//! ```
+//!
+//! Two implementations of [`Store`] share one test suite: [`RocksStore`]
+//! (production, RocksDB) and [`MemoryStore`] (simulation and tests).
+//!
+//! Invariants:
+//! - Blocks are committed at consecutive heights, each extending the previous
+//!   header's hash; a commit is all or nothing and is on disk (fsync) when
+//!   `commit_block` returns.
+//! - Reopening resumes at the last committed height.
+//! - Any failure to read or write is returned as [`StoreError`]; callers stop
+//!   the node rather than continue on state they could not persist.
+
+mod codec;
+pub mod columns;
+mod kv;
+mod memory;
+mod rocks;
+#[cfg(test)]
+mod suite;
+
+pub use kv::KvStore;
+pub use memory::MemoryStore;
+pub use rocks::RocksStore;
+
+use chatpay_proto::{
+    Account, BlockHeader, Hash, PublicKey, QuorumCertificate, Receipt, SignedTransfer, TxId,
+};
+
+/// A storage failure. Every variant is fatal for the node.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Db(String),
+    /// Stored bytes could not be decoded.
+    #[error("corrupt {what} in the database: {detail}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// Why it could not be decoded.
+        detail: String,
+    },
+    /// A commit that does not extend the committed chain.
+    #[error("refusing commit at height {height}: {reason}")]
+    InvalidCommit {
+        /// Height of the refused commit.
+        height: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Result alias for storage operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything one committed block changes, written atomically.
+#[derive(Debug, Clone)]
+pub struct BlockCommit {
+    /// Header of the block (height 0 is the genesis header).
+    pub header: BlockHeader,
+    /// Certificate over the block, when known.
+    pub certificate: Option<QuorumCertificate>,
+    /// Included transactions, in block order.
+    pub transactions: Vec<SignedTransfer>,
+    /// One receipt per transaction, same order.
+    pub receipts: Vec<Receipt>,
+    /// New state of every account the block touched, sorted by key.
+    pub accounts: Vec<(PublicKey, Account)>,
+    /// Total fees burned since genesis, after this block.
+    pub burned: u64,
+}
+
+/// A committed block as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlock {
+    /// The header.
+    pub header: BlockHeader,
+    /// Transaction ids in block order.
+    pub tx_ids: Vec<TxId>,
+    /// Certificate over the block, when known.
+    pub certificate: Option<QuorumCertificate>,
+}
+
+/// A committed transaction with its place and outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxRecord {
+    /// The transaction as included.
+    pub transaction: SignedTransfer,
+    /// Height of the including block.
+    pub height: u64,
+    /// Position in the block.
+    pub index: u32,
+    /// Outcome.
+    pub receipt: Receipt,
+}
+
+/// Position of a transaction in the chain: (height, index in block).
+pub type TxPosition = (u64, u32);
+
+/// One entry of an account's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Where the transaction is.
+    pub position: TxPosition,
+    /// Its id.
+    pub tx_id: TxId,
+}
+
+/// Durable ledger storage. Implementations are safe to share between tasks.
+pub trait Store: Send + Sync + 'static {
+    /// Height of the last committed block; `None` before genesis is written.
+    fn committed_height(&self) -> Result<Option<u64>>;
+
+    /// Writes one block's changes atomically and durably.
+    ///
+    /// Refused with [`StoreError::InvalidCommit`] unless the header is at the
+    /// next height and extends the last committed header (height 0 only on an
+    /// empty store), and there is one receipt per transaction.
+    fn commit_block(&self, commit: &BlockCommit) -> Result<()>;
+
+    /// Committed state of an account.
+    fn account(&self, key: &PublicKey) -> Result<Option<Account>>;
+
+    /// A committed block by height.
+    fn block(&self, height: u64) -> Result<Option<StoredBlock>>;
+
+    /// Height of a committed block by hash.
+    fn height_of(&self, block_hash: &Hash) -> Result<Option<u64>>;
+
+    /// A committed transaction by id.
+    fn transaction(&self, tx_id: &TxId) -> Result<Option<TxRecord>>;
+
+    /// Up to `limit` history entries of `key` strictly before `before`
+    /// (all when `None`), newest first.
+    fn history_before(
+        &self,
+        key: &PublicKey,
+        before: Option<TxPosition>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>>;
+
+    /// Up to `limit` history entries of `key` at or after `from`, oldest first.
+    fn history_from(
+        &self,
+        key: &PublicKey,
+        from: TxPosition,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>>;
+
+    /// Total fees burned since genesis.
+    fn burned(&self) -> Result<u64>;
+
+    /// Calls `f` for every account, in key order (audits and tests).
+    fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> Result<()>;
+
+    /// The consensus safety record, if one was stored.
+    fn safety_data(&self) -> Result<Option<Vec<u8>>>;
+
+    /// Replaces the consensus safety record; durable when it returns.
+    fn put_safety_data(&self, bytes: &[u8]) -> Result<()>;
+
+    /// Header of the last committed block, or `None` before genesis.
+    fn last_header(&self) -> Result<Option<BlockHeader>> {
+        match self.committed_height()? {
+            None => Ok(None),
+            Some(h) => Ok(self.block(h)?.map(|b| b.header)),
+        }
+    }
+}
+
+/// Checks that `commit` extends `last` (the last committed header).
+pub(crate) fn check_extends(last: Option<&BlockHeader>, commit: &BlockCommit) -> Result<()> {
+    let height = commit.header.height;
+    let refuse = |reason: String| Err(StoreError::InvalidCommit { height, reason });
+    match last {
+        None if height != 0 => {
+            return refuse("the store is empty; the first commit is genesis".into());
+        }
+        None => {}
+        Some(last) => {
+            if height != last.height + 1 {
+                return refuse(format!("last committed height is {}", last.height));
+            }
+            if commit.header.parent_hash != last.hash() {
+                return refuse(format!(
+                    "parent hash {} is not the committed block {}",
+                    commit.header.parent_hash,
+                    last.hash()
+                ));
+            }
+        }
+    }
+    if commit.transactions.len() != commit.receipts.len() {
+        return refuse(format!(
+            "{} transactions but {} receipts",
+            commit.transactions.len(),
+            commit.receipts.len()
+        ));
+    }
+    if commit.transactions.len() != commit.header.tx_count as usize {
+        return refuse(format!(
+            "header says {} transactions, commit has {}",
+            commit.header.tx_count,
+            commit.transactions.len()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! RocksDB backend: one column family per kind of record
+//! ([`columns`](super::columns)), commits as one `WriteBatch` with fsync.
+
+use super::kv::{Backend, KvStore, Put, Scan};
+use super::{Result, StoreError, columns};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+use std::path::Path;
+
+/// A RocksDB database with chatpay's column families.
+pub struct RocksBackend {
+    db: DB,
+}
+
+/// A [`Store`](super::Store) on disk.
+pub type RocksStore = KvStore<RocksBackend>;
+
+fn db_error(e: rocksdb::Error) -> StoreError {
+    StoreError::Db(e.into_string())
+}
+
+impl RocksStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // Bound open files and background work on small machines.
+        opts.set_max_open_files(512);
+        opts.set_keep_log_file_num(4);
+        let cfs = columns::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(*cf, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(db_error)?;
+        Ok(KvStore::new(RocksBackend { db }))
+    }
+}
+
+impl RocksBackend {
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Db(format!("column family {name} is missing")))
+    }
+}
+
+impl Backend for RocksBackend {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(db_error)
+    }
+
+    fn write(&self, puts: Vec<Put>, sync: bool) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for p in puts {
+            batch.put_cf(self.cf(p.cf)?, p.key, p.value);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts).map_err(db_error)
+    }
+
+    fn scan(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        direction: Scan,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let dir = match direction {
+            Scan::Forward => Direction::Forward,
+            Scan::Reverse => Direction::Reverse,
+        };
+        for item in self
+            .db
+            .iterator_cf(self.cf(cf)?, IteratorMode::From(start, dir))
+        {
+            let (k, v) = item.map_err(db_error)?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! One test suite, run against both stores.
+
+use super::*;
+use chatpay_proto::{Output, ReceiptCode, SecretKey, Transfer, sha256};
+
+pub(crate) fn key(n: u8) -> SecretKey {
+    let mut b = [0u8; 32];
+    b[31] = n;
+    SecretKey::from_slice(&b).unwrap()
+}
+
+fn header(height: u64, parent: Hash, tx_count: u32) -> BlockHeader {
+    BlockHeader {
+        genesis_hash: sha256(b"genesis"),
+        height,
+        round: height,
+        parent_hash: parent,
+        proposer: 0,
+        timestamp_ms: 1_000 * height,
+        tx_count,
+        tx_root: sha256(&height.to_be_bytes()),
+        state_digest: sha256(&[height as u8; 3]),
+    }
+}
+
+fn transfer(from: u8, to: u8, nonce: u64) -> SignedTransfer {
+    let out = Output {
+        recipient: key(to).public_key().clone(),
+        amount: 10,
+    };
+    Transfer::new(
+        "test",
+        key(from).public_key().clone(),
+        nonce,
+        1,
+        vec![out],
+        vec![],
+    )
+    .unwrap()
+    .sign(&key(from))
+}
+
+fn genesis() -> BlockCommit {
+    BlockCommit {
+        header: header(0, Hash::default(), 0),
+        certificate: None,
+        transactions: vec![],
+        receipts: vec![],
+        accounts: vec![(
+            key(1).public_key().clone(),
+            Account {
+                balance: 1_000,
+                nonce: 0,
+            },
+        )],
+        burned: 0,
+    }
+}
+
+fn block(parent: &BlockHeader, txs: Vec<SignedTransfer>, burned: u64) -> BlockCommit {
+    let n = txs.len() as u32;
+    BlockCommit {
+        header: header(parent.height + 1, parent.hash(), n),
+        certificate: None,
+        receipts: vec![
+            Receipt {
+                code: ReceiptCode::Success
+            };
+            txs.len()
+        ],
+        transactions: txs,
+        accounts: vec![
+            (
+                key(1).public_key().clone(),
+                Account {
+                    balance: 900,
+                    nonce: parent.height + 1,
+                },
+            ),
+            (
+                key(2).public_key().clone(),
+                Account {
+                    balance: 10 * (parent.height + 1),
+                    nonce: 0,
+                },
+            ),
+        ],
+        burned,
+    }
+}
+
+pub(crate) fn empty_store(store: &dyn Store) {
+    assert_eq!(store.committed_height().unwrap(), None);
+    assert_eq!(store.last_header().unwrap(), None);
+    assert_eq!(store.account(key(1).public_key()).unwrap(), None);
+    assert_eq!(store.block(0).unwrap(), None);
+    assert_eq!(store.burned().unwrap(), 0);
+    assert_eq!(store.safety_data().unwrap(), None);
+}
+
+pub(crate) fn commits_and_reads_back(store: &dyn Store) {
+    let g = genesis();
+    store.commit_block(&g).unwrap();
+    assert_eq!(store.committed_height().unwrap(), Some(0));
+    let t1 = transfer(1, 2, 1);
+    let b1 = block(&g.header, vec![t1.clone()], 1);
+    store.commit_block(&b1).unwrap();
+    assert_eq!(store.committed_height().unwrap(), Some(1));
+    assert_eq!(store.last_header().unwrap(), Some(b1.header.clone()));
+    assert_eq!(
+        store.account(key(1).public_key()).unwrap(),
+        Some(Account {
+            balance: 900,
+            nonce: 1
+        })
+    );
+    assert_eq!(store.burned().unwrap(), 1);
+    let stored = store.block(1).unwrap().unwrap();
+    assert_eq!(stored.header, b1.header);
+    assert_eq!(stored.tx_ids, vec![t1.tx_id()]);
+    assert_eq!(store.height_of(&b1.header.hash()).unwrap(), Some(1));
+    assert_eq!(store.height_of(&sha256(b"nope")).unwrap(), None);
+    let rec = store.transaction(&t1.tx_id()).unwrap().unwrap();
+    assert_eq!((rec.height, rec.index, rec.transaction), (1, 0, t1.clone()));
+    assert_eq!(store.transaction(&sha256(b"unknown")).unwrap(), None);
+    let mut seen = Vec::new();
+    store
+        .for_each_account(&mut |k, a| seen.push((k.clone(), *a)))
+        .unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "key order");
+}
+
+pub(crate) fn history_pages_both_ways(store: &dyn Store) {
+    let g = genesis();
+    store.commit_block(&g).unwrap();
+    let mut parent = g.header;
+    let mut ids = Vec::new();
+    for h in 1..=5u64 {
+        let txs = vec![transfer(1, 2, 2 * h - 1), transfer(1, 3, 2 * h)];
+        ids.extend(txs.iter().map(|t| t.tx_id()));
+        let b = block(&parent, txs, h);
+        store.commit_block(&b).unwrap();
+        parent = b.header;
+    }
+    let alice = key(1).public_key().clone();
+    // Newest first, in pages of 3, each page strictly before the cursor.
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.history_before(&alice, cursor, 3).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = Some(page.last().unwrap().position);
+        all.extend(page);
+    }
+    let got: Vec<TxId> = all.iter().map(|e| e.tx_id).collect();
+    let want: Vec<TxId> = ids.iter().rev().copied().collect();
+    assert_eq!(got, want);
+    // Carol (key 3) only in odd positions; Bob (key 2) only in even ones.
+    let carol = store
+        .history_before(key(3).public_key(), None, 100)
+        .unwrap();
+    assert_eq!(carol.len(), 5);
+    assert!(carol.iter().all(|e| e.position.1 == 1));
+    // Oldest first from a height.
+    let from3 = store.history_from(&alice, (3, 0), 100).unwrap();
+    assert_eq!(
+        from3.iter().map(|e| e.tx_id).collect::<Vec<_>>(),
+        ids[4..].to_vec()
+    );
+    assert_eq!(store.history_from(&alice, (3, 0), 1).unwrap().len(), 1);
+    assert!(
+        store
+            .history_before(&alice, Some((0, 0)), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .history_before(key(9).public_key(), None, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub(crate) fn refuses_commits_that_do_not_extend(store: &dyn Store) {
+    let g = genesis();
+    assert!(matches!(
+        store.commit_block(&block(&g.header, vec![], 0)),
+        Err(StoreError::InvalidCommit { height: 1, .. })
+    ));
+    store.commit_block(&g).unwrap();
+    assert!(matches!(
+        store.commit_block(&g),
+        Err(StoreError::InvalidCommit { height: 0, .. })
+    ));
+    let mut skip = block(&g.header, vec![], 0);
+    skip.header.height = 2;
+    assert!(store.commit_block(&skip).is_err());
+    let mut orphan = block(&g.header, vec![], 0);
+    orphan.header.parent_hash = sha256(b"other");
+    assert!(store.commit_block(&orphan).is_err());
+    let mut no_receipt = block(&g.header, vec![transfer(1, 2, 1)], 0);
+    no_receipt.receipts.clear();
+    assert!(store.commit_block(&no_receipt).is_err());
+    let mut wrong_count = block(&g.header, vec![transfer(1, 2, 1)], 0);
+    wrong_count.header.tx_count = 2;
+    assert!(store.commit_block(&wrong_count).is_err());
+    // Nothing of the refused commits is visible.
+    assert_eq!(store.committed_height().unwrap(), Some(0));
+    assert_eq!(store.account(key(2).public_key()).unwrap(), None);
+    assert_eq!(store.transaction(&transfer(1, 2, 1).tx_id()).unwrap(), None);
+}
+
+pub(crate) fn keeps_certificates_and_safety_data(store: &dyn Store) {
+    let g = genesis();
+    store.commit_block(&g).unwrap();
+    let mut b = block(&g.header, vec![], 0);
+    let qc = QuorumCertificate {
+        block_hash: b.header.hash(),
+        round: 1,
+        height: 1,
+        signatures: vec![chatpay_proto::ValidatorSignature {
+            validator: 0,
+            signature: key(1).sign(b"vote"),
+        }],
+    };
+    b.certificate = Some(qc.clone());
+    store.commit_block(&b).unwrap();
+    assert_eq!(store.block(1).unwrap().unwrap().certificate, Some(qc));
+    assert_eq!(store.block(0).unwrap().unwrap().certificate, None);
+    store.put_safety_data(b"round 7").unwrap();
+    store.put_safety_data(b"round 8").unwrap();
+    assert_eq!(
+        store.safety_data().unwrap().as_deref(),
+        Some(&b"round 8"[..])
+    );
+}
+
+macro_rules! store_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn empty_store() {
+                let (_guard, store) = $make;
+                super::super::suite::empty_store(&store);
+            }
+            #[test]
+            fn commits_and_reads_back() {
+                let (_guard, store) = $make;
+                super::super::suite::commits_and_reads_back(&store);
+            }
+            #[test]
+            fn history_pages_both_ways() {
+                let (_guard, store) = $make;
+                super::super::suite::history_pages_both_ways(&store);
+            }
+            #[test]
+            fn refuses_commits_that_do_not_extend() {
+                let (_guard, store) = $make;
+                super::super::suite::refuses_commits_that_do_not_extend(&store);
+            }
+            #[test]
+            fn keeps_certificates_and_safety_data() {
+                let (_guard, store) = $make;
+                super::super::suite::keeps_certificates_and_safety_data(&store);
+            }
+        }
+    };
+}
+
+mod both {
+    use super::super::{MemoryStore, RocksStore};
+
+    store_suite!(memory, ((), MemoryStore::new_empty()));
+    store_suite!(rocksdb, {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path()).unwrap();
+        (dir, store)
+    });
+}
+
+#[test]
+fn rocksdb_reopen_resumes_at_last_height() {
+    use super::RocksStore;
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let b1 = block(&g.header, vec![transfer(1, 2, 1)], 1);
+    {
+        let store = RocksStore::open(dir.path()).unwrap();
+        store.commit_block(&g).unwrap();
+        store.commit_block(&b1).unwrap();
+        store.put_safety_data(b"voted").unwrap();
+    }
+    let store = RocksStore::open(dir.path()).unwrap();
+    assert_eq!(store.committed_height().unwrap(), Some(1));
+    assert_eq!(store.last_header().unwrap(), Some(b1.header.clone()));
+    assert_eq!(store.burned().unwrap(), 1);
+    assert_eq!(store.safety_data().unwrap().as_deref(), Some(&b"voted"[..]));
+    let b2 = block(&b1.header, vec![], 1);
+    store.commit_block(&b2).unwrap();
+    assert_eq!(store.committed_height().unwrap(), Some(2));
+}
