@@ -10,4 +10,7 @@
 //!
 //! The wire types and canonical signing live in `chatpay-proto`.
 
+pub mod execution;
+pub mod genesis;
+pub mod ledger;
 pub mod storage;

@@ -1,0 +1,24 @@
+//! Deterministic execution of committed blocks.
+//!
+//! ```text
+//!  parent state (StateView) + ordered transactions ──execute──▶ ExecutionOutput
+//!      receipts (one per tx), new state of touched accounts, burned total,
+//!      tx_root (Merkle over (tx id, receipt)), state digest
+//! ```
+//!
+//! `execute` is a pure function of its inputs: no clock, no randomness, no
+//! I/O besides reading the parent state. Every honest node computes the same
+//! output for the same block. Rules (docs/ledger.md):
+//! - each transfer is checked in order: chain id, signature, outputs
+//!   (no zero amount), sender exists, nonce = last + 1, fee ≥ fee per
+//!   transfer, Σ amounts + fee without overflow, balance ≥ Σ amounts + fee;
+//! - a failing transfer gets a receipt with the reason and changes nothing;
+//! - a successful one debits the sender, advances its nonce, credits every
+//!   output (creating accounts) and burns the fee;
+//! - supply is conserved: Σ balances + burned is the same before and after.
+
+mod apply;
+mod digest;
+
+pub use apply::{ChainRules, ExecutionOutput, ParentState, StateView, execute};
+pub use digest::{genesis_state_digest, next_state_digest};

@@ -1,0 +1,227 @@
+//! The ledger: genesis + execution + storage, committing blocks in order.
+//!
+//! ```text
+//!  build_block(txs) ──execute on committed state──▶ header with tx_root, digest
+//!  commit(header, txs, qc) ──re-execute, compare──▶ Store::commit_block (synced)
+//!                                                  └─▶ broadcast CommittedBlock
+//! ```
+//! A committed block is announced only after it is durable, so nothing that
+//! leaves the node (subscriptions, API answers) depends on state that a crash
+//! could lose.
+
+use crate::execution::{ChainRules, ExecutionOutput, ParentState, execute};
+use crate::genesis::Genesis;
+use crate::storage::{BlockCommit, Store, StoreError};
+use chatpay_proto::{BlockHeader, Hash, QuorumCertificate, Receipt, SignedTransfer};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Committed blocks kept for slow subscribers before they must re-read from
+/// the store.
+const EVENT_BUFFER: usize = 1024;
+
+/// Why the ledger refused to open or to commit.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Storage failed (fatal for the node).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The database was created from another genesis.
+    #[error("database belongs to genesis {stored}, but genesis file hashes to {expected}")]
+    GenesisMismatch {
+        /// Hash in the database.
+        stored: Hash,
+        /// Hash of the genesis file.
+        expected: Hash,
+    },
+    /// A block to commit does not match its own execution.
+    #[error("block at height {height} does not match its execution: {reason}")]
+    Mismatch {
+        /// Height of the block.
+        height: u64,
+        /// Which field differs.
+        reason: String,
+    },
+}
+
+/// A block as announced after commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedBlock {
+    /// The header.
+    pub header: BlockHeader,
+    /// Transactions in order.
+    pub transactions: Vec<SignedTransfer>,
+    /// Receipts in the same order.
+    pub receipts: Vec<Receipt>,
+}
+
+/// Genesis, rules and the store, with commit notifications.
+pub struct Ledger {
+    store: Arc<dyn Store>,
+    genesis: Arc<Genesis>,
+    rules: ChainRules,
+    events: broadcast::Sender<Arc<CommittedBlock>>,
+}
+
+impl Ledger {
+    /// Opens the ledger on `store`, writing genesis if the store is empty and
+    /// refusing a store that was started from another genesis.
+    pub fn open(store: Arc<dyn Store>, genesis: Arc<Genesis>) -> Result<Self, LedgerError> {
+        match store.block(0)? {
+            None => store.commit_block(&genesis.commit())?,
+            Some(block) if block.header.genesis_hash != genesis.hash() => {
+                return Err(LedgerError::GenesisMismatch {
+                    stored: block.header.genesis_hash,
+                    expected: genesis.hash(),
+                });
+            }
+            Some(_) => {}
+        }
+        let rules = ChainRules {
+            chain_id: genesis.chain_id.clone(),
+            fee_per_transfer: genesis.fee_per_transfer,
+        };
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Self {
+            store,
+            genesis,
+            rules,
+            events,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Genesis.
+    pub fn genesis(&self) -> &Arc<Genesis> {
+        &self.genesis
+    }
+
+    /// Execution rules from genesis.
+    pub fn rules(&self) -> &ChainRules {
+        &self.rules
+    }
+
+    /// Header of the last committed block.
+    pub fn last_header(&self) -> Result<BlockHeader, LedgerError> {
+        self.store.last_header()?.ok_or_else(|| {
+            StoreError::Corrupt {
+                what: "chain",
+                detail: "no genesis block".into(),
+            }
+            .into()
+        })
+    }
+
+    /// Receives every block after it is committed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommittedBlock>> {
+        self.events.subscribe()
+    }
+
+    fn execute_next(
+        &self,
+        parent: &BlockHeader,
+        transactions: &[SignedTransfer],
+    ) -> Result<ExecutionOutput, LedgerError> {
+        let state = ParentState {
+            height: parent.height,
+            state_digest: parent.state_digest,
+            burned: self.store.burned()?,
+        };
+        Ok(execute(
+            &self.rules,
+            self.store.as_ref(),
+            &state,
+            transactions,
+        )?)
+    }
+
+    /// Builds the next block on the committed state: executes `transactions`
+    /// and fills the header's tx root and state digest.
+    pub fn build_block(
+        &self,
+        round: u64,
+        proposer: u32,
+        timestamp_ms: u64,
+        transactions: &[SignedTransfer],
+    ) -> Result<BlockHeader, LedgerError> {
+        let parent = self.last_header()?;
+        let out = self.execute_next(&parent, transactions)?;
+        Ok(BlockHeader {
+            genesis_hash: self.genesis.hash(),
+            height: parent.height + 1,
+            round,
+            parent_hash: parent.hash(),
+            proposer,
+            timestamp_ms,
+            tx_count: u32::try_from(transactions.len()).expect("blocks are bounded"),
+            tx_root: out.tx_root,
+            state_digest: out.state_digest,
+        })
+    }
+
+    /// Executes and durably commits the next block, then announces it.
+    ///
+    /// Refused if the header does not extend the committed chain or differs
+    /// from what executing `transactions` gives (tx root, state digest, count,
+    /// genesis hash).
+    pub fn commit(
+        &self,
+        header: BlockHeader,
+        transactions: Vec<SignedTransfer>,
+        certificate: Option<QuorumCertificate>,
+    ) -> Result<Arc<CommittedBlock>, LedgerError> {
+        let parent = self.last_header()?;
+        let height = header.height;
+        let mismatch = |reason: String| Err(LedgerError::Mismatch { height, reason });
+        if header.genesis_hash != self.genesis.hash() {
+            return mismatch("genesis hash differs".into());
+        }
+        if height != parent.height + 1 || header.parent_hash != parent.hash() {
+            return mismatch(format!(
+                "does not extend committed height {}",
+                parent.height
+            ));
+        }
+        let out = self.execute_next(&parent, &transactions)?;
+        if header.tx_count as usize != transactions.len() {
+            return mismatch(format!(
+                "tx_count {} for {} txs",
+                header.tx_count,
+                transactions.len()
+            ));
+        }
+        if header.tx_root != out.tx_root {
+            return mismatch(format!(
+                "tx_root {} != executed {}",
+                header.tx_root, out.tx_root
+            ));
+        }
+        if header.state_digest != out.state_digest {
+            return mismatch(format!(
+                "state_digest {} != executed {}",
+                header.state_digest, out.state_digest
+            ));
+        }
+        let commit = BlockCommit {
+            header,
+            certificate,
+            transactions,
+            receipts: out.receipts,
+            accounts: out.accounts,
+            burned: out.burned,
+        };
+        self.store.commit_block(&commit)?;
+        let block = Arc::new(CommittedBlock {
+            header: commit.header,
+            transactions: commit.transactions,
+            receipts: commit.receipts,
+        });
+        // No subscribers is fine; they read the store when they come.
+        let _ = self.events.send(block.clone());
+        Ok(block)
+    }
+}
