@@ -13,4 +13,5 @@
 pub mod execution;
 pub mod genesis;
 pub mod ledger;
+pub mod mempool;
 pub mod storage;

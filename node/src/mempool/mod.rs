@@ -1,0 +1,447 @@
+//! The mempool: signed transfers admitted but not yet committed.
+//!
+//! ```text
+//!  submit ─▶ admit(): dedupe by id → committed? → stateless rules → sender
+//!            state (nonce window, balance) → capacity → signature (once)
+//!         ─▶ pending, indexed by id, by (sender, nonce), by arrival
+//!  propose ◀─ batch(): arrival order, each sender's nonces consecutive
+//!  commit  ─▶ on_commit(): drop included and now-stale entries
+//! ```
+//!
+//! Invariants: at most `max_txs` entries and `max_bytes` bytes in total and
+//! `max_per_sender` per sender; at most one entry per (sender, nonce); every
+//! entry's signature verified exactly once, on admission.
+
+#[cfg(test)]
+mod tests;
+
+use chatpay_proto::{Account, PublicKey, SignatureError, SignedTransfer, TxId};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Limits of the mempool (node-local configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Most pending transactions.
+    pub max_txs: usize,
+    /// Most bytes of pending transactions (signing bytes + signature).
+    pub max_bytes: usize,
+    /// Most pending transactions per sender; also how far ahead of its
+    /// committed nonce a sender may submit.
+    pub max_per_sender: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        Self {
+            max_txs: 50_000,
+            max_bytes: 64 << 20,
+            max_per_sender: 64,
+        }
+    }
+}
+
+/// Outcome of a successful submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Newly admitted.
+    Admitted,
+    /// The same transaction is already pending (idempotent resubmission).
+    AlreadyPending,
+}
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// Already committed; it will not be executed again.
+    #[error("transaction is already committed at height {height}")]
+    AlreadyCommitted {
+        /// Height of the block that includes it.
+        height: u64,
+    },
+    /// Signed for another chain.
+    #[error("transaction is for chain '{got}', this is '{expected}'")]
+    WrongChain {
+        /// This chain.
+        expected: String,
+        /// The transaction's chain id.
+        got: String,
+    },
+    /// The signature is malformed or does not verify.
+    #[error("bad signature: {0}")]
+    BadSignature(SignatureError),
+    /// An output pays zero.
+    #[error("output {index} has a zero amount")]
+    ZeroAmount {
+        /// Index of the output.
+        index: usize,
+    },
+    /// The fee is below the chain's minimum.
+    #[error("fee {fee} is below the minimum {min}")]
+    FeeTooLow {
+        /// Fee offered.
+        fee: u64,
+        /// Chain minimum.
+        min: u64,
+    },
+    /// Σ amounts + fee overflows u64.
+    #[error("sum of amounts and fee overflows")]
+    AmountOverflow,
+    /// The sender account does not exist.
+    #[error("sender account does not exist (it has never received funds)")]
+    UnknownSender,
+    /// The nonce is already used by a committed transaction.
+    #[error("nonce {nonce} is stale: the account's last committed nonce is {committed}")]
+    StaleNonce {
+        /// Nonce given.
+        nonce: u64,
+        /// Last committed nonce.
+        committed: u64,
+    },
+    /// The nonce is too far ahead of the committed nonce.
+    #[error("nonce {nonce} is too far ahead: accepted now are {first}..={last}")]
+    NonceTooFarAhead {
+        /// Nonce given.
+        nonce: u64,
+        /// Next nonce.
+        first: u64,
+        /// Highest nonce accepted now.
+        last: u64,
+    },
+    /// Another transaction with this nonce is pending.
+    #[error("nonce {nonce} is taken by pending transaction {pending}")]
+    NonceTaken {
+        /// Nonce given.
+        nonce: u64,
+        /// The pending transaction's id.
+        pending: TxId,
+    },
+    /// The balance does not cover this and the sender's earlier pending ones.
+    #[error("balance {balance} does not cover {needed} (this and earlier pending transfers)")]
+    InsufficientFunds {
+        /// Needed in total.
+        needed: u128,
+        /// Committed balance.
+        balance: u64,
+    },
+    /// The mempool is full.
+    #[error("mempool is full ({count} transactions, {bytes} bytes); retry later")]
+    PoolFull {
+        /// Pending count.
+        count: usize,
+        /// Pending bytes.
+        bytes: usize,
+    },
+    /// The sender has too many pending transactions.
+    #[error("sender has {limit} pending transactions, the most allowed; wait for commits")]
+    SenderFull {
+        /// The per-sender limit.
+        limit: usize,
+    },
+}
+
+impl AdmitError {
+    /// Stable machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::AlreadyCommitted { .. } => "already_committed",
+            Self::WrongChain { .. } => "wrong_chain",
+            Self::BadSignature(_) => "bad_signature",
+            Self::ZeroAmount { .. } => "zero_amount",
+            Self::FeeTooLow { .. } => "fee_too_low",
+            Self::AmountOverflow => "amount_overflow",
+            Self::UnknownSender => "unknown_sender",
+            Self::StaleNonce { .. } => "stale_nonce",
+            Self::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
+            Self::NonceTaken { .. } => "nonce_taken",
+            Self::InsufficientFunds { .. } => "insufficient_funds",
+            Self::PoolFull { .. } => "mempool_full",
+            Self::SenderFull { .. } => "sender_full",
+        }
+    }
+}
+
+struct Entry {
+    tx: SignedTransfer,
+    seq: u64,
+    bytes: usize,
+    debit: u64,
+}
+
+/// Pending transactions.
+pub struct Mempool {
+    config: MempoolConfig,
+    chain_id: String,
+    min_fee: u64,
+    by_id: HashMap<TxId, Entry>,
+    by_sender: HashMap<PublicKey, BTreeMap<u64, TxId>>,
+    by_arrival: BTreeMap<u64, TxId>,
+    next_seq: u64,
+    bytes: usize,
+}
+
+/// Size a transaction is accounted for.
+fn size_of(tx: &SignedTransfer) -> usize {
+    let t = tx.transfer();
+    // Signing bytes length (docs/protocol.md) + 64-byte signature.
+    17 + 1
+        + 1
+        + t.chain_id().len()
+        + 33
+        + 8
+        + 8
+        + 1
+        + 41 * t.outputs().len()
+        + 2
+        + t.memo().len()
+        + 64
+}
+
+impl Mempool {
+    /// An empty mempool for a chain.
+    pub fn new(config: MempoolConfig, chain_id: impl Into<String>, min_fee: u64) -> Self {
+        Self {
+            config,
+            chain_id: chain_id.into(),
+            min_fee,
+            by_id: HashMap::new(),
+            by_sender: HashMap::new(),
+            by_arrival: BTreeMap::new(),
+            next_seq: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Pending count.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Pending bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// A pending transaction by id.
+    pub fn get(&self, id: &TxId) -> Option<&SignedTransfer> {
+        self.by_id.get(id).map(|e| &e.tx)
+    }
+
+    /// Admits `tx`. `sender` is the sender's committed account and
+    /// `committed_at` the height at which this tx id is committed, if it is.
+    pub fn admit(
+        &mut self,
+        tx: SignedTransfer,
+        sender: Option<Account>,
+        committed_at: Option<u64>,
+    ) -> Result<Admission, AdmitError> {
+        let id = tx.tx_id();
+        if self.by_id.contains_key(&id) {
+            return Ok(Admission::AlreadyPending);
+        }
+        if let Some(height) = committed_at {
+            return Err(AdmitError::AlreadyCommitted { height });
+        }
+        let debit = self.check_stateless(&tx)?;
+        let t = tx.transfer();
+        let account = sender.ok_or(AdmitError::UnknownSender)?;
+        self.check_nonce(t.sender(), t.nonce(), account.nonce)?;
+        self.check_funds(t.sender(), t.nonce(), debit, account.balance)?;
+        let bytes = size_of(&tx);
+        if self.by_id.len() >= self.config.max_txs || self.bytes + bytes > self.config.max_bytes {
+            return Err(AdmitError::PoolFull {
+                count: self.by_id.len(),
+                bytes: self.bytes,
+            });
+        }
+        if self.by_sender.get(t.sender()).map_or(0, BTreeMap::len) >= self.config.max_per_sender {
+            return Err(AdmitError::SenderFull {
+                limit: self.config.max_per_sender,
+            });
+        }
+        // Last and most expensive: everything else is cheap and read-only.
+        tx.verify().map_err(AdmitError::BadSignature)?;
+        self.insert(tx, bytes, debit);
+        Ok(Admission::Admitted)
+    }
+
+    /// Chain id, outputs and fee; returns Σ amounts + fee.
+    fn check_stateless(&self, tx: &SignedTransfer) -> Result<u64, AdmitError> {
+        let t = tx.transfer();
+        if t.chain_id() != self.chain_id {
+            return Err(AdmitError::WrongChain {
+                expected: self.chain_id.clone(),
+                got: t.chain_id().to_owned(),
+            });
+        }
+        if let Some(index) = t.outputs().iter().position(|o| o.amount == 0) {
+            return Err(AdmitError::ZeroAmount { index });
+        }
+        if t.fee() < self.min_fee {
+            return Err(AdmitError::FeeTooLow {
+                fee: t.fee(),
+                min: self.min_fee,
+            });
+        }
+        t.total_amount()
+            .and_then(|a| a.checked_add(t.fee()))
+            .ok_or(AdmitError::AmountOverflow)
+    }
+
+    fn check_nonce(
+        &self,
+        sender: &PublicKey,
+        nonce: u64,
+        committed: u64,
+    ) -> Result<(), AdmitError> {
+        if nonce <= committed {
+            return Err(AdmitError::StaleNonce { nonce, committed });
+        }
+        let window = u64::try_from(self.config.max_per_sender).unwrap_or(u64::MAX);
+        let last = committed.saturating_add(window);
+        if nonce > last {
+            return Err(AdmitError::NonceTooFarAhead {
+                nonce,
+                first: committed + 1,
+                last,
+            });
+        }
+        if let Some(pending) = self.by_sender.get(sender).and_then(|m| m.get(&nonce)) {
+            return Err(AdmitError::NonceTaken {
+                nonce,
+                pending: *pending,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_funds(
+        &self,
+        sender: &PublicKey,
+        nonce: u64,
+        debit: u64,
+        balance: u64,
+    ) -> Result<(), AdmitError> {
+        let earlier: u128 = self.by_sender.get(sender).map_or(0, |m| {
+            m.range(..nonce)
+                .map(|(_, id)| u128::from(self.by_id[id].debit))
+                .sum()
+        });
+        let needed = earlier + u128::from(debit);
+        if needed > u128::from(balance) {
+            return Err(AdmitError::InsufficientFunds { needed, balance });
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, tx: SignedTransfer, bytes: usize, debit: u64) {
+        let id = tx.tx_id();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let t = tx.transfer();
+        self.by_sender
+            .entry(t.sender().clone())
+            .or_default()
+            .insert(t.nonce(), id);
+        self.by_arrival.insert(seq, id);
+        self.bytes += bytes;
+        self.by_id.insert(
+            id,
+            Entry {
+                tx,
+                seq,
+                bytes,
+                debit,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: &TxId) {
+        let Some(entry) = self.by_id.remove(id) else {
+            return;
+        };
+        self.by_arrival.remove(&entry.seq);
+        self.bytes -= entry.bytes;
+        let t = entry.tx.transfer();
+        if let Some(m) = self.by_sender.get_mut(t.sender()) {
+            m.remove(&t.nonce());
+            if m.is_empty() {
+                self.by_sender.remove(t.sender());
+            }
+        }
+    }
+
+    /// Up to `max_count` transactions and `max_bytes` bytes for a proposal,
+    /// oldest first, each sender's nonces consecutive from `next_nonce(sender)`
+    /// and skipping `exclude` (already in uncommitted blocks).
+    pub fn batch(
+        &self,
+        max_count: usize,
+        max_bytes: usize,
+        exclude: &HashSet<TxId>,
+        next_nonce: &mut dyn FnMut(&PublicKey) -> u64,
+    ) -> Vec<SignedTransfer> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut expected: HashMap<&PublicKey, u64> = HashMap::new();
+        for id in self.by_arrival.values() {
+            if out.len() >= max_count {
+                break;
+            }
+            let entry = &self.by_id[id];
+            let sender = entry.tx.transfer().sender();
+            let next = expected.entry(sender).or_insert_with(|| next_nonce(sender));
+            if entry.tx.transfer().nonce() != *next {
+                continue; // a gap before it, or already taken in a sender run
+            }
+            // Take this sender's consecutive run from here.
+            let run = self.by_sender[sender].range(*next..);
+            for (nonce, run_id) in run {
+                if *nonce != *next || out.len() >= max_count {
+                    break;
+                }
+                let e = &self.by_id[run_id];
+                if bytes + e.bytes > max_bytes {
+                    break;
+                }
+                *next += 1;
+                if !exclude.contains(run_id) {
+                    bytes += e.bytes;
+                    out.push(e.tx.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops what a committed block included, and every pending transaction
+    /// of its senders whose nonce is now stale (`committed_nonce(sender)`).
+    pub fn on_commit(
+        &mut self,
+        included: &[SignedTransfer],
+        committed_nonce: &mut dyn FnMut(&PublicKey) -> u64,
+    ) {
+        for tx in included {
+            self.remove(&tx.tx_id());
+        }
+        let senders: HashSet<PublicKey> = included
+            .iter()
+            .map(|t| t.transfer().sender().clone())
+            .collect();
+        for sender in senders {
+            let committed = committed_nonce(&sender);
+            let stale: Vec<TxId> = self
+                .by_sender
+                .get(&sender)
+                .map(|m| m.range(..=committed).map(|(_, id)| *id).collect())
+                .unwrap_or_default();
+            for id in stale {
+                self.remove(&id);
+            }
+        }
+    }
+}

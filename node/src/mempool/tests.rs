@@ -1,0 +1,251 @@
+use super::*;
+use chatpay_proto::{Output, SecretKey, Signature, Transfer};
+
+const CHAIN: &str = "chatpay-test";
+
+fn key(n: u8) -> SecretKey {
+    let mut b = [0u8; 32];
+    b[31] = n;
+    SecretKey::from_slice(&b).unwrap()
+}
+
+fn tx(from: u8, nonce: u64, amount: u64) -> SignedTransfer {
+    tx_with(from, nonce, amount, 10, CHAIN, 0)
+}
+
+fn tx_with(
+    from: u8,
+    nonce: u64,
+    amount: u64,
+    fee: u64,
+    chain: &str,
+    memo: usize,
+) -> SignedTransfer {
+    let out = Output {
+        recipient: key(99).public_key().clone(),
+        amount,
+    };
+    Transfer::new(
+        chain,
+        key(from).public_key().clone(),
+        nonce,
+        fee,
+        vec![out],
+        vec![0; memo],
+    )
+    .unwrap()
+    .sign(&key(from))
+}
+
+fn rich() -> Option<Account> {
+    Some(Account {
+        balance: 1_000_000,
+        nonce: 0,
+    })
+}
+
+fn pool(max_txs: usize, max_per_sender: usize) -> Mempool {
+    let config = MempoolConfig {
+        max_txs,
+        max_bytes: 1 << 20,
+        max_per_sender,
+    };
+    Mempool::new(config, CHAIN, 10)
+}
+
+#[test]
+fn admits_once_and_dedupes_by_id() {
+    let mut m = pool(10, 4);
+    let t = tx(1, 1, 5);
+    assert_eq!(m.admit(t.clone(), rich(), None), Ok(Admission::Admitted));
+    assert_eq!(
+        m.admit(t.clone(), rich(), None),
+        Ok(Admission::AlreadyPending)
+    );
+    // Same content, another signature: same transaction.
+    let resigned = SignedTransfer::new(t.transfer().clone(), Signature([3; 64]));
+    assert_eq!(
+        m.admit(resigned, rich(), None),
+        Ok(Admission::AlreadyPending)
+    );
+    assert_eq!(m.len(), 1);
+    assert!(m.get(&t.tx_id()).is_some());
+}
+
+#[test]
+fn each_refusal_has_its_reason() {
+    let mut m = pool(10, 4);
+    m.admit(tx(1, 1, 5), rich(), None).unwrap();
+    let forged = SignedTransfer::new(tx(1, 2, 5).transfer().clone(), Signature([1; 64]));
+    let wrong_key = {
+        let t = tx(1, 2, 5);
+        SignedTransfer::new(t.transfer().clone(), key(2).sign_digest(&t.tx_id()))
+    };
+    let poor = Some(Account {
+        balance: 100,
+        nonce: 0,
+    });
+    let cases: Vec<(SignedTransfer, Option<Account>, Option<u64>, &str)> = vec![
+        (tx(1, 1, 6), rich(), None, "nonce_taken"),
+        (tx(3, 1, 5), rich(), Some(4), "already_committed"),
+        (
+            tx_with(1, 2, 5, 10, "other-chain", 0),
+            rich(),
+            None,
+            "wrong_chain",
+        ),
+        (forged, rich(), None, "bad_signature"),
+        (wrong_key, rich(), None, "bad_signature"),
+        (tx(1, 2, 0), rich(), None, "zero_amount"),
+        (tx_with(1, 2, 5, 9, CHAIN, 0), rich(), None, "fee_too_low"),
+        (
+            tx_with(1, 2, u64::MAX, 10, CHAIN, 0),
+            rich(),
+            None,
+            "amount_overflow",
+        ),
+        (tx(2, 1, 5), None, None, "unknown_sender"),
+        (
+            tx(2, 3, 5),
+            Some(Account {
+                balance: 100,
+                nonce: 3,
+            }),
+            None,
+            "stale_nonce",
+        ),
+        (
+            tx(2, 6, 5),
+            Some(Account {
+                balance: 100,
+                nonce: 1,
+            }),
+            None,
+            "nonce_too_far_ahead",
+        ),
+        (tx(2, 1, 91), poor, None, "insufficient_funds"),
+    ];
+    for (t, acct, committed, reason) in cases {
+        let err = m.admit(t, acct, committed).unwrap_err();
+        assert_eq!(err.reason(), reason, "{err}");
+    }
+    assert_eq!(m.len(), 1, "nothing refused was admitted");
+}
+
+#[test]
+fn funds_are_counted_across_a_senders_pending_transfers() {
+    let mut m = pool(10, 4);
+    let acct = Some(Account {
+        balance: 100,
+        nonce: 0,
+    });
+    m.admit(tx(1, 1, 40), acct, None).unwrap(); // debit 50
+    m.admit(tx(1, 2, 40), acct, None).unwrap(); // debit 50, total 100
+    let err = m.admit(tx(1, 3, 1), acct, None).unwrap_err();
+    assert_eq!(err.reason(), "insufficient_funds");
+}
+
+#[test]
+fn bounded_by_count_bytes_and_sender() {
+    let mut m = pool(3, 2);
+    m.admit(tx(1, 1, 5), rich(), None).unwrap();
+    m.admit(tx(1, 2, 5), rich(), None).unwrap();
+    assert_eq!(
+        m.admit(tx(1, 3, 5), rich(), None).unwrap_err().reason(),
+        "nonce_too_far_ahead"
+    );
+    let two_ahead = Some(Account {
+        balance: 1_000_000,
+        nonce: 0,
+    });
+    m.admit(tx(2, 1, 5), two_ahead, None).unwrap();
+    assert_eq!(
+        m.admit(tx(3, 1, 5), rich(), None).unwrap_err().reason(),
+        "mempool_full"
+    );
+    assert_eq!(m.len(), 3);
+
+    let config = MempoolConfig {
+        max_txs: 100,
+        max_bytes: 600,
+        max_per_sender: 100,
+    };
+    let mut m = Mempool::new(config, CHAIN, 10);
+    m.admit(tx_with(1, 1, 5, 10, CHAIN, 256), rich(), None)
+        .unwrap();
+    assert!(m.bytes() > 300);
+    let err = m
+        .admit(tx_with(1, 2, 5, 10, CHAIN, 256), rich(), None)
+        .unwrap_err();
+    assert_eq!(err.reason(), "mempool_full");
+
+    let config = MempoolConfig {
+        max_txs: 100,
+        max_bytes: 1 << 20,
+        max_per_sender: 2,
+    };
+    let mut m = Mempool::new(config, CHAIN, 10);
+    // Window of 2 above committed nonce 5: nonces 6 and 7.
+    let at5 = Some(Account {
+        balance: 1_000_000,
+        nonce: 5,
+    });
+    m.admit(tx(1, 6, 5), at5, None).unwrap();
+    m.admit(tx(1, 7, 5), at5, None).unwrap();
+    assert_eq!(
+        m.admit(tx(1, 8, 5), at5, None).unwrap_err().reason(),
+        "nonce_too_far_ahead"
+    );
+}
+
+#[test]
+fn batch_keeps_each_senders_nonces_consecutive() {
+    let mut m = pool(100, 10);
+    // Arrival: alice 2, bob 1, alice 1, alice 4 (gap at 3), carol 1.
+    for t in [
+        tx(1, 2, 5),
+        tx(2, 1, 5),
+        tx(1, 1, 5),
+        tx(1, 4, 5),
+        tx(3, 1, 5),
+    ] {
+        m.admit(t, rich(), None).unwrap();
+    }
+    let mut next = |_: &PublicKey| 1;
+    let got: Vec<(u8, u64)> = m
+        .batch(10, 1 << 20, &HashSet::new(), &mut next)
+        .iter()
+        .map(|t| {
+            let from = (1..=3)
+                .find(|i| key(*i).public_key() == t.transfer().sender())
+                .unwrap();
+            (from, t.transfer().nonce())
+        })
+        .collect();
+    assert_eq!(got, vec![(2, 1), (1, 1), (1, 2), (3, 1)]);
+    // Limits and exclusions.
+    assert_eq!(m.batch(2, 1 << 20, &HashSet::new(), &mut next).len(), 2);
+    let excluded: HashSet<TxId> = [tx(2, 1, 5).tx_id()].into();
+    let rest = m.batch(10, 1 << 20, &excluded, &mut next);
+    assert_eq!(rest.len(), 3);
+    assert!(rest.iter().all(|t| t.tx_id() != tx(2, 1, 5).tx_id()));
+    let one = size_of(&tx(1, 1, 5));
+    assert_eq!(m.batch(10, one, &HashSet::new(), &mut next).len(), 1);
+}
+
+#[test]
+fn commit_drops_included_and_stale() {
+    let mut m = pool(100, 10);
+    for t in [tx(1, 1, 5), tx(1, 2, 5), tx(1, 3, 5), tx(2, 1, 5)] {
+        m.admit(t, rich(), None).unwrap();
+    }
+    // A block included alice's nonce 1 and 2 (say, via another validator's
+    // copy of nonce 2 with other content): alice's pending 2 is now stale.
+    let other2 = tx(1, 2, 6);
+    let mut committed = |k: &PublicKey| if k == key(1).public_key() { 2 } else { 0 };
+    m.on_commit(&[tx(1, 1, 5), other2], &mut committed);
+    assert_eq!(m.len(), 2);
+    assert!(m.get(&tx(1, 3, 5).tx_id()).is_some());
+    assert!(m.get(&tx(2, 1, 5).tx_id()).is_some());
+    assert_eq!(m.bytes(), 2 * size_of(&tx(1, 3, 5)));
+}
