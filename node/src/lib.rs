@@ -10,6 +10,7 @@
 //!
 //! The wire types and canonical signing live in `chatpay-proto`.
 
+pub mod api;
 pub mod execution;
 pub mod genesis;
 pub mod ledger;

@@ -1,0 +1,375 @@
+//! Handlers of `chatpay.v1.Client`.
+
+use super::ApiState;
+use super::subscribe::subscribe;
+use crate::mempool::{Admission, AdmitError};
+use crate::storage::{StoreError, TxRecord};
+use chatpay_proto::{Address, MerkleProof, PublicKey, SignedTransfer, TxId, merkle_leaf, pb};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tonic::{Code, Request, Response, Status};
+
+/// Largest request the API decodes (a maximal transaction is ~3.2 KiB).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Default and maximum page size of `ListTransactions`.
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
+/// Attempts to read an account at a stable height before giving up.
+const CONSISTENT_READ_ATTEMPTS: usize = 8;
+
+/// The `chatpay.v1.Client` service.
+#[derive(Clone)]
+pub struct ClientApi {
+    state: Arc<ApiState>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl ClientApi {
+    /// A service over `state`; `stopping` turns true when the node shuts down.
+    pub fn new(state: Arc<ApiState>, stopping: watch::Receiver<bool>) -> Self {
+        Self { state, stopping }
+    }
+
+    /// The tonic server, with the request size limit applied.
+    pub fn into_server(self) -> pb::client_server::ClientServer<Self> {
+        pb::client_server::ClientServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    fn address(&self, s: &str) -> Result<PublicKey, Status> {
+        if s.is_empty() {
+            return Err(Status::invalid_argument("missing field 'address'"));
+        }
+        let hrp = &self.state.ledger.genesis().hrp;
+        Address::parse(s, hrp)
+            .map(Address::into_public_key)
+            .map_err(|e| Status::invalid_argument(format!("invalid field 'address': {e}")))
+    }
+
+    fn committed(&self, record: TxRecord) -> pb::CommittedTransaction {
+        pb::CommittedTransaction {
+            tx_id: record.transaction.tx_id().0.to_vec(),
+            transaction: Some((&record.transaction).into()),
+            height: record.height,
+            index: record.index,
+            receipt: Some((&record.receipt).into()),
+        }
+    }
+
+    fn proof(&self, record: &TxRecord) -> Result<pb::FinalityProof, Status> {
+        let store = self.state.ledger.store();
+        let block = store
+            .block(record.height)
+            .map_err(internal)?
+            .ok_or_else(|| internal_msg("committed transaction without its block"))?;
+        let leaves = block
+            .tx_ids
+            .iter()
+            .map(|id| {
+                let rec = store
+                    .transaction(id)
+                    .map_err(internal)?
+                    .ok_or_else(|| internal_msg("block lists an unknown transaction"))?;
+                Ok(merkle_leaf(id, rec.receipt.code))
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let proof = MerkleProof::build(&leaves, record.index as usize)
+            .ok_or_else(|| internal_msg("transaction index outside its block"))?;
+        Ok(pb::FinalityProof {
+            header: Some((&block.header).into()),
+            certificate: block.certificate.as_ref().map(Into::into),
+            commit_certificate: None,
+            commit_header: None,
+            proof: Some((&proof).into()),
+        })
+    }
+}
+
+/// A storage failure: the node logs it; the client sees INTERNAL.
+pub(crate) fn internal(e: StoreError) -> Status {
+    tracing::error!(error = %e, "storage failure while serving a client request");
+    Status::internal("storage failure")
+}
+
+fn internal_msg(msg: &str) -> Status {
+    tracing::error!(msg, "inconsistent storage while serving a client request");
+    Status::internal(msg.to_owned())
+}
+
+fn tx_id(bytes: &[u8]) -> Result<TxId, Status> {
+    TxId::from_slice(bytes).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "invalid field 'tx_id': must be 32 bytes, got {}",
+            bytes.len()
+        ))
+    })
+}
+
+/// The gRPC status for a refused transaction.
+pub fn admit_status(e: &AdmitError) -> Status {
+    let code = match e {
+        AdmitError::AlreadyCommitted { .. } => Code::AlreadyExists,
+        AdmitError::BadSignature(_) => Code::Unauthenticated,
+        AdmitError::ZeroAmount { .. }
+        | AdmitError::FeeTooLow { .. }
+        | AdmitError::AmountOverflow => Code::InvalidArgument,
+        AdmitError::WrongChain { .. }
+        | AdmitError::UnknownSender
+        | AdmitError::StaleNonce { .. }
+        | AdmitError::NonceTooFarAhead { .. }
+        | AdmitError::InsufficientFunds { .. } => Code::FailedPrecondition,
+        AdmitError::NonceTaken { .. } => Code::Aborted,
+        AdmitError::PoolFull { .. } | AdmitError::SenderFull { .. } => Code::ResourceExhausted,
+    };
+    let mut status = Status::new(code, format!("{}: {e}", e.reason()));
+    status.metadata_mut().insert(
+        "chatpay-reason",
+        e.reason().parse().expect("reasons are ASCII"),
+    );
+    status
+}
+
+fn encode_cursor((height, index): (u64, u32)) -> Vec<u8> {
+    let mut out = height.to_be_bytes().to_vec();
+    out.extend_from_slice(&index.to_be_bytes());
+    out
+}
+
+fn decode_cursor(bytes: &[u8]) -> Result<Option<(u64, u32)>, Status> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let bad =
+        || Status::invalid_argument("invalid field 'cursor': use next_cursor of a previous page");
+    if bytes.len() != 12 {
+        return Err(bad());
+    }
+    let height = u64::from_be_bytes(bytes[..8].try_into().map_err(|_| bad())?);
+    let index = u32::from_be_bytes(bytes[8..].try_into().map_err(|_| bad())?);
+    Ok(Some((height, index)))
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::AccountEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::client_server::Client for ClientApi {
+    async fn submit_transaction(
+        &self,
+        request: Request<pb::SubmitTransactionRequest>,
+    ) -> Result<Response<pb::SubmitTransactionResponse>, Status> {
+        let wire = request
+            .into_inner()
+            .transaction
+            .ok_or_else(|| Status::invalid_argument("missing field 'transaction'"))?;
+        let tx =
+            SignedTransfer::try_from(wire).map_err(|e| Status::invalid_argument(format!("{e}")))?;
+        let id = tx.tx_id();
+        let store = self.state.ledger.store();
+        let committed_at = store.transaction(&id).map_err(internal)?.map(|r| r.height);
+        let sender = store.account(tx.transfer().sender()).map_err(internal)?;
+        let admitted = {
+            let mut pool = self.state.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.admit(tx, sender, committed_at)
+        };
+        let status = match admitted {
+            Ok(Admission::Admitted) => pb::AdmissionStatus::Admitted,
+            Ok(Admission::AlreadyPending) => pb::AdmissionStatus::AlreadyPending,
+            Err(e) => {
+                tracing::debug!(tx_id = %id, reason = e.reason(), "transaction refused");
+                return Err(admit_status(&e));
+            }
+        };
+        Ok(Response::new(pb::SubmitTransactionResponse {
+            tx_id: id.0.to_vec(),
+            status: status as i32,
+        }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        let address = request.into_inner().address;
+        let key = self.address(&address)?;
+        let store = self.state.ledger.store();
+        // Read between two equal heights so the account is as of that height.
+        for _ in 0..CONSISTENT_READ_ATTEMPTS {
+            let before = store.committed_height().map_err(internal)?.unwrap_or(0);
+            let account = store.account(&key).map_err(internal)?.unwrap_or_default();
+            let after = store.committed_height().map_err(internal)?.unwrap_or(0);
+            if before == after {
+                return Ok(Response::new(pb::GetAccountResponse {
+                    account: Some(pb::Account {
+                        address: address.to_lowercase(),
+                        balance: account.balance,
+                        nonce: account.nonce,
+                    }),
+                    height: after,
+                }));
+            }
+        }
+        Err(Status::unavailable(
+            "the chain is moving too fast to read a stable account; retry",
+        ))
+    }
+
+    async fn get_transaction(
+        &self,
+        request: Request<pb::GetTransactionRequest>,
+    ) -> Result<Response<pb::GetTransactionResponse>, Status> {
+        let req = request.into_inner();
+        let id = tx_id(&req.tx_id)?;
+        if let Some(record) = self
+            .state
+            .ledger
+            .store()
+            .transaction(&id)
+            .map_err(internal)?
+        {
+            let proof = if req.include_proof {
+                Some(self.proof(&record)?)
+            } else {
+                None
+            };
+            return Ok(Response::new(pb::GetTransactionResponse {
+                status: Some(pb::get_transaction_response::Status::Committed(
+                    self.committed(record),
+                )),
+                proof,
+            }));
+        }
+        let pending = {
+            let pool = self.state.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.get(&id).map(pb::SignedTransaction::from)
+        };
+        match pending {
+            Some(tx) => Ok(Response::new(pb::GetTransactionResponse {
+                status: Some(pb::get_transaction_response::Status::Pending(tx)),
+                proof: None,
+            })),
+            None => Err(Status::not_found(format!("unknown transaction {id}"))),
+        }
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<pb::ListTransactionsRequest>,
+    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let req = request.into_inner();
+        let key = self.address(&req.address)?;
+        let cursor = decode_cursor(&req.cursor)?;
+        let limit = match req.limit {
+            0 => DEFAULT_PAGE,
+            n if n <= MAX_PAGE => n,
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid field 'limit': {n} is above {MAX_PAGE}"
+                )));
+            }
+        };
+        let store = self.state.ledger.store();
+        let entries = store
+            .history_before(&key, cursor, limit as usize)
+            .map_err(internal)?;
+        let mut transactions = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let record = store
+                .transaction(&entry.tx_id)
+                .map_err(internal)?
+                .ok_or_else(|| internal_msg("history lists an unknown transaction"))?;
+            transactions.push(self.committed(record));
+        }
+        let next_cursor = match entries.last() {
+            Some(last) if entries.len() == limit as usize => encode_cursor(last.position),
+            _ => Vec::new(),
+        };
+        Ok(Response::new(pb::ListTransactionsResponse {
+            transactions,
+            next_cursor,
+        }))
+    }
+
+    async fn get_block(
+        &self,
+        request: Request<pb::GetBlockRequest>,
+    ) -> Result<Response<pb::GetBlockResponse>, Status> {
+        let height = request.into_inner().height;
+        let store = self.state.ledger.store();
+        let block = store.block(height).map_err(internal)?.ok_or_else(|| {
+            let committed = store.committed_height().ok().flatten().unwrap_or(0);
+            Status::not_found(format!(
+                "no block at height {height}; committed height is {committed}"
+            ))
+        })?;
+        let mut transactions = Vec::with_capacity(block.tx_ids.len());
+        let mut receipts = Vec::with_capacity(block.tx_ids.len());
+        for id in &block.tx_ids {
+            let record = store
+                .transaction(id)
+                .map_err(internal)?
+                .ok_or_else(|| internal_msg("block lists an unknown transaction"))?;
+            transactions.push((&record.transaction).into());
+            receipts.push((&record.receipt).into());
+        }
+        Ok(Response::new(pb::GetBlockResponse {
+            block: Some(pb::Block {
+                header: Some((&block.header).into()),
+                transactions,
+                justify: None,
+            }),
+            receipts,
+            certificate: block.certificate.as_ref().map(Into::into),
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let g = self.state.ledger.genesis();
+        let committed_height = self
+            .state
+            .ledger
+            .store()
+            .committed_height()
+            .map_err(internal)?
+            .unwrap_or(0);
+        Ok(Response::new(pb::GetStatusResponse {
+            chain_id: g.chain_id.clone(),
+            genesis_hash: g.hash().0.to_vec(),
+            committed_height,
+            validators: g
+                .validators
+                .iter()
+                .map(|v| pb::ValidatorInfo {
+                    public_key: v.public_key.as_bytes().to_vec(),
+                    address: g.address(&v.public_key).to_string(),
+                    network_address: v.network_address.clone(),
+                })
+                .collect(),
+            node_version: env!("CARGO_PKG_VERSION").to_owned(),
+            hrp: g.hrp.clone(),
+            decimals: u32::from(g.decimals),
+            symbol: g.symbol.clone(),
+            fee_per_transfer: g.fee_per_transfer,
+        }))
+    }
+
+    type SubscribeAccountStream = EventStream;
+
+    async fn subscribe_account(
+        &self,
+        request: Request<pb::SubscribeAccountRequest>,
+    ) -> Result<Response<Self::SubscribeAccountStream>, Status> {
+        let req = request.into_inner();
+        let key = self.address(&req.address)?;
+        let stream = subscribe(
+            self.state.ledger.clone(),
+            key,
+            req.from_height,
+            self.stopping.clone(),
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,667 @@
+//! The client gRPC API over a real socket: every RPC with good input and with
+//! each bad input it can get.
+
+use chatpay_node::api::{ApiState, MAX_REQUEST_BYTES, serve};
+use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
+use chatpay_node::ledger::Ledger;
+use chatpay_node::mempool::{Mempool, MempoolConfig};
+use chatpay_node::storage::MemoryStore;
+use chatpay_proto::pb::client_client::ClientClient;
+use chatpay_proto::{
+    Address, MerkleProof, Output, ReceiptCode, SecretKey, SignedTransfer, Transfer, merkle_leaf, pb,
+};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const CHAIN: &str = "chatpay-test";
+const FEE: u64 = 10;
+
+fn key(n: u8) -> SecretKey {
+    let mut b = [0u8; 32];
+    b[31] = n;
+    SecretKey::from_slice(&b).unwrap()
+}
+
+fn addr(n: u8) -> String {
+    Address::new("cp", key(n).public_key().clone())
+        .unwrap()
+        .to_string()
+}
+
+fn pay(from: u8, to: u8, nonce: u64, amount: u64) -> SignedTransfer {
+    let out = Output {
+        recipient: key(to).public_key().clone(),
+        amount,
+    };
+    Transfer::new(
+        CHAIN,
+        key(from).public_key().clone(),
+        nonce,
+        FEE,
+        vec![out],
+        b"hi".to_vec(),
+    )
+    .unwrap()
+    .sign(&key(from))
+}
+
+/// A node's API on 127.0.0.1 with an in-memory ledger; stops on drop.
+struct TestNode {
+    state: Arc<ApiState>,
+    url: String,
+    client: ClientClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestNode {
+    async fn start() -> Self {
+        let genesis = GenesisFile {
+            chain_id: CHAIN.into(),
+            hrp: "cp".into(),
+            decimals: 6,
+            symbol: "CPY".into(),
+            fee_per_transfer: FEE,
+            genesis_time_ms: 0,
+            validators: vec![ValidatorFile {
+                public_key: hex::encode(key(100).public_key().as_bytes()),
+                network_address: "127.0.0.1:1".into(),
+            }],
+            accounts: vec![
+                AccountFile {
+                    address: addr(1),
+                    balance: 1_000_000,
+                },
+                AccountFile {
+                    address: addr(2),
+                    balance: 500,
+                },
+            ],
+        };
+        let genesis = Arc::new(Genesis::from_file(genesis).unwrap());
+        let ledger = Arc::new(Ledger::open(Arc::new(MemoryStore::new_empty()), genesis).unwrap());
+        let mempool = Mempool::new(MempoolConfig::default(), CHAIN, FEE);
+        let state = Arc::new(ApiState {
+            ledger,
+            mempool: Arc::new(Mutex::new(mempool)),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let state = state.clone();
+            async move {
+                serve(listener, state, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        let client = ClientClient::connect(url.clone()).await.unwrap();
+        Self {
+            state,
+            url,
+            client,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Commits the mempool's next batch as a block (what consensus will do).
+    fn commit_pending(&self) -> u64 {
+        let ledger = &self.state.ledger;
+        let store = ledger.store().clone();
+        let mut pool = self.state.mempool.lock().unwrap();
+        let mut next =
+            |k: &chatpay_proto::PublicKey| store.account(k).unwrap().map_or(1, |a| a.nonce + 1);
+        let txs = pool.batch(1_000, 1 << 20, &HashSet::new(), &mut next);
+        let header = ledger.build_block(1, 0, 0, &txs).unwrap();
+        let block = ledger.commit(header, txs, None).unwrap();
+        let mut committed =
+            |k: &chatpay_proto::PublicKey| store.account(k).unwrap().map_or(0, |a| a.nonce);
+        pool.on_commit(&block.transactions, &mut committed);
+        block.header.height
+    }
+
+    async fn submit(
+        &mut self,
+        tx: &SignedTransfer,
+    ) -> Result<pb::SubmitTransactionResponse, tonic::Status> {
+        let req = pb::SubmitTransactionRequest {
+            transaction: Some(tx.into()),
+        };
+        self.client
+            .submit_transaction(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.server.take().unwrap().await.unwrap();
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status
+        .metadata()
+        .get("chatpay-reason")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn submit_is_idempotent_and_refusals_are_precise() {
+    let mut node = TestNode::start().await;
+    let tx = pay(1, 3, 1, 100);
+    let first = node.submit(&tx).await.unwrap();
+    assert_eq!(first.tx_id, tx.tx_id().0.to_vec());
+    assert_eq!(first.status, pb::AdmissionStatus::Admitted as i32);
+    let again = node.submit(&tx).await.unwrap();
+    assert_eq!(
+        (again.tx_id, again.status),
+        (
+            first.tx_id.clone(),
+            pb::AdmissionStatus::AlreadyPending as i32
+        )
+    );
+    node.commit_pending();
+    let replay = node.submit(&tx).await.unwrap_err();
+    assert_eq!(
+        (replay.code(), reason(&replay).as_str()),
+        (Code::AlreadyExists, "already_committed")
+    );
+
+    let forged = SignedTransfer::new(pay(1, 3, 2, 1).transfer().clone(), key(9).sign(b"x"));
+    let other_chain = {
+        let out = Output {
+            recipient: key(3).public_key().clone(),
+            amount: 1,
+        };
+        Transfer::new(
+            "other",
+            key(1).public_key().clone(),
+            2,
+            FEE,
+            vec![out],
+            vec![],
+        )
+        .unwrap()
+        .sign(&key(1))
+    };
+    let cases = [
+        (forged, Code::Unauthenticated, "bad_signature"),
+        (other_chain, Code::FailedPrecondition, "wrong_chain"),
+        (pay(1, 3, 1, 5), Code::FailedPrecondition, "stale_nonce"),
+        (
+            pay(1, 3, 500, 5),
+            Code::FailedPrecondition,
+            "nonce_too_far_ahead",
+        ),
+        (
+            pay(2, 3, 1, 491),
+            Code::FailedPrecondition,
+            "insufficient_funds",
+        ),
+        (pay(7, 3, 1, 1), Code::FailedPrecondition, "unknown_sender"),
+        (pay(1, 3, 2, 0), Code::InvalidArgument, "zero_amount"),
+    ];
+    for (tx, code, why) in cases {
+        let err = node.submit(&tx).await.unwrap_err();
+        assert_eq!(
+            (err.code(), reason(&err).as_str()),
+            (code, why),
+            "{}",
+            err.message()
+        );
+        assert!(err.message().starts_with(why), "{}", err.message());
+    }
+    node.submit(&pay(1, 3, 2, 7)).await.unwrap();
+    let taken = node.submit(&pay(1, 3, 2, 8)).await.unwrap_err();
+    assert_eq!(
+        (taken.code(), reason(&taken).as_str()),
+        (Code::Aborted, "nonce_taken")
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_and_oversize_requests_are_refused_and_the_node_keeps_serving() {
+    let mut node = TestNode::start().await;
+    let missing = node
+        .client
+        .submit_transaction(pb::SubmitTransactionRequest { transaction: None })
+        .await;
+    let err = missing.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("'transaction'"), "{}", err.message());
+    let mut wire = pb::SignedTransaction::from(&pay(1, 3, 1, 1));
+    wire.transfer.as_mut().unwrap().outputs[0].recipient = vec![2; 32];
+    let err = node
+        .client
+        .submit_transaction(pb::SubmitTransactionRequest {
+            transaction: Some(wire),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("transfer.outputs[0].recipient"),
+        "{}",
+        err.message()
+    );
+    let mut wire = pb::SignedTransaction::from(&pay(1, 3, 1, 1));
+    wire.transfer.as_mut().unwrap().memo = vec![b'x'; MAX_REQUEST_BYTES + 1];
+    let err = node
+        .client
+        .submit_transaction(pb::SubmitTransactionRequest {
+            transaction: Some(wire),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{err:?}"
+    );
+    // Still serving.
+    node.submit(&pay(1, 3, 1, 1)).await.unwrap();
+    let status = node
+        .client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.chain_id, CHAIN);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_blocks_and_status() {
+    let mut node = TestNode::start().await;
+    node.submit(&pay(1, 3, 1, 250)).await.unwrap();
+    let height = node.commit_pending();
+    let acct = |a: String| pb::GetAccountRequest { address: a };
+    let got = node
+        .client
+        .get_account(acct(addr(1)))
+        .await
+        .unwrap()
+        .into_inner();
+    let account = got.account.unwrap();
+    assert_eq!(
+        (account.balance, account.nonce, got.height),
+        (1_000_000 - 250 - FEE, 1, height)
+    );
+    let fresh = node
+        .client
+        .get_account(acct(addr(42)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        fresh.account.unwrap().balance,
+        0,
+        "unknown accounts read as empty"
+    );
+    for bad in [
+        String::new(),
+        "cp1qqqq".into(),
+        addr(1).replace("cp1", "tcp1"),
+        addr(1)[..40].to_string(),
+    ] {
+        let err = node
+            .client
+            .get_account(acct(bad.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{bad}: {}",
+            err.message()
+        );
+        assert!(err.message().contains("address"), "{}", err.message());
+    }
+
+    let block = node
+        .client
+        .get_block(pb::GetBlockRequest { height })
+        .await
+        .unwrap()
+        .into_inner();
+    let b = block.block.unwrap();
+    assert_eq!(b.header.unwrap().height, height);
+    assert_eq!(b.transactions.len(), 1);
+    assert_eq!(block.receipts[0].code, ReceiptCode::Success as i32);
+    let genesis_block = node
+        .client
+        .get_block(pb::GetBlockRequest { height: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(genesis_block.block.unwrap().transactions.len(), 0);
+    let err = node
+        .client
+        .get_block(pb::GetBlockRequest { height: 99 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let status = node
+        .client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let genesis = node.state.ledger.genesis();
+    assert_eq!(status.genesis_hash, genesis.hash().0.to_vec());
+    assert_eq!(
+        (
+            status.committed_height,
+            status.validators.len(),
+            status.decimals
+        ),
+        (height, 1, 6)
+    );
+    assert_eq!(status.fee_per_transfer, FEE);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn transaction_status_and_finality_proof() {
+    let mut node = TestNode::start().await;
+    let txs: Vec<_> = (1..=5).map(|n| pay(1, 3, n, n * 10)).collect();
+    for tx in &txs {
+        node.submit(tx).await.unwrap();
+    }
+    let get = |id: &SignedTransfer, include_proof| pb::GetTransactionRequest {
+        tx_id: id.tx_id().0.to_vec(),
+        include_proof,
+    };
+    let pending = node
+        .client
+        .get_transaction(get(&txs[2], false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        pending.status,
+        Some(pb::get_transaction_response::Status::Pending(_))
+    ));
+    node.commit_pending();
+    let got = node
+        .client
+        .get_transaction(get(&txs[3], true))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::get_transaction_response::Status::Committed(c)) = got.status else {
+        panic!("not committed")
+    };
+    assert_eq!((c.height, c.index), (1, 3));
+    // Check the proof as a wallet would: leaf → tx_root in the header.
+    let proof = got.proof.unwrap();
+    let header = chatpay_proto::BlockHeader::try_from(proof.header.unwrap()).unwrap();
+    let merkle = MerkleProof::try_from(proof.proof.unwrap()).unwrap();
+    let leaf = merkle_leaf(&txs[3].tx_id(), ReceiptCode::Success);
+    merkle.verify(&leaf, &header.tx_root).unwrap();
+    assert!(
+        merkle
+            .verify(
+                &merkle_leaf(&txs[2].tx_id(), ReceiptCode::Success),
+                &header.tx_root
+            )
+            .is_err()
+    );
+    assert_eq!(
+        node.state
+            .ledger
+            .store()
+            .block(1)
+            .unwrap()
+            .unwrap()
+            .header
+            .hash(),
+        header.hash()
+    );
+
+    let unknown = pb::GetTransactionRequest {
+        tx_id: vec![7; 32],
+        include_proof: false,
+    };
+    assert_eq!(
+        node.client
+            .get_transaction(unknown)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let short = pb::GetTransactionRequest {
+        tx_id: vec![7; 31],
+        include_proof: false,
+    };
+    let err = node.client.get_transaction(short).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("tx_id"));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn history_pages_newest_first() {
+    let mut node = TestNode::start().await;
+    let mut ids = Vec::new();
+    for round in 0..3u64 {
+        for n in 1..=4u64 {
+            let tx = pay(1, 3, round * 4 + n, 1);
+            ids.push(tx.tx_id().0.to_vec());
+            node.submit(&tx).await.unwrap();
+        }
+        node.commit_pending();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = Vec::new();
+    loop {
+        let req = pb::ListTransactionsRequest {
+            address: addr(3),
+            cursor: cursor.clone(),
+            limit: 5,
+        };
+        let page = node
+            .client
+            .list_transactions(req)
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.transactions.iter().map(|t| t.tx_id.clone()));
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+    ids.reverse();
+    assert_eq!(seen, ids);
+    let bad_cursor = pb::ListTransactionsRequest {
+        address: addr(3),
+        cursor: vec![1, 2, 3],
+        limit: 5,
+    };
+    let err = node.client.list_transactions(bad_cursor).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("cursor"));
+    let too_many = pb::ListTransactionsRequest {
+        address: addr(3),
+        cursor: vec![],
+        limit: 101,
+    };
+    assert_eq!(
+        node.client
+            .list_transactions(too_many)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    let default = pb::ListTransactionsRequest {
+        address: addr(3),
+        cursor: vec![],
+        limit: 0,
+    };
+    assert_eq!(
+        node.client
+            .list_transactions(default)
+            .await
+            .unwrap()
+            .into_inner()
+            .transactions
+            .len(),
+        12
+    );
+    let bad_addr = pb::ListTransactionsRequest {
+        address: "nope".into(),
+        cursor: vec![],
+        limit: 0,
+    };
+    assert_eq!(
+        node.client
+            .list_transactions(bad_addr)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn subscription_replays_then_follows_without_gaps_or_duplicates() {
+    let mut node = TestNode::start().await;
+    // Two blocks before subscribing: one paying Carol, one not touching her.
+    node.submit(&pay(1, 3, 1, 5)).await.unwrap();
+    node.commit_pending();
+    node.submit(&pay(1, 4, 2, 5)).await.unwrap();
+    node.commit_pending();
+    let req = pb::SubscribeAccountRequest {
+        address: addr(3),
+        from_height: 0,
+    };
+    let mut stream = node
+        .client
+        .subscribe_account(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!(first.tx_id, pay(1, 3, 1, 5).tx_id().0.to_vec());
+    // Live: Carol pays (as sender), then is paid twice in one block.
+    node.submit(&pay(1, 3, 3, 6)).await.unwrap();
+    node.submit(&pay(1, 3, 4, 7)).await.unwrap();
+    node.commit_pending();
+    for nonce in [3, 4] {
+        let ev = stream
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .transaction
+            .unwrap();
+        assert_eq!(ev.tx_id, pay(1, 3, nonce, nonce + 3).tx_id().0.to_vec());
+        assert_eq!(ev.height, 3);
+    }
+    // Resuming from a height replays only from there.
+    let req = pb::SubscribeAccountRequest {
+        address: addr(3),
+        from_height: 3,
+    };
+    let mut resumed = node
+        .client
+        .subscribe_account(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let ev = resumed
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!((ev.height, ev.index), (3, 0));
+    let bad = pb::SubscribeAccountRequest {
+        address: "cp1zzz".into(),
+        from_height: 0,
+    };
+    assert_eq!(
+        node.client.subscribe_account(bad).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_reflection_answer() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let node = TestNode::start().await;
+    let channel = Channel::from_shared(node.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let req = HealthCheckRequest {
+        service: "chatpay.v1.Client".into(),
+    };
+    let status = health.check(req).await.unwrap().into_inner().status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+    let unknown = HealthCheckRequest {
+        service: "no.such.Service".into(),
+    };
+    assert_eq!(
+        health.check(unknown).await.unwrap_err().code(),
+        Code::NotFound
+    );
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"chatpay.v1.Client".to_owned()), "{names:?}");
+    node.stop().await;
+}
