@@ -4,16 +4,28 @@
 # (RocksDB itself). Installs nothing that is already present.
 set -eu
 
+# libclang itself (libclang.so*, libclang-14.so*), not libclang-cpp, which
+# some images ship alone and which bindgen cannot use.
+is_libclang() {
+    grep -Eq '(^|/)libclang(-[0-9.]+)?\.so(\.[0-9.]+)?$'
+}
+
 have_libclang() {
-    if [ -n "${LIBCLANG_PATH:-}" ] && ls "$LIBCLANG_PATH"/libclang*.so* >/dev/null 2>&1; then
-        return 0
-    fi
-    ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' && return 0
-    ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* >/dev/null 2>&1
+    for f in ${LIBCLANG_PATH:-/nonexistent}/libclang* /usr/lib/llvm-*/lib/libclang* \
+        /usr/lib/*/libclang* /usr/lib/libclang* /usr/local/lib/libclang*; do
+        [ -e "$f" ] && echo "$f" | is_libclang && return 0
+    done
+    return 1
+}
+
+# bindgen also needs clang's own headers (stddef.h and friends).
+have_clang_headers() {
+    ls /usr/lib/llvm-*/lib/clang/*/include/stddef.h /usr/lib/clang/*/include/stddef.h \
+        >/dev/null 2>&1
 }
 
 missing=""
-have_libclang || missing="$missing libclang-dev"
+{ have_libclang && have_clang_headers; } || missing="$missing libclang-dev"
 command -v c++ >/dev/null 2>&1 || missing="$missing g++"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 

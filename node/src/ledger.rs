@@ -34,6 +34,14 @@ pub enum LedgerError {
         /// Hash of the genesis file.
         expected: Hash,
     },
+    /// A block includes a transaction twice, or one already committed.
+    #[error("transaction {tx_id} is {place}; a block may not include it")]
+    Duplicate {
+        /// The repeated transaction.
+        tx_id: chatpay_proto::TxId,
+        /// "already committed" or "repeated in the block".
+        place: &'static str,
+    },
     /// A block to commit does not match its own execution.
     #[error("block at height {height} does not match its execution: {reason}")]
     Mismatch {
@@ -121,11 +129,34 @@ impl Ledger {
         self.events.subscribe()
     }
 
+    /// Refuses a block that repeats a transaction or includes a committed
+    /// one: a transaction id is executed (and gets a receipt) at most once.
+    fn check_unique(&self, transactions: &[SignedTransfer]) -> Result<(), LedgerError> {
+        let mut seen = std::collections::HashSet::with_capacity(transactions.len());
+        for tx in transactions {
+            let tx_id = tx.tx_id();
+            if !seen.insert(tx_id) {
+                return Err(LedgerError::Duplicate {
+                    tx_id,
+                    place: "repeated in the block",
+                });
+            }
+            if self.store.transaction(&tx_id)?.is_some() {
+                return Err(LedgerError::Duplicate {
+                    tx_id,
+                    place: "already committed",
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn execute_next(
         &self,
         parent: &BlockHeader,
         transactions: &[SignedTransfer],
     ) -> Result<ExecutionOutput, LedgerError> {
+        self.check_unique(transactions)?;
         let state = ParentState {
             height: parent.height,
             state_digest: parent.state_digest,
@@ -140,7 +171,8 @@ impl Ledger {
     }
 
     /// Builds the next block on the committed state: executes `transactions`
-    /// and fills the header's tx root and state digest.
+    /// and fills the header's tx root and state digest. Refused if a
+    /// transaction repeats or is already committed.
     pub fn build_block(
         &self,
         round: u64,
@@ -167,7 +199,7 @@ impl Ledger {
     ///
     /// Refused if the header does not extend the committed chain or differs
     /// from what executing `transactions` gives (tx root, state digest, count,
-    /// genesis hash).
+    /// genesis hash), or if a transaction repeats or is already committed.
     pub fn commit(
         &self,
         header: BlockHeader,

@@ -105,7 +105,7 @@ fn each_rule_has_its_receipt() {
         Signature([1; 64]),
     );
     let wrong_signer = {
-        let t = pay(1, 1, FEE, &[(2, 1)]);
+        let t = pay(1, 1, FEE, &[(2, 2)]);
         SignedTransfer::new(t.transfer().clone(), key(2).sign_digest(&t.tx_id()))
     };
     let cases = vec![
@@ -125,8 +125,8 @@ fn each_rule_has_its_receipt() {
         // Credit overflow: account 3 holds almost u64::MAX... but supply bounds
         // make that impossible to reach, so the last check is a success path.
         (pay(1, 1, FEE, &[(2, 990)]), ReceiptCode::Success),
-        // Same transfer again: nonce already used.
-        (pay(1, 1, FEE, &[(2, 990)]), ReceiptCode::BadNonce),
+        // Another transfer with the now used nonce.
+        (pay(1, 1, FEE, &[(2, 989)]), ReceiptCode::BadNonce),
     ];
     let (txs, want): (Vec<_>, Vec<_>) = cases.into_iter().unzip();
     assert_eq!(commit(&ledger, txs), want);
@@ -190,6 +190,29 @@ fn commit_refuses_a_header_that_lies() {
 }
 
 #[test]
+fn a_transaction_executes_at_most_once() {
+    let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), genesis(&[1_000])).unwrap();
+    // Fails for lack of funds, so its nonce stays free: only the id rule
+    // keeps it from being included again once funds arrive.
+    let poor = pay(1, 1, FEE, &[(2, 5_000)]);
+    assert_eq!(
+        commit(&ledger, vec![poor.clone()]),
+        vec![ReceiptCode::InsufficientFunds]
+    );
+    let again = ledger
+        .build_block(2, 0, 0, std::slice::from_ref(&poor))
+        .unwrap_err();
+    assert!(again.to_string().contains("already committed"), "{again}");
+    let twice = vec![pay(1, 1, FEE, &[(2, 5)]), pay(1, 1, FEE, &[(2, 5)])];
+    let err = ledger.build_block(2, 0, 0, &twice).unwrap_err();
+    assert!(err.to_string().contains("repeated"), "{err}");
+    // A header built elsewhere does not get around it.
+    let header = ledger.build_block(2, 0, 0, &twice[..1]).unwrap();
+    assert!(ledger.commit(header, twice, None).is_err());
+    assert_eq!(ledger.store().committed_height().unwrap(), Some(1));
+}
+
+#[test]
 fn ledger_refuses_a_database_of_another_genesis() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -240,6 +263,9 @@ fn run_random(blocks: &[Vec<RandomTx>], balances: &[u64]) {
     // Nonces as the sender would pick them, from its view of committed state.
     let mut next_nonce: HashMap<u8, u64> = HashMap::new();
     let mut last_success_nonce: HashMap<PublicKey, u64> = HashMap::new();
+    // Ids already included: a block may not repeat them (the mempool never
+    // offers them again).
+    let mut included = std::collections::HashSet::new();
     for block in blocks {
         let txs: Vec<SignedTransfer> = block
             .iter()
@@ -256,6 +282,7 @@ fn run_random(blocks: &[Vec<RandomTx>], balances: &[u64]) {
                     tx
                 }
             })
+            .filter(|tx| included.insert(tx.tx_id()))
             .collect();
         let a = commit(&rocks, txs.clone());
         let b = commit(&memory, txs.clone());
