@@ -9,6 +9,10 @@ use std::collections::BTreeSet;
 const HEADER_DOMAIN_TAG: &[u8] = b"chatpay/block-header\0";
 /// Domain tag of a vote's canonical bytes.
 const VOTE_DOMAIN_TAG: &[u8] = b"chatpay/vote\0";
+/// Domain tag of a timeout's canonical bytes.
+const TIMEOUT_DOMAIN_TAG: &[u8] = b"chatpay/timeout\0";
+/// Domain tag of a proposal's canonical bytes.
+const PROPOSAL_DOMAIN_TAG: &[u8] = b"chatpay/proposal\0";
 /// Version byte of the header and vote layouts.
 const LAYOUT_VERSION: u8 = 1;
 
@@ -141,6 +145,26 @@ pub fn vote_signing_bytes(block_hash: &Hash, round: u64, height: u64) -> Vec<u8>
     out.extend_from_slice(block_hash.as_bytes());
     out.extend_from_slice(&round.to_be_bytes());
     out.extend_from_slice(&height.to_be_bytes());
+    out
+}
+
+/// The bytes a validator signs to time out of `round`, naming the round of
+/// the highest quorum certificate it knows (0 if none beyond genesis).
+pub fn timeout_signing_bytes(round: u64, high_qc_round: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TIMEOUT_DOMAIN_TAG.len() + 1 + 16);
+    out.extend_from_slice(TIMEOUT_DOMAIN_TAG);
+    out.push(LAYOUT_VERSION);
+    out.extend_from_slice(&round.to_be_bytes());
+    out.extend_from_slice(&high_qc_round.to_be_bytes());
+    out
+}
+
+/// The bytes a leader signs to propose the block with hash `block_hash`.
+pub fn proposal_signing_bytes(block_hash: &Hash) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PROPOSAL_DOMAIN_TAG.len() + 1 + 32);
+    out.extend_from_slice(PROPOSAL_DOMAIN_TAG);
+    out.push(LAYOUT_VERSION);
+    out.extend_from_slice(block_hash.as_bytes());
     out
 }
 

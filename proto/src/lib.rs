@@ -51,7 +51,7 @@ pub use crypto::{PublicKey, SecretKey, Signature, SignatureError};
 pub use hash::{Hash, TxId, sha256};
 pub use ledger::{
     Account, BlockHeader, CertificateError, QuorumCertificate, Receipt, ReceiptCode,
-    ValidatorSignature, quorum, vote_signing_bytes,
+    ValidatorSignature, proposal_signing_bytes, quorum, timeout_signing_bytes, vote_signing_bytes,
 };
 pub use merkle::{MerkleError, MerkleProof, merkle_leaf, merkle_root};
 pub use transfer::{
