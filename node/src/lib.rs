@@ -11,6 +11,7 @@
 //! The wire types and canonical signing live in `chatpay-proto`.
 
 pub mod api;
+pub mod consensus;
 pub mod execution;
 pub mod genesis;
 pub mod ledger;

@@ -120,8 +120,9 @@ fn kill_9_while_committing_leaves_a_block_boundary() {
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         for line in lines {
             let line = line.unwrap();
-            if let Some(h) = line.strip_prefix("committed ") {
-                reported = h.parse().unwrap();
+            // libtest prints "test crash_child ... " before the first line.
+            if let Some((_, h)) = line.split_once("committed ") {
+                reported = h.trim().parse().unwrap();
                 if reported >= target {
                     break;
                 }
