@@ -11,6 +11,7 @@
 //! round-driving core and the validator network build on them.
 
 pub mod aggregator;
+pub mod block_tree;
 pub mod leader;
 pub mod messages;
 pub mod safety;

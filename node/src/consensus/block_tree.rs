@@ -1,0 +1,370 @@
+//! The tree of uncommitted blocks above the last committed one, their
+//! certificates, and the 2-chain commit rule.
+//!
+//! ```text
+//!  committed root ◀── B0 (round r) ◀── B1 (round r+1) ◀── ...
+//!  QC(B1) with B1.round = B0.round + 1  ⇒  commit B0 and its ancestors, in order
+//! ```
+//!
+//! Pure and bounded: at most [`MAX_PENDING_BLOCKS`] uncommitted blocks.
+
+use super::messages::Block;
+use chatpay_proto::{BlockHeader, Hash, QuorumCertificate};
+use std::collections::HashMap;
+
+/// Most uncommitted blocks held (forks included).
+pub const MAX_PENDING_BLOCKS: usize = 1_024;
+
+/// Why a block or certificate was not added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    /// The parent is neither the committed root nor a held block.
+    #[error("parent {parent} of block {block} is unknown")]
+    UnknownParent {
+        /// The block.
+        block: Hash,
+        /// Its missing parent.
+        parent: Hash,
+    },
+    /// Height or round does not follow the parent.
+    #[error("block {block} does not follow its parent: {reason}")]
+    BadLink {
+        /// The block.
+        block: Hash,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The block's certificate is not for its parent.
+    #[error("block {block} justifies {justified}, not its parent {parent}")]
+    WrongJustify {
+        /// The block.
+        block: Hash,
+        /// Block its certificate is for.
+        justified: Hash,
+        /// Its parent.
+        parent: Hash,
+    },
+    /// At or below the committed height: too old to matter.
+    #[error("block at height {height} is not above the committed height {committed}")]
+    Stale {
+        /// Its height.
+        height: u64,
+        /// Committed height.
+        committed: u64,
+    },
+    /// The tree is full.
+    #[error("{MAX_PENDING_BLOCKS} uncommitted blocks held; refusing more")]
+    Full,
+}
+
+/// Uncommitted blocks and certificates.
+pub struct BlockTree {
+    root: BlockHeader,
+    root_hash: Hash,
+    blocks: HashMap<Hash, Block>,
+    certificates: HashMap<Hash, QuorumCertificate>,
+    high_qc: QuorumCertificate,
+}
+
+impl BlockTree {
+    /// A tree whose root is the committed block `root`, certified by `root_qc`.
+    pub fn new(root: BlockHeader, root_qc: QuorumCertificate) -> Self {
+        let root_hash = root.hash();
+        Self {
+            root,
+            root_hash,
+            blocks: HashMap::new(),
+            certificates: HashMap::new(),
+            high_qc: root_qc,
+        }
+    }
+
+    /// The last committed header.
+    pub fn root(&self) -> &BlockHeader {
+        &self.root
+    }
+
+    /// The highest certificate known.
+    pub fn high_qc(&self) -> &QuorumCertificate {
+        &self.high_qc
+    }
+
+    /// A held block.
+    pub fn block(&self, hash: &Hash) -> Option<&Block> {
+        self.blocks.get(hash)
+    }
+
+    /// Whether `hash` is the root or a held block.
+    pub fn contains(&self, hash: &Hash) -> bool {
+        *hash == self.root_hash || self.blocks.contains_key(hash)
+    }
+
+    /// Uncommitted blocks held.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Whether no uncommitted block is held.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    fn header_of(&self, hash: &Hash) -> Option<&BlockHeader> {
+        if *hash == self.root_hash {
+            Some(&self.root)
+        } else {
+            self.blocks.get(hash).map(|b| &b.header)
+        }
+    }
+
+    /// Adds a block whose parent is held (or is the root). Its certificate
+    /// (`justify`) is recorded too. Returns the blocks this commits.
+    pub fn insert_block(&mut self, block: Block) -> Result<Vec<Block>, TreeError> {
+        let hash = block.hash();
+        if self.blocks.contains_key(&hash) {
+            return Ok(Vec::new());
+        }
+        let h = &block.header;
+        if h.height <= self.root.height {
+            return Err(TreeError::Stale {
+                height: h.height,
+                committed: self.root.height,
+            });
+        }
+        if block.justify.block_hash != h.parent_hash {
+            return Err(TreeError::WrongJustify {
+                block: hash,
+                justified: block.justify.block_hash,
+                parent: h.parent_hash,
+            });
+        }
+        let parent = self
+            .header_of(&h.parent_hash)
+            .ok_or(TreeError::UnknownParent {
+                block: hash,
+                parent: h.parent_hash,
+            })?;
+        if h.height != parent.height + 1 || h.round <= parent.round {
+            let reason = format!(
+                "height {} round {} after parent height {} round {}",
+                h.height, h.round, parent.height, parent.round
+            );
+            return Err(TreeError::BadLink {
+                block: hash,
+                reason,
+            });
+        }
+        if self.blocks.len() >= MAX_PENDING_BLOCKS {
+            return Err(TreeError::Full);
+        }
+        let justify = block.justify.clone();
+        self.blocks.insert(hash, block);
+        Ok(self.insert_qc(justify))
+    }
+
+    /// Records a certificate (of a held block, or one to be fetched) and
+    /// returns the blocks it commits by the 2-chain rule, oldest first.
+    pub fn insert_qc(&mut self, qc: QuorumCertificate) -> Vec<Block> {
+        if qc.round > self.high_qc.round {
+            self.high_qc = qc.clone();
+        }
+        let certified = qc.block_hash;
+        if certified != self.root_hash {
+            self.certificates.insert(certified, qc);
+        }
+        let Some(child) = self.blocks.get(&certified) else {
+            return Vec::new();
+        };
+        let parent_hash = child.header.parent_hash;
+        let Some(parent) = self.blocks.get(&parent_hash) else {
+            return Vec::new();
+        };
+        if parent.header.round + 1 != child.header.round {
+            return Vec::new();
+        }
+        self.commit(parent_hash)
+    }
+
+    /// Commits `hash` and its uncommitted ancestors; prunes everything that
+    /// does not descend from the new root.
+    fn commit(&mut self, hash: Hash) -> Vec<Block> {
+        let mut chain = Vec::new();
+        let mut cursor = hash;
+        while cursor != self.root_hash {
+            let block = self
+                .blocks
+                .remove(&cursor)
+                .expect("ancestors of a held block are held");
+            cursor = block.header.parent_hash;
+            chain.push(block);
+        }
+        chain.reverse();
+        let new_root = chain.last().expect("commit of a held block").header.clone();
+        self.root_hash = new_root.hash();
+        self.root = new_root;
+        // Keep only descendants of the new root.
+        let mut keep: HashMap<Hash, Block> = HashMap::new();
+        let mut frontier = vec![self.root_hash];
+        while let Some(parent) = frontier.pop() {
+            let children: Vec<Hash> = self
+                .blocks
+                .iter()
+                .filter(|(_, b)| b.header.parent_hash == parent)
+                .map(|(h, _)| *h)
+                .collect();
+            for child in children {
+                let block = self.blocks.remove(&child).expect("listed above");
+                frontier.push(child);
+                keep.insert(child, block);
+            }
+        }
+        self.blocks = keep;
+        let root_height = self.root.height;
+        self.certificates
+            .retain(|h, q| q.height > root_height || *h == self.root_hash);
+        chain
+    }
+
+    /// The certificate of a held block, if one was seen.
+    pub fn certificate(&self, hash: &Hash) -> Option<&QuorumCertificate> {
+        self.certificates.get(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatpay_proto::sha256;
+
+    fn genesis() -> BlockHeader {
+        BlockHeader {
+            genesis_hash: sha256(b"g"),
+            height: 0,
+            round: 0,
+            parent_hash: Hash::default(),
+            proposer: 0,
+            timestamp_ms: 0,
+            tx_count: 0,
+            tx_root: sha256(b""),
+            state_digest: sha256(b"s0"),
+        }
+    }
+
+    fn qc_of(h: &BlockHeader) -> QuorumCertificate {
+        QuorumCertificate {
+            block_hash: h.hash(),
+            round: h.round,
+            height: h.height,
+            signatures: vec![],
+        }
+    }
+
+    fn child(parent: &BlockHeader, round: u64, salt: u8) -> Block {
+        let header = BlockHeader {
+            height: parent.height + 1,
+            round,
+            parent_hash: parent.hash(),
+            state_digest: sha256(&[salt]),
+            ..parent.clone()
+        };
+        Block {
+            header,
+            transactions: vec![],
+            justify: qc_of(parent),
+        }
+    }
+
+    fn heights(blocks: &[Block]) -> Vec<u64> {
+        blocks.iter().map(|b| b.header.height).collect()
+    }
+
+    #[test]
+    fn two_chain_commits_in_order() {
+        let g = genesis();
+        let mut t = BlockTree::new(g.clone(), qc_of(&g));
+        let b1 = child(&g, 1, 1);
+        let b2 = child(&b1.header, 2, 1);
+        let b3 = child(&b2.header, 3, 1);
+        assert!(t.insert_block(b1.clone()).unwrap().is_empty());
+        // b2 carries QC(b1): b1 certified, no child certified yet.
+        assert!(t.insert_block(b2.clone()).unwrap().is_empty());
+        // b3 carries QC(b2): b2 (round 2) certified, child of b1 (round 1) → commit b1.
+        assert_eq!(heights(&t.insert_block(b3.clone()).unwrap()), vec![1]);
+        assert_eq!(t.root().height, 1);
+        assert_eq!(heights(&t.insert_qc(qc_of(&b3.header))), vec![2]);
+        assert_eq!(t.high_qc().round, 3);
+    }
+
+    #[test]
+    fn a_round_gap_delays_the_commit_then_ancestors_commit_together() {
+        let g = genesis();
+        let mut t = BlockTree::new(g.clone(), qc_of(&g));
+        let b1 = child(&g, 1, 1);
+        let b2 = child(&b1.header, 3, 1); // round 2 timed out
+        let b3 = child(&b2.header, 4, 1);
+        t.insert_block(b1).unwrap();
+        assert!(
+            t.insert_block(b2).unwrap().is_empty(),
+            "QC(b1) alone commits nothing"
+        );
+        // QC(b2) with b2.round = 3 ≠ b1.round + 1: still nothing.
+        assert!(t.insert_block(b3.clone()).unwrap().is_empty());
+        // QC(b3), b3.round = b2.round + 1 → commit b2 and its ancestor b1.
+        assert_eq!(heights(&t.insert_qc(qc_of(&b3.header))), vec![1, 2]);
+    }
+
+    #[test]
+    fn equivocating_leader_cannot_fork_and_losers_are_pruned() {
+        let g = genesis();
+        let mut t = BlockTree::new(g.clone(), qc_of(&g));
+        let a = child(&g, 1, 1);
+        let b = child(&g, 1, 2); // same round, other block
+        t.insert_block(a.clone()).unwrap();
+        t.insert_block(b.clone()).unwrap();
+        assert_eq!(t.len(), 2);
+        let a2 = child(&a.header, 2, 1);
+        t.insert_block(a2.clone()).unwrap();
+        let committed = t.insert_qc(qc_of(&a2.header));
+        assert_eq!(
+            committed.iter().map(Block::hash).collect::<Vec<_>>(),
+            vec![a.hash()]
+        );
+        assert!(!t.contains(&b.hash()), "the other branch is gone");
+        assert!(t.contains(&a2.hash()));
+        assert!(matches!(
+            t.insert_block(child(&b.header, 2, 3)),
+            Err(TreeError::UnknownParent { .. })
+        ));
+        assert!(matches!(t.insert_block(b), Err(TreeError::Stale { .. })));
+    }
+
+    #[test]
+    fn refuses_bad_links() {
+        let g = genesis();
+        let mut t = BlockTree::new(g.clone(), qc_of(&g));
+        let b1 = child(&g, 1, 1);
+        let orphan = child(&b1.header, 2, 1);
+        assert!(matches!(
+            t.insert_block(orphan),
+            Err(TreeError::UnknownParent { .. })
+        ));
+        let mut same_round = child(&g, 0, 1);
+        same_round.header.round = 0;
+        assert!(matches!(
+            t.insert_block(same_round),
+            Err(TreeError::BadLink { .. })
+        ));
+        let mut skip = child(&g, 1, 1);
+        skip.header.height = 2;
+        assert!(matches!(
+            t.insert_block(skip),
+            Err(TreeError::BadLink { .. })
+        ));
+        let mut wrong = child(&g, 1, 1);
+        wrong.justify.block_hash = sha256(b"x");
+        assert!(matches!(
+            t.insert_block(wrong),
+            Err(TreeError::WrongJustify { .. })
+        ));
+    }
+}
