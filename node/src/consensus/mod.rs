@@ -14,4 +14,5 @@ pub mod aggregator;
 pub mod block_tree;
 pub mod leader;
 pub mod messages;
+pub mod pacemaker;
 pub mod safety;
