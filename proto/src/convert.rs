@@ -44,6 +44,14 @@ impl ConversionError {
         }
     }
 
+    /// The same error with its field path under `prefix` (`prefix.field`).
+    pub fn within(self, prefix: &str) -> Self {
+        match self {
+            Self::Missing { field } => Self::missing(format!("{prefix}.{field}")),
+            Self::Invalid { field, reason } => Self::invalid(format!("{prefix}.{field}"), reason),
+        }
+    }
+
     /// The path of the field at fault.
     pub fn field(&self) -> &str {
         match self {
@@ -61,8 +69,8 @@ fn public_key(bytes: &[u8], field: &str) -> Result<PublicKey> {
     PublicKey::from_slice(bytes).map_err(|e| ConversionError::invalid(field, e))
 }
 
-/// A 32-byte hash field.
-pub(crate) fn hash(bytes: &[u8], field: &str) -> Result<Hash> {
+/// Parses a required 32-byte hash field named `field`.
+pub fn hash_field(bytes: &[u8], field: &str) -> Result<Hash> {
     if bytes.is_empty() {
         return Err(ConversionError::missing(field));
     }
@@ -71,7 +79,8 @@ pub(crate) fn hash(bytes: &[u8], field: &str) -> Result<Hash> {
     })
 }
 
-fn signature(bytes: &[u8], field: &str) -> Result<Signature> {
+/// Parses a required 64-byte signature field named `field`.
+pub fn signature_field(bytes: &[u8], field: &str) -> Result<Signature> {
     if bytes.is_empty() {
         return Err(ConversionError::missing(field));
     }
@@ -148,7 +157,7 @@ impl TryFrom<pb::SignedTransaction> for SignedTransfer {
             .transfer
             .ok_or_else(|| ConversionError::missing("transfer"))?;
         let transfer = Transfer::try_from(transfer)?;
-        let signature = signature(&t.signature, "signature")?;
+        let signature = signature_field(&t.signature, "signature")?;
         Ok(SignedTransfer::new(transfer, signature))
     }
 }
@@ -189,15 +198,15 @@ impl TryFrom<pb::BlockHeader> for BlockHeader {
 
     fn try_from(h: pb::BlockHeader) -> Result<Self> {
         Ok(BlockHeader {
-            genesis_hash: hash(&h.genesis_hash, "header.genesis_hash")?,
+            genesis_hash: hash_field(&h.genesis_hash, "header.genesis_hash")?,
             height: h.height,
             round: h.round,
-            parent_hash: hash(&h.parent_hash, "header.parent_hash")?,
+            parent_hash: hash_field(&h.parent_hash, "header.parent_hash")?,
             proposer: h.proposer,
             timestamp_ms: h.timestamp_ms,
             tx_count: h.tx_count,
-            tx_root: hash(&h.tx_root, "header.tx_root")?,
-            state_digest: hash(&h.state_digest, "header.state_digest")?,
+            tx_root: hash_field(&h.tx_root, "header.tx_root")?,
+            state_digest: hash_field(&h.state_digest, "header.state_digest")?,
         })
     }
 }
@@ -242,12 +251,12 @@ impl TryFrom<pb::QuorumCertificate> for QuorumCertificate {
                 let field = format!("certificate.signatures[{i}].signature");
                 Ok(ValidatorSignature {
                     validator: s.validator,
-                    signature: signature(&s.signature, &field)?,
+                    signature: signature_field(&s.signature, &field)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(QuorumCertificate {
-            block_hash: hash(&q.block_hash, "certificate.block_hash")?,
+            block_hash: hash_field(&q.block_hash, "certificate.block_hash")?,
             round: q.round,
             height: q.height,
             signatures,
@@ -287,7 +296,7 @@ impl TryFrom<pb::MerkleProof> for MerkleProof {
             .siblings
             .iter()
             .enumerate()
-            .map(|(i, s)| hash(s, &format!("proof.siblings[{i}]")))
+            .map(|(i, s)| hash_field(s, &format!("proof.siblings[{i}]")))
             .collect::<Result<Vec<_>>>()?;
         Ok(MerkleProof {
             leaf_index: p.leaf_index,

@@ -46,7 +46,7 @@ pub mod pb {
 
 pub use address::{Address, AddressError, DEFAULT_HRP, validate_hrp};
 pub use amount::{AmountError, DEFAULT_DECIMALS, MAX_DECIMALS, format_amount, parse_amount};
-pub use convert::ConversionError;
+pub use convert::{ConversionError, hash_field, signature_field};
 pub use crypto::{PublicKey, SecretKey, Signature, SignatureError};
 pub use hash::{Hash, TxId, sha256};
 pub use ledger::{

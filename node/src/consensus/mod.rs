@@ -16,3 +16,4 @@ pub mod leader;
 pub mod messages;
 pub mod pacemaker;
 pub mod safety;
+pub mod wire;
