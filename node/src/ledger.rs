@@ -9,7 +9,7 @@
 //! leaves the node (subscriptions, API answers) depends on state that a crash
 //! could lose.
 
-use crate::execution::{ChainRules, ExecutionOutput, ParentState, execute};
+use crate::execution::{BranchView, ChainRules, ExecutionOutput, ParentState, execute};
 use crate::genesis::Genesis;
 use crate::storage::{BlockCommit, Store, StoreError};
 use chatpay_proto::{BlockHeader, Hash, QuorumCertificate, Receipt, SignedTransfer};
@@ -61,6 +61,17 @@ pub struct CommittedBlock {
     pub transactions: Vec<SignedTransfer>,
     /// Receipts in the same order.
     pub receipts: Vec<Receipt>,
+}
+
+/// A block executed on top of uncommitted ancestors (speculatively).
+#[derive(Debug, Clone)]
+pub struct Speculative {
+    /// Its header.
+    pub header: BlockHeader,
+    /// Its transactions.
+    pub transactions: Vec<SignedTransfer>,
+    /// What executing it gave.
+    pub output: ExecutionOutput,
 }
 
 /// Genesis, rules and the store, with commit notifications.
@@ -168,6 +179,55 @@ impl Ledger {
             &state,
             transactions,
         )?)
+    }
+
+    /// Executes `transactions` as the child of the last block of `branch`:
+    /// uncommitted blocks, oldest first, the first extending the committed
+    /// head (an empty branch means the committed head itself). This is how a
+    /// leader fills, and a voter checks, the header of a block whose parent
+    /// is certified but not yet committed.
+    pub fn execute_on(
+        &self,
+        branch: &[&Speculative],
+        transactions: &[SignedTransfer],
+    ) -> Result<ExecutionOutput, LedgerError> {
+        let head = self.last_header()?;
+        let mut parent = &head;
+        for block in branch {
+            if block.header.parent_hash != parent.hash() || block.header.height != parent.height + 1
+            {
+                return Err(LedgerError::Mismatch {
+                    height: block.header.height,
+                    reason: format!("branch does not extend height {}", parent.height),
+                });
+            }
+            parent = &block.header;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for tx in branch.iter().flat_map(|b| b.transactions.iter()) {
+            seen.insert(tx.tx_id());
+        }
+        for tx in transactions {
+            if seen.contains(&tx.tx_id()) {
+                return Err(LedgerError::Duplicate {
+                    tx_id: tx.tx_id(),
+                    place: "already in the branch",
+                });
+            }
+        }
+        self.check_unique(transactions)?;
+        let burned = match branch.last() {
+            Some(b) => b.output.burned,
+            None => self.store.burned()?,
+        };
+        let state = ParentState {
+            height: parent.height,
+            state_digest: parent.state_digest,
+            burned,
+        };
+        let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
+        let view = BranchView::new(self.store.as_ref(), &outputs);
+        Ok(execute(&self.rules, &view, &state, transactions)?)
     }
 
     /// Builds the next block on the committed state: executes `transactions`

@@ -213,6 +213,46 @@ fn a_transaction_executes_at_most_once() {
 }
 
 #[test]
+fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
+    use chatpay_node::ledger::Speculative;
+    let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), genesis(&[1_000])).unwrap();
+    // A funds a new account (key 5); B spends from it, so B only succeeds if
+    // it sees A's effects.
+    let a_txs = vec![pay(1, 1, FEE, &[(5, 300)])];
+    let b_txs = vec![pay(5, 1, FEE, &[(6, 100)]), pay(1, 2, FEE, &[(6, 1)])];
+    let a_header = ledger.build_block(1, 0, 0, &a_txs).unwrap();
+    let a = Speculative {
+        output: ledger.execute_on(&[], &a_txs).unwrap(),
+        header: a_header.clone(),
+        transactions: a_txs.clone(),
+    };
+    assert_eq!(a.output.state_digest, a_header.state_digest);
+    let on_branch = ledger.execute_on(&[&a], &b_txs).unwrap();
+    assert!(
+        on_branch.receipts.iter().all(|r| r.is_success()),
+        "{:?}",
+        on_branch.receipts
+    );
+    // Nothing was written by speculation.
+    assert_eq!(ledger.store().committed_height().unwrap(), Some(0));
+    assert_eq!(ledger.store().account(key(5).public_key()).unwrap(), None);
+    // A transaction of the branch cannot be included again on top of it.
+    let err = ledger.execute_on(&[&a], &a_txs).unwrap_err();
+    assert!(err.to_string().contains("already in the branch"), "{err}");
+    // A branch that does not extend the committed head is refused.
+    let mut stray = a.clone();
+    stray.header.parent_hash = chatpay_proto::sha256(b"elsewhere");
+    assert!(ledger.execute_on(&[&stray], &b_txs).is_err());
+
+    ledger.commit(a_header, a_txs, None).unwrap();
+    let after_commit = ledger.execute_on(&[], &b_txs).unwrap();
+    assert_eq!(
+        after_commit, on_branch,
+        "same receipts, accounts, burned, tx root and digest"
+    );
+}
+
+#[test]
 fn ledger_refuses_a_database_of_another_genesis() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -19,6 +19,32 @@ impl<S: Store + ?Sized> StateView for S {
     }
 }
 
+/// The state after a branch of executed but uncommitted blocks: each
+/// block's account updates, newest first, over the committed store.
+pub struct BranchView<'a, V: ?Sized> {
+    base: &'a V,
+    /// Outputs of the uncommitted ancestors, oldest first.
+    branch: &'a [&'a ExecutionOutput],
+}
+
+impl<'a, V: StateView + ?Sized> BranchView<'a, V> {
+    /// `branch` holds the outputs of the blocks above `base`, oldest first.
+    pub fn new(base: &'a V, branch: &'a [&'a ExecutionOutput]) -> Self {
+        Self { base, branch }
+    }
+}
+
+impl<V: StateView + ?Sized> StateView for BranchView<'_, V> {
+    fn account(&self, key: &PublicKey) -> Result<Option<Account>, StoreError> {
+        for output in self.branch.iter().rev() {
+            if let Ok(i) = output.accounts.binary_search_by(|(k, _)| k.cmp(key)) {
+                return Ok(Some(output.accounts[i].1));
+            }
+        }
+        self.base.account(key)
+    }
+}
+
 /// The chain parameters execution needs (from genesis).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainRules {

@@ -20,5 +20,5 @@
 mod apply;
 mod digest;
 
-pub use apply::{ChainRules, ExecutionOutput, ParentState, StateView, execute};
+pub use apply::{BranchView, ChainRules, ExecutionOutput, ParentState, StateView, execute};
 pub use digest::{genesis_state_digest, next_state_digest};
