@@ -12,6 +12,7 @@
 
 pub mod aggregator;
 pub mod block_tree;
+pub mod core;
 pub mod leader;
 pub mod messages;
 pub mod pacemaker;

@@ -1,0 +1,452 @@
+//! The consensus core: a synchronous state machine driving rounds.
+//!
+//! ```text
+//!  Input (message from a peer, timer fired, start) + now_ms
+//!     └─▶ handle() ─▶ Vec<Output> (broadcast, send, set timer, equivocation)
+//! ```
+//! No sockets, clock or tasks inside: the async shell (or a simulator) owns
+//! them and feeds inputs. Committed blocks are executed and written through
+//! the ledger before `handle` returns, in order, exactly once.
+
+use super::aggregator::{Aggregator, Equivocation, VoteOutcome};
+use super::block_tree::BlockTree;
+use super::leader::leader;
+use super::messages::{Block, Proposal, Timeout, ValidatorIndex, Vote};
+use super::pacemaker::{NewRound, Pacemaker};
+use super::safety::SafetyRules;
+use super::wire::ConsensusMessage;
+use crate::execution::{BranchView, StateView};
+use crate::ledger::{Ledger, Speculative};
+use crate::mempool::Mempool;
+use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Node-local consensus parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreConfig {
+    /// Most transactions per proposed block.
+    pub max_block_txs: usize,
+    /// Most transaction bytes per proposed block.
+    pub max_block_bytes: usize,
+    /// First round timeout.
+    pub base_timeout_ms: u64,
+    /// Largest round timeout after backoff.
+    pub max_timeout_ms: u64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            max_block_txs: 2_000,
+            max_block_bytes: 4 << 20,
+            base_timeout_ms: 1_000,
+            max_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// What the shell feeds the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Begin: enter round 1.
+    Start,
+    /// A message from validator `from`.
+    Message(ValidatorIndex, ConsensusMessage),
+    /// The timer set for `round` fired.
+    TimerFired(u64),
+}
+
+/// What the core asks the shell to do.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Send to every other validator.
+    Broadcast(ConsensusMessage),
+    /// Send to one validator.
+    Send(ValidatorIndex, ConsensusMessage),
+    /// Report `TimerFired(round)` after `after_ms`.
+    SetTimer {
+        /// Round the timer is for.
+        round: u64,
+        /// Delay.
+        after_ms: u64,
+    },
+    /// A validator signed two votes in one round (evidence to log/keep).
+    Equivocation(Box<Equivocation>),
+}
+
+/// One validator's consensus state.
+pub struct Core {
+    me: ValidatorIndex,
+    validators: Vec<PublicKey>,
+    config: CoreConfig,
+    ledger: Arc<Ledger>,
+    mempool: Arc<Mutex<Mempool>>,
+    safety: SafetyRules,
+    tree: BlockTree,
+    aggregator: Aggregator,
+    pacemaker: Pacemaker,
+    speculative: HashMap<Hash, Speculative>,
+    certificates: HashMap<Hash, QuorumCertificate>,
+    now_ms: u64,
+    out: Vec<Output>,
+}
+
+/// The certificate of the genesis block (no signatures).
+pub fn genesis_certificate(genesis: &BlockHeader) -> QuorumCertificate {
+    QuorumCertificate {
+        block_hash: genesis.hash(),
+        round: 0,
+        height: 0,
+        signatures: vec![],
+    }
+}
+
+impl Core {
+    /// A core over a ledger at genesis.
+    pub fn new(
+        me: ValidatorIndex,
+        config: CoreConfig,
+        ledger: Arc<Ledger>,
+        mempool: Arc<Mutex<Mempool>>,
+        safety: SafetyRules,
+    ) -> Result<Self, crate::ledger::LedgerError> {
+        let validators = ledger.genesis().validator_keys();
+        let root = ledger.last_header()?;
+        let root_qc = genesis_certificate(&root);
+        Ok(Self {
+            me,
+            aggregator: Aggregator::new(validators.len()),
+            validators,
+            config,
+            pacemaker: Pacemaker::new(config.base_timeout_ms, config.max_timeout_ms),
+            tree: BlockTree::new(root, root_qc),
+            ledger,
+            mempool,
+            safety,
+            speculative: HashMap::new(),
+            certificates: HashMap::new(),
+            now_ms: 0,
+            out: Vec::new(),
+        })
+    }
+
+    /// The current round.
+    pub fn round(&self) -> u64 {
+        self.pacemaker.round()
+    }
+
+    /// Handles one input at time `now_ms`.
+    ///
+    /// # Panics
+    /// If the ledger or safety storage fails: the node must stop rather than
+    /// continue on state it could not persist.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        self.now_ms = self.now_ms.max(now_ms);
+        match input {
+            Input::Start => {
+                let round = self.pacemaker.round();
+                self.enter(NewRound {
+                    round,
+                    timeout_ms: self.pacemaker.timeout_ms(),
+                });
+            }
+            Input::Message(from, ConsensusMessage::Proposal(p)) => self.on_proposal(from, *p),
+            Input::Message(from, ConsensusMessage::Vote(v)) => self.on_vote(from, v),
+            Input::Message(from, ConsensusMessage::Timeout(t)) => self.on_timeout(from, t),
+            Input::TimerFired(round) => self.on_timer(round),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn enter(&mut self, new: NewRound) {
+        self.aggregator.prune_below(new.round.saturating_sub(1));
+        self.out.push(Output::SetTimer {
+            round: new.round,
+            after_ms: new.timeout_ms,
+        });
+        if leader(new.round, self.validators.len()) == self.me {
+            self.propose(new.round);
+        }
+    }
+
+    /// Uncommitted ancestors of `hash`, oldest first (empty for the root).
+    fn branch_to(&self, hash: &Hash) -> Option<Vec<&Speculative>> {
+        let root = self.tree.root().hash();
+        let mut branch = Vec::new();
+        let mut cursor = *hash;
+        while cursor != root {
+            let block = self.speculative.get(&cursor)?;
+            cursor = block.header.parent_hash;
+            branch.push(block);
+        }
+        branch.reverse();
+        Some(branch)
+    }
+
+    fn propose(&mut self, round: u64) {
+        let high_qc = self.tree.high_qc().clone();
+        let Some(branch) = self.branch_to(&high_qc.block_hash) else {
+            tracing::warn!(
+                round,
+                "cannot propose: the certified block is not executed here"
+            );
+            return;
+        };
+        let parent = branch
+            .last()
+            .map_or_else(|| self.tree.root().clone(), |b| b.header.clone());
+        let exclude: HashSet<TxId> = branch
+            .iter()
+            .flat_map(|b| b.transactions.iter().map(|t| t.tx_id()))
+            .collect();
+        let outputs: Vec<_> = branch.iter().map(|b| &b.output).collect();
+        let view = BranchView::new(self.ledger.store().as_ref(), &outputs);
+        let mut next_nonce =
+            |k: &PublicKey| view.account(k).ok().flatten().map_or(1, |a| a.nonce + 1);
+        let transactions = self
+            .mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .batch(
+                self.config.max_block_txs,
+                self.config.max_block_bytes,
+                &exclude,
+                &mut next_nonce,
+            );
+        let output = self
+            .ledger
+            .execute_on(&branch, &transactions)
+            .expect("ledger storage failed");
+        let header = BlockHeader {
+            genesis_hash: self.ledger.genesis().hash(),
+            height: parent.height + 1,
+            round,
+            parent_hash: parent.hash(),
+            proposer: self.me,
+            timestamp_ms: self.now_ms.max(parent.timestamp_ms),
+            tx_count: u32::try_from(transactions.len()).expect("bounded by max_block_txs"),
+            tx_root: output.tx_root,
+            state_digest: output.state_digest,
+        };
+        let block = Block {
+            header,
+            transactions,
+            justify: high_qc.clone(),
+        };
+        let timeout_certificate = if high_qc.round + 1 == round {
+            None
+        } else {
+            self.pacemaker.last_tc().cloned()
+        };
+        let signature = match self.safety.sign_proposal(&block) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(round, error = %e, "safety rules refused to sign a proposal");
+                return;
+            }
+        };
+        let proposal = Proposal {
+            block,
+            timeout_certificate,
+            signature,
+        };
+        self.out
+            .push(Output::Broadcast(ConsensusMessage::Proposal(Box::new(
+                proposal.clone(),
+            ))));
+        self.on_proposal(self.me, proposal);
+    }
+
+    fn on_proposal(&mut self, from: ValidatorIndex, p: Proposal) {
+        let round = p.block.round();
+        if p.block.header.proposer != leader(round, self.validators.len())
+            || p.block.header.proposer != from
+        {
+            tracing::warn!(
+                from,
+                round,
+                "proposal from a validator that does not lead the round"
+            );
+            return;
+        }
+        if let Err(e) = p.verify_signature(&self.validators) {
+            tracing::warn!(from, round, error = %e, "proposal with a bad signature");
+            return;
+        }
+        if let Err(e) = self.safety.verify_certificate(&p.block.justify) {
+            tracing::warn!(from, round, error = %e, "proposal with a bad certificate");
+            return;
+        }
+        if let Some(tc) = &p.timeout_certificate {
+            if let Err(e) = tc.verify(&self.validators) {
+                tracing::warn!(from, round, error = %e, "proposal with a bad timeout certificate");
+                return;
+            }
+        }
+        self.process_qc(p.block.justify.clone());
+        if let Some(tc) = p.timeout_certificate.clone() {
+            if let Some(new) = self.pacemaker.on_tc(tc) {
+                self.enter(new);
+            }
+        }
+        let hash = p.block.hash();
+        if self.speculative.contains_key(&hash) {
+            return; // already handled (our own proposal echoed, or a resend)
+        }
+        let Some(branch) = self.branch_to(&p.block.header.parent_hash) else {
+            tracing::warn!(
+                from,
+                round,
+                "proposal extends a block this node does not have"
+            );
+            return;
+        };
+        let output = match self.ledger.execute_on(&branch, &p.block.transactions) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(from, round, error = %e, "proposal does not execute");
+                return;
+            }
+        };
+        let h = &p.block.header;
+        if h.tx_root != output.tx_root || h.state_digest != output.state_digest {
+            tracing::warn!(from, round, "proposal header disagrees with its execution");
+            return;
+        }
+        if let Err(e) = self.tree.insert_block(p.block.clone()) {
+            tracing::warn!(from, round, error = %e, "proposal refused by the block tree");
+            return;
+        }
+        self.speculative.insert(
+            hash,
+            Speculative {
+                header: p.block.header.clone(),
+                transactions: p.block.transactions.clone(),
+                output,
+            },
+        );
+        if round != self.pacemaker.round() {
+            return;
+        }
+        match self.safety.vote(&p.block, p.timeout_certificate.as_ref()) {
+            Ok(vote) => {
+                let next_leader = leader(round + 1, self.validators.len());
+                if next_leader == self.me {
+                    self.on_vote(self.me, vote);
+                } else {
+                    self.out
+                        .push(Output::Send(next_leader, ConsensusMessage::Vote(vote)));
+                }
+            }
+            Err(e) => tracing::debug!(round, error = %e, "not voting"),
+        }
+    }
+
+    fn on_vote(&mut self, from: ValidatorIndex, vote: Vote) {
+        if vote.voter != from || leader(vote.round + 1, self.validators.len()) != self.me {
+            return;
+        }
+        if vote.round + 1 < self.pacemaker.round() {
+            return; // too old to matter
+        }
+        if let Err(e) = vote.verify(&self.validators) {
+            tracing::warn!(from, error = %e, "vote with a bad signature");
+            return;
+        }
+        match self.aggregator.add_vote(vote) {
+            VoteOutcome::Certified(qc) => self.process_qc(qc),
+            VoteOutcome::Equivocation(e) => {
+                tracing::warn!(
+                    voter = e.first.voter,
+                    round = e.first.round,
+                    "equivocating votes"
+                );
+                self.out.push(Output::Equivocation(e));
+            }
+            VoteOutcome::Counted | VoteOutcome::Duplicate => {}
+        }
+    }
+
+    fn on_timer(&mut self, round: u64) {
+        if !self.pacemaker.is_current(round) {
+            return;
+        }
+        let high_qc = self.tree.high_qc().clone();
+        let tc = self.pacemaker.last_tc().cloned();
+        match self.safety.timeout(round, &high_qc, tc.as_ref()) {
+            Ok(t) => {
+                self.out
+                    .push(Output::Broadcast(ConsensusMessage::Timeout(t.clone())));
+                self.on_timeout(self.me, t);
+            }
+            Err(e) => tracing::warn!(round, error = %e, "safety rules refused a timeout"),
+        }
+        // Keep repeating the timeout until the round ends.
+        if self.pacemaker.is_current(round) {
+            self.out.push(Output::SetTimer {
+                round,
+                after_ms: self.pacemaker.timeout_ms(),
+            });
+        }
+    }
+
+    fn on_timeout(&mut self, from: ValidatorIndex, t: Timeout) {
+        if t.sender != from || t.round + 1 < self.pacemaker.round() {
+            return;
+        }
+        if let Err(e) = t.verify(&self.validators) {
+            tracing::warn!(from, error = %e, "timeout with a bad signature");
+            return;
+        }
+        if let Err(e) = self.safety.verify_certificate(&t.high_qc) {
+            tracing::warn!(from, error = %e, "timeout with a bad certificate");
+            return;
+        }
+        self.process_qc(t.high_qc.clone());
+        if let Some((tc, _)) = self.aggregator.add_timeout(t) {
+            if let Some(new) = self.pacemaker.on_tc(tc) {
+                self.enter(new);
+            }
+        }
+    }
+
+    /// Records a verified certificate: commits what it commits, and enters
+    /// the next round if it is ahead.
+    fn process_qc(&mut self, qc: QuorumCertificate) {
+        self.certificates
+            .entry(qc.block_hash)
+            .or_insert_with(|| qc.clone());
+        let round = qc.round;
+        let committed = self.tree.insert_qc(qc);
+        if !committed.is_empty() {
+            for block in committed {
+                self.commit(block);
+            }
+            // Forget executions of branches the commit pruned.
+            let tree = &self.tree;
+            self.speculative.retain(|h, _| tree.contains(h));
+        }
+        if let Some(new) = self.pacemaker.on_qc(round) {
+            self.enter(new);
+        }
+    }
+
+    fn commit(&mut self, block: Block) {
+        let hash = block.hash();
+        self.speculative.remove(&hash);
+        let certificate = self.certificates.remove(&hash);
+        let committed = self
+            .ledger
+            .commit(block.header, block.transactions, certificate)
+            .expect("committing a certified, executed block failed: storage is broken");
+        let store = self.ledger.store().clone();
+        let mut nonce = |k: &PublicKey| store.account(k).ok().flatten().map_or(0, |a| a.nonce);
+        self.mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .on_commit(&committed.transactions, &mut nonce);
+        let height = committed.header.height;
+        self.certificates.retain(|_, q| q.height > height);
+    }
+}

@@ -1,0 +1,286 @@
+//! Whole clusters of consensus cores in one process, on a deterministic
+//! simulated network and clock: they commit the same blocks, keep going
+//! with a validator down, and stop (without forking) with two down.
+
+use chatpay_node::consensus::core::{Core, CoreConfig, Input, Output};
+use chatpay_node::consensus::safety::SafetyRules;
+use chatpay_node::consensus::wire::ConsensusMessage;
+use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
+use chatpay_node::ledger::Ledger;
+use chatpay_node::mempool::{Mempool, MempoolConfig};
+use chatpay_node::storage::{MemoryStore, Store};
+use chatpay_proto::{Address, Output as Pay, SecretKey, Transfer};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+const CHAIN: &str = "chatpay-sim";
+
+fn key(n: u8) -> SecretKey {
+    let mut b = [0u8; 32];
+    b[31] = n + 1;
+    SecretKey::from_slice(&b).unwrap()
+}
+
+fn genesis(n: u8) -> Arc<Genesis> {
+    let file = GenesisFile {
+        chain_id: CHAIN.into(),
+        hrp: "cp".into(),
+        decimals: 6,
+        symbol: "CPY".into(),
+        fee_per_transfer: 1,
+        genesis_time_ms: 0,
+        validators: (0..n)
+            .map(|i| ValidatorFile {
+                public_key: hex::encode(key(i).public_key().as_bytes()),
+                network_address: format!("127.0.0.1:{}", 9000 + u16::from(i)),
+            })
+            .collect(),
+        accounts: vec![AccountFile {
+            address: Address::new("cp", key(100).public_key().clone())
+                .unwrap()
+                .to_string(),
+            balance: 1_000_000,
+        }],
+    };
+    Arc::new(Genesis::from_file(file).unwrap())
+}
+
+struct Node {
+    core: Core,
+    ledger: Arc<Ledger>,
+    mempool: Arc<Mutex<Mempool>>,
+}
+
+/// A cluster on a FIFO network with a simulated clock; `down` validators
+/// neither send nor receive.
+struct Cluster {
+    nodes: Vec<Node>,
+    down: HashSet<usize>,
+    queue: VecDeque<(u64, usize, Input)>,
+    timers: BTreeMap<(u64, usize, u64), ()>,
+    now_ms: u64,
+    latency_ms: u64,
+}
+
+impl Cluster {
+    fn new(n: u8) -> Self {
+        let g = genesis(n);
+        let nodes = (0..n)
+            .map(|i| {
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new_empty());
+                let ledger = Arc::new(Ledger::open(store.clone(), g.clone()).unwrap());
+                let mempool =
+                    Arc::new(Mutex::new(Mempool::new(MempoolConfig::default(), CHAIN, 1)));
+                let genesis_block = ledger.last_header().unwrap().hash();
+                let safety = SafetyRules::new(
+                    key(i),
+                    u32::from(i),
+                    g.validator_keys(),
+                    genesis_block,
+                    store,
+                )
+                .unwrap();
+                let core = Core::new(
+                    u32::from(i),
+                    CoreConfig::default(),
+                    ledger.clone(),
+                    mempool.clone(),
+                    safety,
+                )
+                .unwrap();
+                Node {
+                    core,
+                    ledger,
+                    mempool,
+                }
+            })
+            .collect();
+        Self {
+            nodes,
+            down: HashSet::new(),
+            queue: VecDeque::new(),
+            timers: BTreeMap::new(),
+            now_ms: 0,
+            latency_ms: 5,
+        }
+    }
+
+    fn submit(&self, node: usize, nonce: u64) {
+        let out = Pay {
+            recipient: key(101).public_key().clone(),
+            amount: nonce,
+        };
+        let tx = Transfer::new(
+            CHAIN,
+            key(100).public_key().clone(),
+            nonce,
+            1,
+            vec![out],
+            vec![],
+        )
+        .unwrap()
+        .sign(&key(100));
+        let n = &self.nodes[node];
+        let account = n.ledger.store().account(key(100).public_key()).unwrap();
+        n.mempool.lock().unwrap().admit(tx, account, None).unwrap();
+    }
+
+    fn dispatch(&mut self, from: usize, outputs: Vec<Output>) {
+        for o in outputs {
+            match o {
+                Output::Broadcast(m) => {
+                    for to in 0..self.nodes.len() {
+                        if to != from {
+                            self.send(from, to, m.clone());
+                        }
+                    }
+                }
+                Output::Send(to, m) => self.send(from, to as usize, m),
+                Output::SetTimer { round, after_ms } => {
+                    self.timers
+                        .insert((self.now_ms + after_ms, from, round), ());
+                }
+                Output::Equivocation(_) => {}
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, m: ConsensusMessage) {
+        if !self.down.contains(&from) && !self.down.contains(&to) {
+            self.queue.push_back((
+                self.now_ms + self.latency_ms,
+                to,
+                Input::Message(from as u32, m),
+            ));
+        }
+    }
+
+    fn start(&mut self) {
+        for i in 0..self.nodes.len() {
+            if !self.down.contains(&i) {
+                let out = self.nodes[i].core.handle(0, Input::Start);
+                self.dispatch(i, out);
+            }
+        }
+    }
+
+    /// Runs until every live node's committed height reaches `height`, or
+    /// `deadline_ms` of simulated time passes. Returns whether it got there.
+    fn run_until(&mut self, height: u64, deadline_ms: u64) -> bool {
+        loop {
+            if self.live().all(|i| self.height(i) >= height) {
+                return true;
+            }
+            let next_timer = self.timers.keys().next().copied();
+            let next_msg = self.queue.front().map(|(t, _, _)| *t);
+            let (at, to, input) = match (next_msg, next_timer) {
+                (Some(m), Some((t, _, _))) if t < m => self.pop_timer(),
+                (Some(_), _) => self.queue.pop_front().unwrap(),
+                (None, Some(_)) => self.pop_timer(),
+                (None, None) => return false,
+            };
+            if at > deadline_ms {
+                return false;
+            }
+            self.now_ms = self.now_ms.max(at);
+            if self.down.contains(&to) {
+                continue;
+            }
+            let out = self.nodes[to].core.handle(self.now_ms, input);
+            self.dispatch(to, out);
+        }
+    }
+
+    fn pop_timer(&mut self) -> (u64, usize, Input) {
+        let ((at, node, round), ()) = self.timers.pop_first().unwrap();
+        (at, node, Input::TimerFired(round))
+    }
+
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|i| !self.down.contains(i))
+    }
+
+    fn height(&self, i: usize) -> u64 {
+        self.nodes[i].ledger.last_header().unwrap().height
+    }
+
+    /// Every pair of nodes has the same block at every height both have.
+    fn assert_agreement(&self) {
+        let max = (0..self.nodes.len()).map(|i| self.height(i)).max().unwrap();
+        for h in 1..=max {
+            let blocks: Vec<_> = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.ledger.store().block(h).unwrap())
+                .map(|b| (b.header.hash(), b.header.state_digest))
+                .collect();
+            assert!(
+                blocks.windows(2).all(|w| w[0] == w[1]),
+                "fork at height {h}: {blocks:?}"
+            );
+        }
+    }
+
+    fn committed_transfers(&self, i: usize) -> u64 {
+        let store = self.nodes[i].ledger.store();
+        store.account(key(100).public_key()).unwrap().unwrap().nonce
+    }
+}
+
+#[test]
+fn four_validators_commit_the_same_blocks() {
+    let mut c = Cluster::new(4);
+    for nonce in 1..=30 {
+        c.submit((nonce % 4) as usize, nonce);
+    }
+    c.start();
+    assert!(
+        c.run_until(10, 60_000),
+        "heights {:?}",
+        (0..4).map(|i| c.height(i)).collect::<Vec<_>>()
+    );
+    c.assert_agreement();
+    // Healthy network: no round timed out (every timer is 1 s, far ahead).
+    assert!(c.now_ms < 1_000, "took {} ms of simulated time", c.now_ms);
+    assert!(c.nodes[0].core.round() <= 13);
+    // Transfers submitted to any validator are committed (each validator's
+    // mempool only has its own share; nonces must go in order, so a leader
+    // without the next nonce waits for the one that has it).
+    assert!(c.run_until(40, 600_000));
+    c.assert_agreement();
+    for i in 0..4 {
+        assert_eq!(c.committed_transfers(i), 30, "node {i}");
+    }
+}
+
+#[test]
+fn three_of_four_keep_committing_and_two_of_four_stop_without_forking() {
+    let mut c = Cluster::new(4);
+    c.down.insert(3);
+    for nonce in 1..=10 {
+        c.submit(0, nonce);
+    }
+    c.start();
+    assert!(
+        c.run_until(8, 600_000),
+        "heights {:?}",
+        (0..4).map(|i| c.height(i)).collect::<Vec<_>>()
+    );
+    c.assert_agreement();
+    assert_eq!(c.committed_transfers(0), 10);
+    // Rounds led by the dead validator ended by timeout certificates.
+    let round = c.nodes[0].core.round();
+    assert!(
+        round > c.height(0) + 3,
+        "round {round} at height {}: no timeouts?",
+        c.height(0)
+    );
+
+    let before: Vec<u64> = (0..4).map(|i| c.height(i)).collect();
+    c.down.insert(2);
+    let progressed = c.run_until(before[0] + 5, c.now_ms + 600_000);
+    assert!(!progressed, "two of four down must not commit");
+    // At most the blocks already certified before the crash may commit.
+    assert!((0..2).all(|i| c.height(i) <= before[i] + 1));
+    c.assert_agreement();
+}
