@@ -9,7 +9,7 @@ use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::ledger::Ledger;
 use chatpay_node::mempool::{Mempool, MempoolConfig};
 use chatpay_node::storage::{MemoryStore, Store};
-use chatpay_proto::{Address, Output as Pay, SecretKey, Transfer};
+use chatpay_proto::{Address, Output as Pay, SecretKey, Transfer, proposal_signing_bytes};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -60,6 +60,10 @@ struct Cluster {
     timers: BTreeMap<(u64, usize, u64), ()>,
     now_ms: u64,
     latency_ms: u64,
+    /// A Byzantine leader: each of its proposals gets a signed twin.
+    equivocator: Option<usize>,
+    /// (reporting node, proposer, round) of double proposals seen.
+    evidence: Vec<(usize, u32, u64)>,
 }
 
 impl Cluster {
@@ -102,6 +106,8 @@ impl Cluster {
             timers: BTreeMap::new(),
             now_ms: 0,
             latency_ms: 5,
+            equivocator: None,
+            evidence: Vec::new(),
         }
     }
 
@@ -128,6 +134,32 @@ impl Cluster {
     fn dispatch(&mut self, from: usize, outputs: Vec<Output>) {
         for o in outputs {
             match o {
+                Output::Broadcast(ConsensusMessage::Proposal(p))
+                    if self.equivocator == Some(from) =>
+                {
+                    // Same round, another block (another timestamp), validly
+                    // signed with the leader's key: half see one, half the
+                    // other, and validator `(from + 1) % n` sees both.
+                    let mut twin = (*p).clone();
+                    twin.block.header.timestamp_ms += 1;
+                    twin.signature =
+                        key(from as u8).sign(&proposal_signing_bytes(&twin.block.hash()));
+                    let n = self.nodes.len();
+                    for to in (0..n).filter(|to| *to != from) {
+                        let both = to == (from + 1) % n;
+                        if to % 2 == 0 || both {
+                            self.send(from, to, ConsensusMessage::Proposal(p.clone()));
+                        }
+                        if to % 2 == 1 || both {
+                            self.send(from, to, ConsensusMessage::Proposal(Box::new(twin.clone())));
+                        }
+                    }
+                }
+                Output::DoubleProposal {
+                    proposer, round, ..
+                } => {
+                    self.evidence.push((from, proposer, round));
+                }
                 Output::Broadcast(m) => {
                     for to in 0..self.nodes.len() {
                         if to != from {
@@ -167,8 +199,14 @@ impl Cluster {
     /// Runs until every live node's committed height reaches `height`, or
     /// `deadline_ms` of simulated time passes. Returns whether it got there.
     fn run_until(&mut self, height: u64, deadline_ms: u64) -> bool {
+        let live: Vec<usize> = self.live().collect();
+        self.run_until_for(&live, height, deadline_ms)
+    }
+
+    /// Like `run_until`, watching only `nodes`.
+    fn run_until_for(&mut self, nodes: &[usize], height: u64, deadline_ms: u64) -> bool {
         loop {
-            if self.live().all(|i| self.height(i) >= height) {
+            if nodes.iter().all(|i| self.height(*i) >= height) {
                 return true;
             }
             let next_timer = self.timers.keys().next().copied();
@@ -283,4 +321,34 @@ fn three_of_four_keep_committing_and_two_of_four_stop_without_forking() {
     // At most the blocks already certified before the crash may commit.
     assert!((0..2).all(|i| c.height(i) <= before[i] + 1));
     c.assert_agreement();
+}
+
+#[test]
+fn an_equivocating_leader_causes_no_fork_and_is_reported() {
+    let mut c = Cluster::new(4);
+    c.equivocator = Some(1);
+    for nonce in 1..=10 {
+        c.submit(0, nonce);
+    }
+    c.start();
+    // Validator 3 votes for the twins, which never gather a quorum; it misses
+    // the blocks that won and, until blocks can be fetched from peers, stays
+    // behind. The other three (a quorum) must keep committing.
+    let quorum = [0, 1, 2];
+    let reached = c.run_until_for(&quorum, 12, 600_000);
+    assert!(
+        reached,
+        "heights {:?}",
+        (0..4).map(|i| c.height(i)).collect::<Vec<_>>()
+    );
+    c.assert_agreement();
+    assert_eq!(c.committed_transfers(0), 10);
+    // Validator 2 received both proposals of each round led by 1.
+    assert!(
+        c.evidence
+            .iter()
+            .any(|(by, proposer, _)| *by == 2 && *proposer == 1),
+        "{:?}",
+        c.evidence
+    );
 }

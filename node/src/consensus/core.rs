@@ -73,7 +73,21 @@ pub enum Output {
     },
     /// A validator signed two votes in one round (evidence to log/keep).
     Equivocation(Box<Equivocation>),
+    /// A leader signed two different proposals for one round.
+    DoubleProposal {
+        /// The leader.
+        proposer: ValidatorIndex,
+        /// The round.
+        round: u64,
+        /// Hash of the first proposal seen.
+        first: Hash,
+        /// Hash of the second.
+        second: Hash,
+    },
 }
+
+/// Rounds of proposals remembered for double-proposal detection.
+const PROPOSAL_MEMORY_ROUNDS: u64 = 64;
 
 /// One validator's consensus state.
 pub struct Core {
@@ -88,6 +102,7 @@ pub struct Core {
     pacemaker: Pacemaker,
     speculative: HashMap<Hash, Speculative>,
     certificates: HashMap<Hash, QuorumCertificate>,
+    proposals_seen: HashMap<u64, Hash>,
     now_ms: u64,
     out: Vec<Output>,
 }
@@ -126,6 +141,7 @@ impl Core {
             safety,
             speculative: HashMap::new(),
             certificates: HashMap::new(),
+            proposals_seen: HashMap::new(),
             now_ms: 0,
             out: Vec::new(),
         })
@@ -274,6 +290,21 @@ impl Core {
             tracing::warn!(from, round, error = %e, "proposal with a bad signature");
             return;
         }
+        let hash = p.block.hash();
+        let first = *self.proposals_seen.entry(round).or_insert(hash);
+        if first != hash {
+            tracing::warn!(proposer = from, round, %first, second = %hash, "leader equivocated: two proposals in one round");
+            self.out.push(Output::DoubleProposal {
+                proposer: from,
+                round,
+                first,
+                second: hash,
+            });
+            return;
+        }
+        let current = self.pacemaker.round();
+        self.proposals_seen
+            .retain(|r, _| r + PROPOSAL_MEMORY_ROUNDS >= current);
         if let Err(e) = self.safety.verify_certificate(&p.block.justify) {
             tracing::warn!(from, round, error = %e, "proposal with a bad certificate");
             return;
@@ -290,7 +321,6 @@ impl Core {
                 self.enter(new);
             }
         }
-        let hash = p.block.hash();
         if self.speculative.contains_key(&hash) {
             return; // already handled (our own proposal echoed, or a resend)
         }
