@@ -33,6 +33,10 @@ pub struct CoreConfig {
     pub base_timeout_ms: u64,
     /// Largest round timeout after backoff.
     pub max_timeout_ms: u64,
+    /// With nothing to order, a leader waits this long before proposing an
+    /// empty block, so a quiet chain advances (and shows it is alive)
+    /// without spinning. Must be below `base_timeout_ms`.
+    pub idle_interval_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -40,8 +44,9 @@ impl Default for CoreConfig {
         Self {
             max_block_txs: 2_000,
             max_block_bytes: 4 << 20,
-            base_timeout_ms: 1_000,
-            max_timeout_ms: 30_000,
+            base_timeout_ms: 3_000,
+            max_timeout_ms: 60_000,
+            idle_interval_ms: 1_000,
         }
     }
 }
@@ -55,6 +60,10 @@ pub enum Input {
     Message(ValidatorIndex, ConsensusMessage),
     /// The timer set for `round` fired.
     TimerFired(u64),
+    /// The idle wait of a leader for `round` ended.
+    ProposeTimerFired(u64),
+    /// The mempool received transactions (a waiting leader proposes now).
+    TransactionsAvailable,
 }
 
 /// What the core asks the shell to do.
@@ -67,6 +76,13 @@ pub enum Output {
     /// Report `TimerFired(round)` after `after_ms`.
     SetTimer {
         /// Round the timer is for.
+        round: u64,
+        /// Delay.
+        after_ms: u64,
+    },
+    /// Report `ProposeTimerFired(round)` after `after_ms`.
+    SetProposeTimer {
+        /// Round the leader waits in.
         round: u64,
         /// Delay.
         after_ms: u64,
@@ -103,6 +119,10 @@ pub struct Core {
     speculative: HashMap<Hash, Speculative>,
     certificates: HashMap<Hash, QuorumCertificate>,
     proposals_seen: HashMap<u64, Hash>,
+    waiting_to_propose: Option<u64>,
+    /// The last commit included transactions: the next block carries the
+    /// certificate that tells the other validators, so do not delay it.
+    commit_to_announce: bool,
     now_ms: u64,
     out: Vec<Output>,
 }
@@ -126,6 +146,10 @@ impl Core {
         mempool: Arc<Mutex<Mempool>>,
         safety: SafetyRules,
     ) -> Result<Self, crate::ledger::LedgerError> {
+        assert!(
+            config.idle_interval_ms < config.base_timeout_ms,
+            "idle interval must be below the round timeout"
+        );
         let validators = ledger.genesis().validator_keys();
         let root = ledger.last_header()?;
         let root_qc = genesis_certificate(&root);
@@ -142,6 +166,8 @@ impl Core {
             speculative: HashMap::new(),
             certificates: HashMap::new(),
             proposals_seen: HashMap::new(),
+            waiting_to_propose: None,
+            commit_to_announce: false,
             now_ms: 0,
             out: Vec::new(),
         })
@@ -171,6 +197,12 @@ impl Core {
             Input::Message(from, ConsensusMessage::Vote(v)) => self.on_vote(from, v),
             Input::Message(from, ConsensusMessage::Timeout(t)) => self.on_timeout(from, t),
             Input::TimerFired(round) => self.on_timer(round),
+            Input::ProposeTimerFired(due) => self.propose_if_waiting(due),
+            Input::TransactionsAvailable => {
+                if let Some(due) = self.waiting_to_propose {
+                    self.propose_if_waiting(due);
+                }
+            }
         }
         std::mem::take(&mut self.out)
     }
@@ -181,9 +213,45 @@ impl Core {
             round: new.round,
             after_ms: new.timeout_ms,
         });
+        self.waiting_to_propose = None;
         if leader(new.round, self.validators.len()) == self.me {
-            self.propose(new.round);
+            if self.has_work() {
+                self.propose(new.round);
+            } else {
+                self.waiting_to_propose = Some(new.round);
+                self.out.push(Output::SetProposeTimer {
+                    round: new.round,
+                    after_ms: self.config.idle_interval_ms,
+                });
+            }
         }
+    }
+
+    fn propose_if_waiting(&mut self, due: u64) {
+        let round = self.pacemaker.round();
+        if self.waiting_to_propose == Some(round) && due == round {
+            self.propose(round);
+        }
+    }
+
+    /// Whether a block now would order something: pending transactions,
+    /// uncommitted ancestors holding transactions (which need certified
+    /// descendants to commit), or a commit of transactions that only this
+    /// validator knows of yet.
+    fn has_work(&self) -> bool {
+        if self.commit_to_announce {
+            return true;
+        }
+        if !self
+            .mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
+            return true;
+        }
+        self.branch_to(&self.tree.high_qc().block_hash)
+            .is_some_and(|b| b.iter().any(|s| !s.transactions.is_empty()))
     }
 
     /// Uncommitted ancestors of `hash`, oldest first (empty for the root).
@@ -201,6 +269,8 @@ impl Core {
     }
 
     fn propose(&mut self, round: u64) {
+        self.waiting_to_propose = None;
+        self.commit_to_announce = false;
         let high_qc = self.tree.high_qc().clone();
         let Some(branch) = self.branch_to(&high_qc.block_hash) else {
             tracing::warn!(
@@ -449,6 +519,9 @@ impl Core {
             .or_insert_with(|| qc.clone());
         let round = qc.round;
         let committed = self.tree.insert_qc(qc);
+        if committed.iter().any(|b| !b.transactions.is_empty()) {
+            self.commit_to_announce = true;
+        }
         if !committed.is_empty() {
             for block in committed {
                 self.commit(block);
