@@ -16,7 +16,7 @@ use super::pacemaker::{NewRound, Pacemaker};
 use super::safety::SafetyRules;
 use super::wire::ConsensusMessage;
 use crate::execution::{BranchView, StateView};
-use crate::ledger::{Ledger, Speculative};
+use crate::ledger::{Ledger, LedgerError, Speculative};
 use crate::mempool::Mempool;
 use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId};
 use std::collections::{HashMap, HashSet};
@@ -145,7 +145,7 @@ impl Core {
         ledger: Arc<Ledger>,
         mempool: Arc<Mutex<Mempool>>,
         safety: SafetyRules,
-    ) -> Result<Self, crate::ledger::LedgerError> {
+    ) -> Result<Self, LedgerError> {
         assert!(
             config.idle_interval_ms < config.base_timeout_ms,
             "idle interval must be below the round timeout"
@@ -300,10 +300,16 @@ impl Core {
                 &exclude,
                 &mut next_nonce,
             );
-        let output = self
-            .ledger
-            .execute_on(&branch, &transactions)
-            .expect("ledger storage failed");
+        let output = match self.ledger.execute_on(&branch, &transactions) {
+            Ok(output) => output,
+            Err(LedgerError::Store(e)) => panic!("ledger storage failed while proposing: {e}"),
+            Err(e) => {
+                // A batch the ledger refuses (a duplicate) is a mempool bug;
+                // skip this proposal rather than stop the validator.
+                tracing::error!(round, error = %e, "proposal batch refused by the ledger");
+                return;
+            }
+        };
         let header = BlockHeader {
             genesis_hash: self.ledger.genesis().hash(),
             height: parent.height + 1,
