@@ -399,3 +399,22 @@ fn a_quiet_chain_advances_at_the_idle_interval() {
     );
     c.assert_agreement();
 }
+
+#[test]
+fn a_single_validator_chain_commits() {
+    let mut c = Cluster::new(1);
+    for nonce in 1..=5 {
+        c.submit(0, nonce);
+    }
+    c.start();
+    assert!(c.run_until(3, 60_000));
+    assert_eq!(c.committed_transfers(0), 5);
+    // Then it idles instead of spinning.
+    let h = c.height(0);
+    assert!(!c.run_until(h + 1_000, c.now_ms + 5_000));
+    assert!(
+        c.height(0) <= h + 6,
+        "height {} after 5 s idle",
+        c.height(0)
+    );
+}

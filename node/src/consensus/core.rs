@@ -19,7 +19,7 @@ use crate::execution::{BranchView, StateView};
 use crate::ledger::{Ledger, LedgerError, Speculative};
 use crate::mempool::Mempool;
 use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Node-local consensus parameters.
@@ -120,6 +120,9 @@ pub struct Core {
     certificates: HashMap<Hash, QuorumCertificate>,
     proposals_seen: HashMap<u64, Hash>,
     waiting_to_propose: Option<u64>,
+    /// This validator's own messages to itself, handled after the current
+    /// input (a queue, not recursion, so a single validator cannot recurse).
+    to_self: VecDeque<ConsensusMessage>,
     /// The last commit included transactions: the next block carries the
     /// certificate that tells the other validators, so do not delay it.
     commit_to_announce: bool,
@@ -167,6 +170,7 @@ impl Core {
             certificates: HashMap::new(),
             proposals_seen: HashMap::new(),
             waiting_to_propose: None,
+            to_self: VecDeque::new(),
             commit_to_announce: false,
             now_ms: 0,
             out: Vec::new(),
@@ -193,9 +197,7 @@ impl Core {
                     timeout_ms: self.pacemaker.timeout_ms(),
                 });
             }
-            Input::Message(from, ConsensusMessage::Proposal(p)) => self.on_proposal(from, *p),
-            Input::Message(from, ConsensusMessage::Vote(v)) => self.on_vote(from, v),
-            Input::Message(from, ConsensusMessage::Timeout(t)) => self.on_timeout(from, t),
+            Input::Message(from, message) => self.on_message(from, message),
             Input::TimerFired(round) => self.on_timer(round),
             Input::ProposeTimerFired(due) => self.propose_if_waiting(due),
             Input::TransactionsAvailable => {
@@ -204,7 +206,22 @@ impl Core {
                 }
             }
         }
+        while let Some(message) = self.to_self.pop_front() {
+            self.on_message(self.me, message);
+        }
         std::mem::take(&mut self.out)
+    }
+
+    fn on_message(&mut self, from: ValidatorIndex, message: ConsensusMessage) {
+        match message {
+            ConsensusMessage::Proposal(p) => self.on_proposal(from, *p),
+            ConsensusMessage::Vote(v) => self.on_vote(from, v),
+            ConsensusMessage::Timeout(t) => self.on_timeout(from, t),
+        }
+    }
+
+    fn to_self(&mut self, message: ConsensusMessage) {
+        self.to_self.push_back(message);
     }
 
     fn enter(&mut self, new: NewRound) {
@@ -347,7 +364,7 @@ impl Core {
             .push(Output::Broadcast(ConsensusMessage::Proposal(Box::new(
                 proposal.clone(),
             ))));
-        self.on_proposal(self.me, proposal);
+        self.to_self(ConsensusMessage::Proposal(Box::new(proposal)));
     }
 
     fn on_proposal(&mut self, from: ValidatorIndex, p: Proposal) {
@@ -439,7 +456,7 @@ impl Core {
             Ok(vote) => {
                 let next_leader = leader(round + 1, self.validators.len());
                 if next_leader == self.me {
-                    self.on_vote(self.me, vote);
+                    self.to_self(ConsensusMessage::Vote(vote));
                 } else {
                     self.out
                         .push(Output::Send(next_leader, ConsensusMessage::Vote(vote)));
@@ -484,7 +501,7 @@ impl Core {
             Ok(t) => {
                 self.out
                     .push(Output::Broadcast(ConsensusMessage::Timeout(t.clone())));
-                self.on_timeout(self.me, t);
+                self.to_self(ConsensusMessage::Timeout(t));
             }
             Err(e) => tracing::warn!(round, error = %e, "safety rules refused a timeout"),
         }
