@@ -220,7 +220,7 @@ impl Core {
         }
     }
 
-    fn to_self(&mut self, message: ConsensusMessage) {
+    fn send_to_self(&mut self, message: ConsensusMessage) {
         self.to_self.push_back(message);
     }
 
@@ -364,7 +364,7 @@ impl Core {
             .push(Output::Broadcast(ConsensusMessage::Proposal(Box::new(
                 proposal.clone(),
             ))));
-        self.to_self(ConsensusMessage::Proposal(Box::new(proposal)));
+        self.send_to_self(ConsensusMessage::Proposal(Box::new(proposal)));
     }
 
     fn on_proposal(&mut self, from: ValidatorIndex, p: Proposal) {
@@ -456,7 +456,7 @@ impl Core {
             Ok(vote) => {
                 let next_leader = leader(round + 1, self.validators.len());
                 if next_leader == self.me {
-                    self.to_self(ConsensusMessage::Vote(vote));
+                    self.send_to_self(ConsensusMessage::Vote(vote));
                 } else {
                     self.out
                         .push(Output::Send(next_leader, ConsensusMessage::Vote(vote)));
@@ -501,7 +501,7 @@ impl Core {
             Ok(t) => {
                 self.out
                     .push(Output::Broadcast(ConsensusMessage::Timeout(t.clone())));
-                self.to_self(ConsensusMessage::Timeout(t));
+                self.send_to_self(ConsensusMessage::Timeout(t));
             }
             Err(e) => tracing::warn!(round, error = %e, "safety rules refused a timeout"),
         }
