@@ -162,25 +162,6 @@ impl Ledger {
         Ok(())
     }
 
-    fn execute_next(
-        &self,
-        parent: &BlockHeader,
-        transactions: &[SignedTransfer],
-    ) -> Result<ExecutionOutput, LedgerError> {
-        self.check_unique(transactions)?;
-        let state = ParentState {
-            height: parent.height,
-            state_digest: parent.state_digest,
-            burned: self.store.burned()?,
-        };
-        Ok(execute(
-            &self.rules,
-            self.store.as_ref(),
-            &state,
-            transactions,
-        )?)
-    }
-
     /// Executes `transactions` as the child of the last block of `branch`:
     /// uncommitted blocks, oldest first, the first extending the committed
     /// head (an empty branch means the committed head itself). This is how a
@@ -241,7 +222,7 @@ impl Ledger {
         transactions: &[SignedTransfer],
     ) -> Result<BlockHeader, LedgerError> {
         let parent = self.last_header()?;
-        let out = self.execute_next(&parent, transactions)?;
+        let out = self.execute_on(&[], transactions)?;
         Ok(BlockHeader {
             genesis_hash: self.genesis.hash(),
             height: parent.height + 1,
@@ -266,6 +247,22 @@ impl Ledger {
         transactions: Vec<SignedTransfer>,
         certificate: Option<QuorumCertificate>,
     ) -> Result<Arc<CommittedBlock>, LedgerError> {
+        let out = self.execute_on(&[], &transactions)?;
+        self.commit_executed(header, transactions, certificate, out)
+    }
+
+    /// Durably commits the next block from an execution this node already
+    /// did (with [`Ledger::execute_on`], possibly while the block's parent was
+    /// uncommitted), then announces it. The header is checked against that
+    /// output and the committed chain exactly as in [`Ledger::commit`]; the
+    /// transactions are not executed again.
+    pub fn commit_executed(
+        &self,
+        header: BlockHeader,
+        transactions: Vec<SignedTransfer>,
+        certificate: Option<QuorumCertificate>,
+        out: ExecutionOutput,
+    ) -> Result<Arc<CommittedBlock>, LedgerError> {
         let parent = self.last_header()?;
         let height = header.height;
         let mismatch = |reason: String| Err(LedgerError::Mismatch { height, reason });
@@ -278,8 +275,9 @@ impl Ledger {
                 parent.height
             ));
         }
-        let out = self.execute_next(&parent, &transactions)?;
-        if header.tx_count as usize != transactions.len() {
+        if header.tx_count as usize != transactions.len()
+            || out.receipts.len() != transactions.len()
+        {
             return mismatch(format!(
                 "tx_count {} for {} txs",
                 header.tx_count,

@@ -437,10 +437,13 @@ impl Core {
             tracing::warn!(from, round, "proposal header disagrees with its execution");
             return;
         }
-        if let Err(e) = self.tree.insert_block(p.block.clone()) {
-            tracing::warn!(from, round, error = %e, "proposal refused by the block tree");
-            return;
-        }
+        let committed = match self.tree.insert_block(p.block.clone()) {
+            Ok(committed) => committed,
+            Err(e) => {
+                tracing::warn!(from, round, error = %e, "proposal refused by the block tree");
+                return;
+            }
+        };
         self.speculative.insert(
             hash,
             Speculative {
@@ -449,6 +452,7 @@ impl Core {
                 output,
             },
         );
+        self.commit_all(committed);
         if round != self.pacemaker.round() {
             return;
         }
@@ -542,29 +546,45 @@ impl Core {
             .or_insert_with(|| qc.clone());
         let round = qc.round;
         let committed = self.tree.insert_qc(qc);
-        if committed.iter().any(|b| !b.transactions.is_empty()) {
-            self.commit_to_announce = true;
-        }
-        if !committed.is_empty() {
-            for block in committed {
-                self.commit(block);
-            }
-            // Forget executions of branches the commit pruned.
-            let tree = &self.tree;
-            self.speculative.retain(|h, _| tree.contains(h));
-        }
+        self.commit_all(committed);
         if let Some(new) = self.pacemaker.on_qc(round) {
             self.enter(new);
         }
     }
 
+    /// Commits blocks the tree released, in order, and forgets executions of
+    /// the branches it pruned.
+    fn commit_all(&mut self, blocks: Vec<Block>) {
+        if blocks.is_empty() {
+            return;
+        }
+        if blocks.iter().any(|b| !b.transactions.is_empty()) {
+            self.commit_to_announce = true;
+        }
+        for block in blocks {
+            self.commit(block);
+        }
+        let tree = &self.tree;
+        self.speculative.retain(|h, _| tree.contains(h));
+    }
+
     fn commit(&mut self, block: Block) {
         let hash = block.hash();
-        self.speculative.remove(&hash);
+        // Every block in the tree was executed before it was inserted; commit
+        // that execution instead of running the block a third time.
+        let executed = self
+            .speculative
+            .remove(&hash)
+            .expect("blocks enter the tree only after they are executed");
         let certificate = self.certificates.remove(&hash);
         let committed = self
             .ledger
-            .commit(block.header, block.transactions, certificate)
+            .commit_executed(
+                block.header,
+                block.transactions,
+                certificate,
+                executed.output,
+            )
             .expect("committing a certified, executed block failed: storage is broken");
         let store = self.ledger.store().clone();
         let mut nonce = |k: &PublicKey| store.account(k).ok().flatten().map_or(0, |a| a.nonce);
