@@ -159,20 +159,36 @@ impl Transfer {
             .try_fold(0u64, |sum, o| sum.checked_add(o.amount))
     }
 
+    /// Length of [`Transfer::signing_bytes`], without building them.
+    pub fn signing_bytes_len(&self) -> usize {
+        TRANSFER_DOMAIN_TAG.len()
+            + 1 // version
+            + 1 // chain id length
+            + self.chain_id.len()
+            + PublicKey::LEN
+            + 8 // nonce
+            + 8 // fee
+            + 1 // output count
+            + self.outputs.len() * (PublicKey::LEN + 8)
+            + 2 // memo length
+            + self.memo.len()
+    }
+
+    /// Accounts the transfer touches: the sender and every recipient, sorted,
+    /// each once.
+    pub fn participants(&self) -> Vec<&PublicKey> {
+        let mut keys: Vec<&PublicKey> = std::iter::once(&self.sender)
+            .chain(self.outputs.iter().map(|o| &o.recipient))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// The canonical bytes that are hashed into the tx id and signed
     /// (layout version 1, `docs/protocol.md`).
     pub fn signing_bytes(&self) -> Vec<u8> {
-        let len = TRANSFER_DOMAIN_TAG.len()
-            + 1
-            + 1
-            + self.chain_id.len()
-            + PublicKey::LEN
-            + 8
-            + 8
-            + 1
-            + self.outputs.len() * (PublicKey::LEN + 8)
-            + 2
-            + self.memo.len();
+        let len = self.signing_bytes_len();
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(TRANSFER_DOMAIN_TAG);
         out.push(TRANSFER_VERSION);

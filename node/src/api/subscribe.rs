@@ -133,10 +133,7 @@ async fn live(
         if (height, index) < *cursor {
             continue;
         }
-        let transfer = t.transfer();
-        let touches =
-            transfer.sender() == key || transfer.outputs().iter().any(|o| &o.recipient == key);
-        if !touches {
+        if !t.transfer().participants().contains(&key) {
             continue;
         }
         send(

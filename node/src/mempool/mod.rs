@@ -179,21 +179,9 @@ pub struct Mempool {
     bytes: usize,
 }
 
-/// Size a transaction is accounted for.
+/// Size a transaction is accounted for: signing bytes + 64-byte signature.
 fn size_of(tx: &SignedTransfer) -> usize {
-    let t = tx.transfer();
-    // Signing bytes length (docs/protocol.md) + 64-byte signature.
-    17 + 1
-        + 1
-        + t.chain_id().len()
-        + 33
-        + 8
-        + 8
-        + 1
-        + 41 * t.outputs().len()
-        + 2
-        + t.memo().len()
-        + 64
+    tx.transfer().signing_bytes_len() + chatpay_proto::Signature::LEN
 }
 
 impl Mempool {

@@ -124,14 +124,3 @@ pub fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryEntry> {
         tx_id,
     })
 }
-
-/// Accounts a transaction touches: its sender and every distinct recipient.
-pub fn touched(tx: &SignedTransfer) -> Vec<&PublicKey> {
-    let t = tx.transfer();
-    let mut keys: Vec<&PublicKey> = std::iter::once(t.sender())
-        .chain(t.outputs().iter().map(|o| &o.recipient))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
-}

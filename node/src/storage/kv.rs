@@ -151,7 +151,7 @@ impl<B: Backend> Store for KvStore<B> {
                 id.0,
                 codec::tx_value(tx, height, index, receipt),
             ));
-            for key in codec::touched(tx) {
+            for key in tx.transfer().participants() {
                 puts.push(put(cf::HISTORY, history_key(key, height, index), id.0));
             }
         }
