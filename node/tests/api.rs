@@ -154,6 +154,17 @@ impl Drop for TestNode {
     }
 }
 
+/// The next committed transaction of a subscription.
+async fn next_event(stream: &mut tonic::Streaming<pb::AccountEvent>) -> pb::CommittedTransaction {
+    stream
+        .message()
+        .await
+        .unwrap()
+        .expect("stream open")
+        .transaction
+        .unwrap()
+}
+
 fn reason(status: &tonic::Status) -> String {
     status
         .metadata()
@@ -565,26 +576,14 @@ async fn subscription_replays_then_follows_without_gaps_or_duplicates() {
         .await
         .unwrap()
         .into_inner();
-    let first = stream
-        .message()
-        .await
-        .unwrap()
-        .unwrap()
-        .transaction
-        .unwrap();
+    let first = next_event(&mut stream).await;
     assert_eq!(first.tx_id, pay(1, 3, 1, 5).tx_id().0.to_vec());
     // Live: Carol pays (as sender), then is paid twice in one block.
     node.submit(&pay(1, 3, 3, 6)).await.unwrap();
     node.submit(&pay(1, 3, 4, 7)).await.unwrap();
     node.commit_pending();
     for nonce in [3, 4] {
-        let ev = stream
-            .message()
-            .await
-            .unwrap()
-            .unwrap()
-            .transaction
-            .unwrap();
+        let ev = next_event(&mut stream).await;
         assert_eq!(ev.tx_id, pay(1, 3, nonce, nonce + 3).tx_id().0.to_vec());
         assert_eq!(ev.height, 3);
     }
@@ -599,13 +598,7 @@ async fn subscription_replays_then_follows_without_gaps_or_duplicates() {
         .await
         .unwrap()
         .into_inner();
-    let ev = resumed
-        .message()
-        .await
-        .unwrap()
-        .unwrap()
-        .transaction
-        .unwrap();
+    let ev = next_event(&mut resumed).await;
     assert_eq!((ev.height, ev.index), (3, 0));
     let bad = pb::SubscribeAccountRequest {
         address: "cp1zzz".into(),
