@@ -4,6 +4,7 @@
 
 use chatpay_node::consensus::core::{Core, CoreConfig, Input, Output};
 use chatpay_node::consensus::safety::SafetyRules;
+use chatpay_node::consensus::sync::{committed_block_by_hash, committed_range};
 use chatpay_node::consensus::wire::ConsensusMessage;
 use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::ledger::Ledger;
@@ -64,6 +65,8 @@ struct Cluster {
     equivocator: Option<usize>,
     /// (reporting node, proposer, round) of double proposals seen.
     evidence: Vec<(usize, u32, u64)>,
+    /// Sync requests served.
+    syncs: usize,
 }
 
 impl Cluster {
@@ -108,6 +111,7 @@ impl Cluster {
             latency_ms: 5,
             equivocator: None,
             evidence: Vec::new(),
+            syncs: 0,
         }
     }
 
@@ -177,8 +181,68 @@ impl Cluster {
                         .insert((self.now_ms + after_ms, from, round, true), ());
                 }
                 Output::Equivocation(_) => {}
+                Output::FetchBlock { peer, hash } => {
+                    let server = &self.nodes[peer as usize];
+                    let block = match server.core.block(&hash) {
+                        Some(b) => Some(b.clone()),
+                        None => committed_block_by_hash(server.ledger.store().as_ref(), &hash)
+                            .unwrap()
+                            .map(|s| s.block),
+                    };
+                    if let Some(block) = block {
+                        self.reply(peer as usize, from, Input::BlockFetched(peer, block));
+                    }
+                }
+                Output::SyncBlocks { peer, from_height } => {
+                    let store = self.nodes[peer as usize].ledger.store().clone();
+                    let blocks = committed_range(store.as_ref(), from_height, u64::MAX).unwrap();
+                    self.syncs += 1;
+                    self.reply(peer as usize, from, Input::Synced(peer, blocks));
+                }
             }
         }
+    }
+
+    /// A response from `server` to `to`, one round trip later.
+    fn reply(&mut self, server: usize, to: usize, input: Input) {
+        if !self.down.contains(&server) && !self.down.contains(&to) {
+            let at = self.now_ms + 2 * self.latency_ms;
+            let pos = self.queue.partition_point(|(t, _, _)| *t <= at);
+            self.queue.insert(pos, (at, to, input));
+        }
+    }
+
+    /// Rebuilds validator `i` from its store, as a restarted process would.
+    fn restart(&mut self, i: usize) {
+        let g = self.nodes[i].ledger.genesis().clone();
+        let store = self.nodes[i].ledger.store().clone();
+        let ledger = Arc::new(Ledger::open(store.clone(), g.clone()).unwrap());
+        let mempool = Arc::new(Mutex::new(Mempool::new(MempoolConfig::default(), CHAIN, 1)));
+        let genesis_block = store.block(0).unwrap().unwrap().header.hash();
+        let safety = SafetyRules::new(
+            key(i as u8),
+            i as u32,
+            g.validator_keys(),
+            genesis_block,
+            store,
+        )
+        .unwrap();
+        let core = Core::new(
+            i as u32,
+            CoreConfig::default(),
+            ledger.clone(),
+            mempool.clone(),
+            safety,
+        )
+        .unwrap();
+        self.nodes[i] = Node {
+            core,
+            ledger,
+            mempool,
+        };
+        self.down.remove(&i);
+        let out = self.nodes[i].core.handle(self.now_ms, Input::Start);
+        self.dispatch(i, out);
     }
 
     fn send(&mut self, from: usize, to: usize, m: ConsensusMessage) {
@@ -347,10 +411,8 @@ fn an_equivocating_leader_causes_no_fork_and_is_reported() {
     }
     c.start();
     // Validator 3 votes for the twins, which never gather a quorum; it misses
-    // the blocks that won and, until blocks can be fetched from peers, stays
-    // behind. The other three (a quorum) must keep committing.
-    let quorum = [0, 1, 2];
-    let reached = c.run_until_for(&quorum, 12, 600_000);
+    // the blocks that won and fetches them from its peers.
+    let reached = c.run_until(12, 600_000);
     assert!(
         reached,
         "heights {:?}",
@@ -417,4 +479,67 @@ fn a_single_validator_chain_commits() {
         "height {} after 5 s idle",
         c.height(0)
     );
+}
+
+#[test]
+fn a_validator_cut_off_catches_up_when_it_returns() {
+    let mut c = Cluster::new(4);
+    c.down.insert(3);
+    for nonce in 1..=20 {
+        c.submit(0, nonce);
+    }
+    c.start();
+    // Far behind (more than the fetch depth): it must sync by height range.
+    assert!(c.run_until(40, 600_000));
+    assert_eq!(c.height(3), 0);
+    c.down.remove(&3);
+    let target = c.height(0) + 2;
+    assert!(
+        c.run_until(target, c.now_ms + 600_000),
+        "heights {:?}",
+        (0..4).map(|i| c.height(i)).collect::<Vec<_>>()
+    );
+    assert!(c.syncs > 0, "caught up without a range sync");
+    c.assert_agreement();
+    assert_eq!(c.committed_transfers(3), 20);
+    let digests: Vec<_> = (0..4)
+        .map(|i| {
+            c.nodes[i]
+                .ledger
+                .store()
+                .block(target)
+                .unwrap()
+                .unwrap()
+                .header
+                .state_digest
+        })
+        .collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+}
+
+#[test]
+fn a_restarted_validator_resumes_from_its_store_and_rejoins() {
+    let mut c = Cluster::new(4);
+    for nonce in 1..=10 {
+        c.submit(1, nonce);
+    }
+    c.start();
+    assert!(c.run_until(6, 600_000));
+    // Validator 2 stops; the others go on without it for a while.
+    c.down.insert(2);
+    let stopped_at = c.height(2);
+    assert!(c.run_until(stopped_at + 8, c.now_ms + 600_000));
+    c.restart(2);
+    let target = c.height(0) + 3;
+    assert!(
+        c.run_until(target, c.now_ms + 600_000),
+        "heights {:?}",
+        (0..4).map(|i| c.height(i)).collect::<Vec<_>>()
+    );
+    c.assert_agreement();
+    // It votes again: with validator 3 down, 0, 1 and 2 are the quorum.
+    c.down.insert(3);
+    let h = c.height(0);
+    assert!(c.run_until_for(&[0, 1, 2], h + 3, c.now_ms + 600_000));
+    c.assert_agreement();
 }

@@ -7,6 +7,10 @@
 //! No sockets, clock or tasks inside: the async shell (or a simulator) owns
 //! them and feeds inputs. Committed blocks are executed and written through
 //! the ledger before `handle` returns, in order, exactly once.
+//!
+//! A proposal whose parent this validator lacks is held while the missing
+//! blocks are fetched from the proposer ([`Output::FetchBlock`] for a few,
+//! [`Output::SyncBlocks`] when far behind); see [`super::sync`].
 
 use super::aggregator::{Aggregator, Equivocation, VoteOutcome};
 use super::block_tree::BlockTree;
@@ -14,9 +18,10 @@ use super::leader::leader;
 use super::messages::{Block, Proposal, Timeout, ValidatorIndex, Vote};
 use super::pacemaker::{NewRound, Pacemaker};
 use super::safety::SafetyRules;
+use super::sync::{MAX_FETCH_DEPTH, SyncedBlock, certificate_of};
 use super::wire::ConsensusMessage;
 use crate::execution::{BranchView, StateView};
-use crate::ledger::{Ledger, LedgerError, Speculative};
+use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
 use crate::mempool::Mempool;
 use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -64,6 +69,11 @@ pub enum Input {
     ProposeTimerFired(u64),
     /// The mempool received transactions (a waiting leader proposes now).
     TransactionsAvailable,
+    /// A block requested with [`Output::FetchBlock`], as the peer sent it.
+    BlockFetched(ValidatorIndex, Block),
+    /// Committed blocks requested with [`Output::SyncBlocks`], as the peer
+    /// sent them (checked before anything is applied).
+    Synced(ValidatorIndex, Vec<SyncedBlock>),
 }
 
 /// What the core asks the shell to do.
@@ -100,10 +110,30 @@ pub enum Output {
         /// Hash of the second.
         second: Hash,
     },
+    /// Fetch the block `hash` from `peer`; report it as
+    /// [`Input::BlockFetched`] (or nothing, if it cannot be had).
+    FetchBlock {
+        /// Validator to ask.
+        peer: ValidatorIndex,
+        /// Block wanted.
+        hash: Hash,
+    },
+    /// Fetch committed blocks from `from_height` on from `peer`; report them
+    /// as [`Input::Synced`].
+    SyncBlocks {
+        /// Validator to ask.
+        peer: ValidatorIndex,
+        /// First height wanted.
+        from_height: u64,
+    },
 }
 
 /// Rounds of proposals remembered for double-proposal detection.
 const PROPOSAL_MEMORY_ROUNDS: u64 = 64;
+/// How long an unanswered fetch or sync request holds back the next one.
+const REQUEST_TIMEOUT_MS: u64 = 2_000;
+/// Most fetched blocks held while their own parents are fetched.
+const MAX_ORPHANS: usize = 64;
 
 /// One validator's consensus state.
 pub struct Core {
@@ -120,6 +150,14 @@ pub struct Core {
     certificates: HashMap<Hash, QuorumCertificate>,
     proposals_seen: HashMap<u64, Hash>,
     waiting_to_propose: Option<u64>,
+    /// The newest proposal whose ancestors are being fetched.
+    pending: Option<(ValidatorIndex, Proposal)>,
+    /// Fetched blocks whose parents are being fetched.
+    orphans: HashMap<Hash, Block>,
+    /// Blocks asked for and not received yet (others are not accepted).
+    expected: HashSet<Hash>,
+    /// No new fetch or sync request before this time (one in flight).
+    request_until_ms: u64,
     /// This validator's own messages to itself, handled after the current
     /// input (a queue, not recursion, so a single validator cannot recurse).
     to_self: VecDeque<ConsensusMessage>,
@@ -141,7 +179,8 @@ pub fn genesis_certificate(genesis: &BlockHeader) -> QuorumCertificate {
 }
 
 impl Core {
-    /// A core over a ledger at genesis.
+    /// A core over a ledger at its committed head (genesis, or where the
+    /// validator stopped: it resumes after the round of the head's certificate).
     pub fn new(
         me: ValidatorIndex,
         config: CoreConfig,
@@ -155,13 +194,32 @@ impl Core {
         );
         let validators = ledger.genesis().validator_keys();
         let root = ledger.last_header()?;
-        let root_qc = genesis_certificate(&root);
+        let root_qc = if root.height == 0 {
+            genesis_certificate(&root)
+        } else {
+            let stored = ledger.store().block(root.height)?;
+            stored.and_then(|b| b.certificate).unwrap_or_else(|| {
+                // Only this validator can use an unsigned root; it learns a
+                // real certificate from the next proposal it receives.
+                tracing::warn!(height = root.height, "committed head has no certificate");
+                QuorumCertificate {
+                    block_hash: root.hash(),
+                    round: root.round,
+                    height: root.height,
+                    signatures: vec![],
+                }
+            })
+        };
+        let mut pacemaker = Pacemaker::new(config.base_timeout_ms, config.max_timeout_ms);
+        if root_qc.round > 0 {
+            pacemaker.on_qc(root_qc.round);
+        }
         Ok(Self {
             me,
             aggregator: Aggregator::new(validators.len()),
             validators,
             config,
-            pacemaker: Pacemaker::new(config.base_timeout_ms, config.max_timeout_ms),
+            pacemaker,
             tree: BlockTree::new(root, root_qc),
             ledger,
             mempool,
@@ -170,6 +228,10 @@ impl Core {
             certificates: HashMap::new(),
             proposals_seen: HashMap::new(),
             waiting_to_propose: None,
+            pending: None,
+            orphans: HashMap::new(),
+            expected: HashSet::new(),
+            request_until_ms: 0,
             to_self: VecDeque::new(),
             commit_to_announce: false,
             now_ms: 0,
@@ -180,6 +242,12 @@ impl Core {
     /// The current round.
     pub fn round(&self) -> u64 {
         self.pacemaker.round()
+    }
+
+    /// An uncommitted block this validator holds (served to peers that
+    /// fetch it; committed blocks are read from the store).
+    pub fn block(&self, hash: &Hash) -> Option<&Block> {
+        self.tree.block(hash)
     }
 
     /// Handles one input at time `now_ms`.
@@ -205,6 +273,8 @@ impl Core {
                     self.propose_if_waiting(due);
                 }
             }
+            Input::BlockFetched(peer, block) => self.on_block_fetched(peer, block),
+            Input::Synced(peer, blocks) => self.on_synced(peer, blocks),
         }
         while let Some(message) = self.to_self.pop_front() {
             self.on_message(self.me, message);
@@ -417,42 +487,20 @@ impl Core {
         if self.speculative.contains_key(&hash) {
             return; // already handled (our own proposal echoed, or a resend)
         }
-        let Some(branch) = self.branch_to(&p.block.header.parent_hash) else {
-            tracing::warn!(
-                from,
-                round,
-                "proposal extends a block this node does not have"
-            );
-            return;
-        };
-        let output = match self.ledger.execute_on(&branch, &p.block.transactions) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(from, round, error = %e, "proposal does not execute");
-                return;
+        if self.branch_to(&p.block.header.parent_hash).is_none() {
+            self.wait_for_ancestors(from, &p.block);
+            if self
+                .pending
+                .as_ref()
+                .is_none_or(|(_, q)| q.block.round() <= round)
+            {
+                self.pending = Some((from, p));
             }
-        };
-        let h = &p.block.header;
-        if h.tx_root != output.tx_root || h.state_digest != output.state_digest {
-            tracing::warn!(from, round, "proposal header disagrees with its execution");
             return;
         }
-        let committed = match self.tree.insert_block(p.block.clone()) {
-            Ok(committed) => committed,
-            Err(e) => {
-                tracing::warn!(from, round, error = %e, "proposal refused by the block tree");
-                return;
-            }
-        };
-        self.speculative.insert(
-            hash,
-            Speculative {
-                header: p.block.header.clone(),
-                transactions: p.block.transactions.clone(),
-                output,
-            },
-        );
-        self.commit_all(committed);
+        if !self.accept_block(from, &p.block) {
+            return;
+        }
         if round != self.pacemaker.round() {
             return;
         }
@@ -468,6 +516,215 @@ impl Core {
             }
             Err(e) => tracing::debug!(round, error = %e, "not voting"),
         }
+    }
+
+    /// Executes a block whose parent this validator holds, checks its header
+    /// against the execution, and adds it to the tree (committing what that
+    /// commits). The block's signatures and certificate are checked already.
+    fn accept_block(&mut self, from: ValidatorIndex, block: &Block) -> bool {
+        let round = block.round();
+        let Some(branch) = self.branch_to(&block.header.parent_hash) else {
+            return false;
+        };
+        let output = match self.ledger.execute_on(&branch, &block.transactions) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(from, round, error = %e, "block does not execute");
+                return false;
+            }
+        };
+        let h = &block.header;
+        if h.tx_root != output.tx_root || h.state_digest != output.state_digest {
+            tracing::warn!(from, round, "block header disagrees with its execution");
+            return false;
+        }
+        let committed = match self.tree.insert_block(block.clone()) {
+            Ok(committed) => committed,
+            Err(e) => {
+                tracing::warn!(from, round, error = %e, "block refused by the block tree");
+                return false;
+            }
+        };
+        self.speculative.insert(
+            block.hash(),
+            Speculative {
+                header: block.header.clone(),
+                transactions: block.transactions.clone(),
+                output,
+            },
+        );
+        self.commit_all(committed);
+        true
+    }
+
+    /// `block` (verified) extends a block this validator lacks: asks `peer`
+    /// for the parent, or for committed blocks when far behind. One request
+    /// at a time; an unanswered one expires after [`REQUEST_TIMEOUT_MS`].
+    fn wait_for_ancestors(&mut self, peer: ValidatorIndex, block: &Block) {
+        let root = self.tree.root().height;
+        if block.header.height <= root + 1 {
+            return; // its parent is at or below the committed head: a dead fork
+        }
+        if self.now_ms < self.request_until_ms || peer == self.me {
+            return;
+        }
+        self.request_until_ms = self.now_ms + REQUEST_TIMEOUT_MS;
+        if block.header.height > root + MAX_FETCH_DEPTH {
+            self.out.push(Output::SyncBlocks {
+                peer,
+                from_height: root + 1,
+            });
+        } else {
+            let hash = block.header.parent_hash;
+            if self.expected.len() >= MAX_ORPHANS {
+                self.expected.clear();
+            }
+            self.expected.insert(hash);
+            self.out.push(Output::FetchBlock { peer, hash });
+        }
+    }
+
+    fn on_block_fetched(&mut self, peer: ValidatorIndex, block: Block) {
+        let hash = block.hash();
+        if !self.expected.remove(&hash) {
+            tracing::debug!(peer, %hash, "unrequested block ignored");
+            return;
+        }
+        self.request_until_ms = 0;
+        if !self.tree.contains(&hash) && block.header.height > self.tree.root().height {
+            if let Err(e) = self.safety.verify_certificate(&block.justify) {
+                tracing::warn!(peer, %hash, error = %e, "fetched block with a bad certificate");
+                return;
+            }
+            self.process_qc(block.justify.clone());
+            if self.branch_to(&block.header.parent_hash).is_some() {
+                if self.accept_block(peer, &block) {
+                    self.adopt_orphans(peer);
+                }
+            } else {
+                if self.orphans.len() >= MAX_ORPHANS {
+                    self.orphans.clear();
+                }
+                self.wait_for_ancestors(peer, &block);
+                self.orphans.insert(hash, block);
+            }
+        }
+        self.retry_pending();
+    }
+
+    /// Adds held fetched blocks whose parents arrived, oldest first.
+    fn adopt_orphans(&mut self, peer: ValidatorIndex) {
+        let root = self.tree.root().height;
+        self.orphans.retain(|_, b| b.header.height > root);
+        loop {
+            let ready = self
+                .orphans
+                .iter()
+                .find(|(_, b)| self.speculative.contains_key(&b.header.parent_hash))
+                .map(|(h, _)| *h);
+            let Some(hash) = ready else { break };
+            let block = self.orphans.remove(&hash).expect("found above");
+            self.accept_block(peer, &block);
+        }
+    }
+
+    /// Handles the held proposal again once its parent is here.
+    fn retry_pending(&mut self) {
+        let Some((from, p)) = self.pending.take() else {
+            return;
+        };
+        if self.branch_to(&p.block.header.parent_hash).is_some() {
+            self.on_proposal(from, p);
+        } else {
+            self.wait_for_ancestors(from, &p.block);
+            self.pending = Some((from, p));
+        }
+    }
+
+    /// Commits the prefix of a peer's batch that links to the committed head
+    /// and ends in a block whose certified child is of the next round (the
+    /// 2-chain rule): certified alone is not committed. Every certificate
+    /// stored with a block is verified first.
+    fn on_synced(&mut self, peer: ValidatorIndex, blocks: Vec<SyncedBlock>) {
+        self.request_until_ms = 0;
+        let genesis_hash = self.ledger.genesis().hash();
+        let mut parent = self.tree.root().clone();
+        let mut linked = 0;
+        for s in &blocks {
+            let h = &s.block.header;
+            if h.parent_hash != parent.hash()
+                || h.height != parent.height + 1
+                || h.round <= parent.round
+                || h.genesis_hash != genesis_hash
+                || s.block.justify.block_hash != h.parent_hash
+            {
+                tracing::warn!(
+                    peer,
+                    height = h.height,
+                    "synced block does not link to the chain"
+                );
+                break;
+            }
+            linked += 1;
+            parent = h.clone();
+        }
+        let blocks = &blocks[..linked];
+        let certified = |i: usize| {
+            certificate_of(blocks, i).filter(|qc| {
+                let h = &blocks[i].block.header;
+                qc.block_hash == h.hash()
+                    && qc.round == h.round
+                    && qc.height == h.height
+                    && self.safety.verify_certificate(qc).is_ok()
+            })
+        };
+        let proven = (0..linked.saturating_sub(1)).rev().find(|&i| {
+            blocks[i + 1].block.round() == blocks[i].block.round() + 1 && certified(i + 1).is_some()
+        });
+        let Some(last) = proven else {
+            tracing::warn!(peer, blocks = linked, "synced blocks prove no commit");
+            return;
+        };
+        let Some(certificates) = (0..=last)
+            .map(|i| certified(i).cloned())
+            .collect::<Option<Vec<_>>>()
+        else {
+            tracing::warn!(peer, "synced blocks with a bad certificate");
+            return;
+        };
+        let mut root_qc = None;
+        for (s, qc) in blocks[..=last].iter().zip(certificates) {
+            let b = &s.block;
+            match self
+                .ledger
+                .commit(b.header.clone(), b.transactions.clone(), Some(qc.clone()))
+            {
+                Ok(committed) => {
+                    self.after_commit(&committed);
+                    root_qc = Some(qc);
+                }
+                Err(LedgerError::Store(e)) => panic!("ledger storage failed while syncing: {e}"),
+                Err(e) => {
+                    tracing::warn!(peer, height = b.header.height, error = %e, "synced block refused");
+                    break;
+                }
+            }
+        }
+        let Some(root_qc) = root_qc else { return };
+        let root = self.ledger.last_header().expect("just committed");
+        tracing::info!(
+            peer,
+            height = root.height,
+            "caught up with committed blocks"
+        );
+        // The tree restarts at the new head; uncommitted blocks are fetched again.
+        self.tree = BlockTree::new(root, root_qc.clone());
+        self.speculative.clear();
+        self.certificates.clear();
+        self.expected.clear();
+        self.process_qc(root_qc);
+        self.adopt_orphans(peer);
+        self.retry_pending();
     }
 
     fn on_vote(&mut self, from: ValidatorIndex, vote: Vote) {
@@ -586,13 +843,18 @@ impl Core {
                 executed.output,
             )
             .expect("committing a certified, executed block failed: storage is broken");
+        self.after_commit(&committed);
+        let height = committed.header.height;
+        self.certificates.retain(|_, q| q.height > height);
+    }
+
+    /// Drops what a committed block included (or made stale) from the mempool.
+    fn after_commit(&mut self, committed: &CommittedBlock) {
         let store = self.ledger.store().clone();
         let mut nonce = |k: &PublicKey| store.account(k).ok().flatten().map_or(0, |a| a.nonce);
         self.mempool
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .on_commit(&committed.transactions, &mut nonce);
-        let height = committed.header.height;
-        self.certificates.retain(|_, q| q.height > height);
     }
 }

@@ -17,4 +17,5 @@ pub mod leader;
 pub mod messages;
 pub mod pacemaker;
 pub mod safety;
+pub mod sync;
 pub mod wire;
