@@ -16,4 +16,6 @@ pub mod execution;
 pub mod genesis;
 pub mod ledger;
 pub mod mempool;
+pub mod network;
+pub mod node;
 pub mod storage;

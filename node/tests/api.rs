@@ -84,10 +84,7 @@ impl TestNode {
         let genesis = Arc::new(Genesis::from_file(genesis).unwrap());
         let ledger = Arc::new(Ledger::open(Arc::new(MemoryStore::new_empty()), genesis).unwrap());
         let mempool = Mempool::new(MempoolConfig::default(), CHAIN, FEE);
-        let state = Arc::new(ApiState {
-            ledger,
-            mempool: Arc::new(Mutex::new(mempool)),
-        });
+        let state = Arc::new(ApiState::new(ledger, Arc::new(Mutex::new(mempool))));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

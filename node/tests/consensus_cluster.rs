@@ -190,7 +190,11 @@ impl Cluster {
                             .map(|s| s.block),
                     };
                     if let Some(block) = block {
-                        self.reply(peer as usize, from, Input::BlockFetched(peer, block));
+                        self.reply(
+                            peer as usize,
+                            from,
+                            Input::BlockFetched(peer, Box::new(block)),
+                        );
                     }
                 }
                 Output::SyncBlocks { peer, from_height } => {

@@ -12,15 +12,17 @@
 mod service;
 mod subscribe;
 
+pub(crate) use service::internal;
 pub use service::{ClientApi, MAX_REQUEST_BYTES};
 
 use crate::ledger::Ledger;
-use crate::mempool::Mempool;
-use chatpay_proto::pb;
+use crate::mempool::{Admission, AdmitError, Mempool};
+use crate::storage::StoreError;
+use chatpay_proto::{SignedTransfer, pb};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// What the API serves from.
@@ -29,6 +31,43 @@ pub struct ApiState {
     pub ledger: Arc<Ledger>,
     /// Pending transactions.
     pub mempool: Arc<Mutex<Mempool>>,
+    /// Told of every newly admitted transaction (the node forwards them to
+    /// the other validators and wakes a waiting leader). Bounded: when full,
+    /// the transaction stays in this validator's mempool only.
+    pub admitted: Option<mpsc::Sender<SignedTransfer>>,
+}
+
+impl ApiState {
+    /// State with no admission listener (a ledger served without consensus).
+    pub fn new(ledger: Arc<Ledger>, mempool: Arc<Mutex<Mempool>>) -> Self {
+        Self {
+            ledger,
+            mempool,
+            admitted: None,
+        }
+    }
+
+    /// Checks `tx` against committed state and admits it to the mempool;
+    /// a newly admitted one is passed to the admission listener.
+    pub fn admit(&self, tx: SignedTransfer) -> Result<Result<Admission, AdmitError>, StoreError> {
+        let store = self.ledger.store();
+        let committed_at = store.transaction(&tx.tx_id())?.map(|r| r.height);
+        let sender = store.account(tx.transfer().sender())?;
+        let forward = self.admitted.as_ref().map(|_| tx.clone());
+        let admitted = self
+            .mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(tx, sender, committed_at);
+        if let (Ok(Admission::Admitted), Some(listener), Some(tx)) =
+            (&admitted, &self.admitted, forward)
+        {
+            if listener.try_send(tx).is_err() {
+                tracing::debug!("admission listener full; transaction stays local");
+            }
+        }
+        Ok(admitted)
+    }
 }
 
 /// Serves the client API, health and reflection on `listener` until
@@ -44,6 +83,18 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
+    router(state, stopping)
+        .await
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// The client API with gRPC health (reporting it serving) and reflection;
+/// a validator adds its peer service to the same server.
+pub async fn router(
+    state: Arc<ApiState>,
+    stopping: watch::Receiver<bool>,
+) -> tonic::transport::server::Router {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::client_server::ClientServer<ClientApi>>()
@@ -56,6 +107,4 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ClientApi::new(state, stopping).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
 }

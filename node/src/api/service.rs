@@ -165,13 +165,7 @@ impl pb::client_server::Client for ClientApi {
         let tx =
             SignedTransfer::try_from(wire).map_err(|e| Status::invalid_argument(format!("{e}")))?;
         let id = tx.tx_id();
-        let store = self.state.ledger.store();
-        let committed_at = store.transaction(&id).map_err(internal)?.map(|r| r.height);
-        let sender = store.account(tx.transfer().sender()).map_err(internal)?;
-        let admitted = {
-            let mut pool = self.state.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.admit(tx, sender, committed_at)
-        };
+        let admitted = self.state.admit(tx).map_err(internal)?;
         let status = match admitted {
             Ok(Admission::Admitted) => pb::AdmissionStatus::Admitted,
             Ok(Admission::AlreadyPending) => pb::AdmissionStatus::AlreadyPending,

@@ -70,7 +70,7 @@ pub enum Input {
     /// The mempool received transactions (a waiting leader proposes now).
     TransactionsAvailable,
     /// A block requested with [`Output::FetchBlock`], as the peer sent it.
-    BlockFetched(ValidatorIndex, Block),
+    BlockFetched(ValidatorIndex, Box<Block>),
     /// Committed blocks requested with [`Output::SyncBlocks`], as the peer
     /// sent them (checked before anything is applied).
     Synced(ValidatorIndex, Vec<SyncedBlock>),
@@ -150,6 +150,8 @@ pub struct Core {
     certificates: HashMap<Hash, QuorumCertificate>,
     proposals_seen: HashMap<u64, Hash>,
     waiting_to_propose: Option<u64>,
+    /// The round whose proposal waits for the block of the highest certificate.
+    blocked_proposal: Option<u64>,
     /// The newest proposal whose ancestors are being fetched.
     pending: Option<(ValidatorIndex, Proposal)>,
     /// Fetched blocks whose parents are being fetched.
@@ -228,6 +230,7 @@ impl Core {
             certificates: HashMap::new(),
             proposals_seen: HashMap::new(),
             waiting_to_propose: None,
+            blocked_proposal: None,
             pending: None,
             orphans: HashMap::new(),
             expected: HashSet::new(),
@@ -273,11 +276,16 @@ impl Core {
                     self.propose_if_waiting(due);
                 }
             }
-            Input::BlockFetched(peer, block) => self.on_block_fetched(peer, block),
+            Input::BlockFetched(peer, block) => self.on_block_fetched(peer, *block),
             Input::Synced(peer, blocks) => self.on_synced(peer, blocks),
         }
-        while let Some(message) = self.to_self.pop_front() {
-            self.on_message(self.me, message);
+        loop {
+            while let Some(message) = self.to_self.pop_front() {
+                self.on_message(self.me, message);
+            }
+            if !self.propose_if_unblocked() {
+                break;
+            }
         }
         std::mem::take(&mut self.out)
     }
@@ -295,6 +303,12 @@ impl Core {
     }
 
     fn enter(&mut self, new: NewRound) {
+        tracing::debug!(
+            validator = self.me,
+            round = new.round,
+            timeout_ms = new.timeout_ms,
+            "entering round"
+        );
         self.aggregator.prune_below(new.round.saturating_sub(1));
         self.out.push(Output::SetTimer {
             round: new.round,
@@ -312,6 +326,20 @@ impl Core {
                 });
             }
         }
+    }
+
+    /// Proposes in the current round if a proposal waited for the block of
+    /// the highest certificate and that block is here now.
+    fn propose_if_unblocked(&mut self) -> bool {
+        let round = self.pacemaker.round();
+        if self.blocked_proposal != Some(round) {
+            return false;
+        }
+        if self.branch_to(&self.tree.high_qc().block_hash).is_none() {
+            return false;
+        }
+        self.propose(round);
+        true
     }
 
     fn propose_if_waiting(&mut self, due: u64) {
@@ -359,11 +387,15 @@ impl Core {
         self.waiting_to_propose = None;
         self.commit_to_announce = false;
         let high_qc = self.tree.high_qc().clone();
+        self.blocked_proposal = None;
         let Some(branch) = self.branch_to(&high_qc.block_hash) else {
-            tracing::warn!(
-                round,
-                "cannot propose: the certified block is not executed here"
-            );
+            // Votes can outrun the proposal they are for: wait for the
+            // block (and ask its proposer for it) instead of letting the
+            // round time out.
+            tracing::debug!(round, "certified block not here yet; proposing once it is");
+            self.blocked_proposal = Some(round);
+            let proposer = leader(high_qc.round, self.validators.len());
+            self.request_block(proposer, high_qc.block_hash);
             return;
         };
         let parent = branch
@@ -568,20 +600,28 @@ impl Core {
         if self.now_ms < self.request_until_ms || peer == self.me {
             return;
         }
-        self.request_until_ms = self.now_ms + REQUEST_TIMEOUT_MS;
         if block.header.height > root + MAX_FETCH_DEPTH {
+            self.request_until_ms = self.now_ms + REQUEST_TIMEOUT_MS;
             self.out.push(Output::SyncBlocks {
                 peer,
                 from_height: root + 1,
             });
         } else {
-            let hash = block.header.parent_hash;
-            if self.expected.len() >= MAX_ORPHANS {
-                self.expected.clear();
-            }
-            self.expected.insert(hash);
-            self.out.push(Output::FetchBlock { peer, hash });
+            self.request_block(peer, block.header.parent_hash);
         }
+    }
+
+    /// Asks `peer` for the block `hash`, unless a request is in flight.
+    fn request_block(&mut self, peer: ValidatorIndex, hash: Hash) {
+        if self.now_ms < self.request_until_ms || peer == self.me {
+            return;
+        }
+        self.request_until_ms = self.now_ms + REQUEST_TIMEOUT_MS;
+        if self.expected.len() >= MAX_ORPHANS {
+            self.expected.clear();
+        }
+        self.expected.insert(hash);
+        self.out.push(Output::FetchBlock { peer, hash });
     }
 
     fn on_block_fetched(&mut self, peer: ValidatorIndex, block: Block) {
@@ -756,6 +796,7 @@ impl Core {
         if !self.pacemaker.is_current(round) {
             return;
         }
+        tracing::debug!(validator = self.me, round, "round timed out");
         let high_qc = self.tree.high_qc().clone();
         let tc = self.pacemaker.last_tc().cloned();
         match self.safety.timeout(round, &high_qc, tc.as_ref()) {
@@ -764,7 +805,9 @@ impl Core {
                     .push(Output::Broadcast(ConsensusMessage::Timeout(t.clone())));
                 self.send_to_self(ConsensusMessage::Timeout(t));
             }
-            Err(e) => tracing::warn!(round, error = %e, "safety rules refused a timeout"),
+            // Expected after a restart, until a certificate as high as the
+            // last one this validator signed over arrives from a peer.
+            Err(e) => tracing::debug!(round, error = %e, "safety rules refused a timeout"),
         }
         // Keep repeating the timeout until the round ends.
         if self.pacemaker.is_current(round) {

@@ -4,6 +4,7 @@
 //! against the validator set, by the receiver.
 
 use super::messages::{Block, Proposal, Timeout, TimeoutCertificate, TimeoutSignature, Vote};
+use super::sync::SyncedBlock;
 use crate::genesis::MAX_VALIDATORS;
 use chatpay_proto::{
     BlockHeader, ConversionError, QuorumCertificate, SignedTransfer, hash_field, pb,
@@ -243,6 +244,40 @@ impl From<&ConsensusMessage> for pb::ConsensusMessage {
         };
         pb::ConsensusMessage {
             message: Some(message),
+        }
+    }
+}
+
+impl ConsensusMessage {
+    /// The validator the message claims to be from (its signature, checked
+    /// by the receiver, proves it).
+    pub fn sender(&self) -> u32 {
+        match self {
+            Self::Proposal(p) => p.block.header.proposer,
+            Self::Vote(v) => v.voter,
+            Self::Timeout(t) => t.sender,
+        }
+    }
+}
+
+impl TryFrom<pb::CertifiedBlock> for SyncedBlock {
+    type Error = ConversionError;
+
+    fn try_from(c: pb::CertifiedBlock) -> Result<Self> {
+        let block = Block::try_from(c.block.ok_or_else(|| ConversionError::missing("block"))?)?;
+        let certificate = c
+            .certificate
+            .map(|q| QuorumCertificate::try_from(q).map_err(|e| e.within("certificate")))
+            .transpose()?;
+        Ok(SyncedBlock { block, certificate })
+    }
+}
+
+impl From<&SyncedBlock> for pb::CertifiedBlock {
+    fn from(s: &SyncedBlock) -> Self {
+        pb::CertifiedBlock {
+            block: Some((&s.block).into()),
+            certificate: s.certificate.as_ref().map(Into::into),
         }
     }
 }

@@ -1,0 +1,252 @@
+//! Links to the other validators: one bounded queue and one long-lived
+//! stream per peer for consensus messages, one queue for forwarded
+//! transactions, and request/response calls for catch-up.
+
+use super::{
+    Connector, FORWARD_QUEUE, MAX_BACKOFF, MAX_PEER_MESSAGE_BYTES, MIN_BACKOFF, PEER_QUEUE,
+    RPC_TIMEOUT, SYNC_TIMEOUT,
+};
+use crate::consensus::messages::{Block, ValidatorIndex};
+use crate::consensus::sync::{MAX_SYNC_BLOCKS, SyncedBlock};
+use chatpay_proto::{Hash, pb};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+type Client = pb::validator_client::ValidatorClient<Channel>;
+
+/// Messages buffered inside one open stream (on top of the peer queue).
+const STREAM_BUFFER: usize = 256;
+
+struct Link {
+    client: Client,
+    consensus: mpsc::Sender<pb::ConsensusMessage>,
+    forward: mpsc::Sender<Arc<Vec<pb::SignedTransaction>>>,
+}
+
+/// The other validators, by index (no link to this validator itself).
+pub struct Peers {
+    me: ValidatorIndex,
+    links: Vec<Option<Link>>,
+}
+
+impl Peers {
+    /// Links to every validator in `addresses` but `me`, with their sending
+    /// tasks; the tasks end when `stop` turns true.
+    pub fn start(
+        me: ValidatorIndex,
+        addresses: &[String],
+        connector: &dyn Connector,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(Self, Vec<JoinHandle<()>>), String> {
+        let mut links = Vec::with_capacity(addresses.len());
+        let mut tasks = Vec::new();
+        for (index, addr) in addresses.iter().enumerate() {
+            let index = ValidatorIndex::try_from(index).expect("validator sets are small");
+            if index == me {
+                links.push(None);
+                continue;
+            }
+            let client = Client::new(connector.channel(addr)?)
+                .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+            let (consensus, queue) = mpsc::channel(PEER_QUEUE);
+            let (forward, batches) = mpsc::channel(FORWARD_QUEUE);
+            tasks.push(tokio::spawn(stream_to_peer(
+                index,
+                client.clone(),
+                queue,
+                stop.clone(),
+            )));
+            tasks.push(tokio::spawn(forward_to_peer(
+                me,
+                index,
+                client.clone(),
+                batches,
+                stop.clone(),
+            )));
+            links.push(Some(Link {
+                client,
+                consensus,
+                forward,
+            }));
+        }
+        Ok((Self { me, links }, tasks))
+    }
+
+    fn link(&self, peer: ValidatorIndex) -> Option<&Link> {
+        self.links.get(peer as usize).and_then(Option::as_ref)
+    }
+
+    /// Queues `message` for `peer`; dropped (and logged) when its queue is full.
+    pub fn send(&self, peer: ValidatorIndex, message: pb::ConsensusMessage) {
+        if let Some(link) = self.link(peer) {
+            if link.consensus.try_send(message).is_err() {
+                tracing::debug!(peer, "peer queue full or closed; message dropped");
+            }
+        }
+    }
+
+    /// Queues `message` for every other validator.
+    pub fn broadcast(&self, message: &pb::ConsensusMessage) {
+        for peer in 0..self.links.len() {
+            let peer = peer as ValidatorIndex;
+            if peer != self.me {
+                self.send(peer, message.clone());
+            }
+        }
+    }
+
+    /// Queues a batch of admitted transactions for every other validator.
+    pub fn forward(&self, batch: Arc<Vec<pb::SignedTransaction>>) {
+        for link in self.links.iter().flatten() {
+            if link.forward.try_send(batch.clone()).is_err() {
+                tracing::debug!("forward queue full; batch stays local for that peer");
+            }
+        }
+    }
+
+    /// Fetches the block `hash` from `peer` (unverified: the core checks it).
+    pub async fn fetch_block(&self, peer: ValidatorIndex, hash: Hash) -> Result<Block, String> {
+        let mut client = self
+            .link(peer)
+            .ok_or_else(|| format!("no link to validator {peer}"))?
+            .client
+            .clone();
+        let request = pb::FetchBlockRequest {
+            block_hash: hash.0.to_vec(),
+        };
+        let response = tokio::time::timeout(RPC_TIMEOUT, client.fetch_block(request))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+            .into_inner();
+        let block = response.block.ok_or("response without a block")?;
+        Block::try_from(block).map_err(|e| e.to_string())
+    }
+
+    /// Fetches committed blocks from `from_height` on from `peer`; stops at
+    /// the first malformed one (the core checks the rest).
+    pub async fn sync_blocks(
+        &self,
+        peer: ValidatorIndex,
+        from_height: u64,
+    ) -> Result<Vec<SyncedBlock>, String> {
+        let mut client = self
+            .link(peer)
+            .ok_or_else(|| format!("no link to validator {peer}"))?
+            .client
+            .clone();
+        let request = pb::SyncBlocksRequest {
+            from_height,
+            to_height: from_height.saturating_add(4 * MAX_SYNC_BLOCKS - 1),
+        };
+        let collect = async {
+            let mut stream = client
+                .sync_blocks(request)
+                .await
+                .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+                .into_inner();
+            let mut blocks = Vec::new();
+            while let Some(item) = stream.message().await.map_err(|s| s.to_string())? {
+                match SyncedBlock::try_from(item) {
+                    Ok(b) => blocks.push(b),
+                    Err(e) => {
+                        tracing::warn!(peer, error = %e, "malformed synced block");
+                        break;
+                    }
+                }
+                if blocks.len() as u64 >= 4 * MAX_SYNC_BLOCKS {
+                    break;
+                }
+            }
+            Ok(blocks)
+        };
+        tokio::time::timeout(SYNC_TIMEOUT, collect)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+}
+
+/// Keeps one `Stream` call open to `peer`, feeding it from `queue`; on
+/// failure waits (exponential backoff) and opens another. A message in
+/// flight when a stream breaks is lost, which consensus tolerates.
+async fn stream_to_peer(
+    peer: ValidatorIndex,
+    client: Client,
+    mut queue: mpsc::Receiver<pb::ConsensusMessage>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let mut call_client = client.clone();
+        let call = call_client.stream(ReceiverStream::new(rx));
+        tokio::pin!(call);
+        let opened = tokio::time::Instant::now();
+        let ended = loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                result = &mut call => break result.err(),
+                message = queue.recv() => match message {
+                    None => return,
+                    // Never wait here: the call must keep being polled to
+                    // notice a dead connection. A full stream drops.
+                    Some(m) => match tx.try_send(m) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::debug!(peer, "stream to peer full; message dropped");
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => break None,
+                    },
+                },
+            }
+        };
+        if opened.elapsed() > Duration::from_secs(10) {
+            backoff = MIN_BACKOFF;
+        }
+        match ended {
+            Some(status) => {
+                tracing::debug!(peer, code = ?status.code(), message = status.message(), "stream to peer ended; reconnecting")
+            }
+            None => tracing::debug!(peer, "stream to peer closed; reconnecting"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Sends forwarded transaction batches to `peer`, one call per batch; a
+/// failed batch is dropped (the transactions stay in this mempool).
+async fn forward_to_peer(
+    me: ValidatorIndex,
+    peer: ValidatorIndex,
+    mut client: Client,
+    mut batches: mpsc::Receiver<Arc<Vec<pb::SignedTransaction>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let batch = tokio::select! {
+            _ = stop.changed() => return,
+            batch = batches.recv() => match batch {
+                None => return,
+                Some(b) => b,
+            },
+        };
+        let request = pb::ForwardTransactionsRequest {
+            sender: me,
+            transactions: batch.as_ref().clone(),
+        };
+        match tokio::time::timeout(RPC_TIMEOUT, client.forward_transactions(request)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => tracing::debug!(peer, code = ?status.code(), "forwarding refused"),
+            Err(_) => tracing::debug!(peer, "forwarding timed out"),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Handlers of `chatpay.v1.Validator`: what peers send and ask for.
+
+use super::{MAX_FORWARD_TXS, MAX_PEER_MESSAGE_BYTES};
+use crate::api::ApiState;
+use crate::consensus::core::Input;
+use crate::consensus::sync::{MAX_SYNC_BLOCKS, committed_block_by_hash, committed_range};
+use crate::consensus::wire::ConsensusMessage;
+use crate::node::CoreEvent;
+use chatpay_proto::{SignedTransfer, hash_field, pb};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The `chatpay.v1.Validator` service of one validator.
+#[derive(Clone)]
+pub struct ValidatorService {
+    events: mpsc::Sender<CoreEvent>,
+    api: Arc<ApiState>,
+    validators: usize,
+    stopping: watch::Receiver<bool>,
+}
+
+impl ValidatorService {
+    /// A service feeding the core through `events`, admitting forwarded
+    /// transactions through `api`; `stopping` turns true at shutdown.
+    pub fn new(
+        events: mpsc::Sender<CoreEvent>,
+        api: Arc<ApiState>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        let validators = api.ledger.genesis().validators.len();
+        Self {
+            events,
+            api,
+            validators,
+            stopping,
+        }
+    }
+
+    /// The tonic server, with the message size cap applied.
+    pub fn into_server(self) -> pb::validator_server::ValidatorServer<Self> {
+        pb::validator_server::ValidatorServer::new(self)
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
+    }
+
+    /// Decodes one message and queues it for the core (waiting for room:
+    /// a slow core slows its peers' streams rather than growing a queue).
+    async fn deliver(&self, message: pb::ConsensusMessage) -> Result<(), Status> {
+        let message = ConsensusMessage::try_from(message)
+            .map_err(|e| Status::invalid_argument(format!("invalid consensus message: {e}")))?;
+        let from = message.sender();
+        if from as usize >= self.validators {
+            return Err(Status::invalid_argument(format!(
+                "sender {from} is not one of the {} validators",
+                self.validators
+            )));
+        }
+        self.events
+            .send(CoreEvent::Input(Input::Message(from, message)))
+            .await
+            .map_err(|_| Status::unavailable("validator is shutting down"))
+    }
+}
+
+type BlockStream = Pin<Box<dyn Stream<Item = Result<pb::CertifiedBlock, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::validator_server::Validator for ValidatorService {
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::ConsensusMessage>>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        let remote = request.remote_addr();
+        let mut messages = request.into_inner();
+        let mut stopping = self.stopping.clone();
+        loop {
+            let next = tokio::select! {
+                _ = stopping.wait_for(|s| *s) => {
+                    return Err(Status::unavailable("validator is shutting down"));
+                }
+                next = messages.message() => next?,
+            };
+            let Some(message) = next else {
+                return Ok(Response::new(pb::DeliverResponse {}));
+            };
+            if let Err(status) = self.deliver(message).await {
+                tracing::warn!(?remote, error = status.message(), "dropping a peer stream");
+                return Err(status);
+            }
+        }
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<pb::ConsensusMessage>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        ValidatorService::deliver(self, request.into_inner()).await?;
+        Ok(Response::new(pb::DeliverResponse {}))
+    }
+
+    async fn forward_transactions(
+        &self,
+        request: Request<pb::ForwardTransactionsRequest>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        let request = request.into_inner();
+        if request.transactions.len() > MAX_FORWARD_TXS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_FORWARD_TXS} transactions per call, got {}",
+                request.transactions.len()
+            )));
+        }
+        let transactions = request
+            .transactions
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                SignedTransfer::try_from(t).map_err(|e| {
+                    Status::invalid_argument(format!("invalid transactions[{i}]: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let api = self.api.clone();
+        // Signature checks are CPU work: keep them off the I/O threads.
+        let admitted = tokio::task::spawn_blocking(move || {
+            let mut admitted = 0usize;
+            for tx in transactions {
+                match api.admit(tx) {
+                    Ok(Ok(crate::mempool::Admission::Admitted)) => admitted += 1,
+                    Ok(_) => {}
+                    Err(e) => return Err(crate::api::internal(e)),
+                }
+            }
+            Ok(admitted)
+        })
+        .await
+        .map_err(|_| Status::internal("admission task failed"))??;
+        if admitted > 0 {
+            // When the queue is full the wake-up is skipped: a waiting
+            // leader still proposes at its idle interval.
+            let _ = self
+                .events
+                .try_send(CoreEvent::Input(Input::TransactionsAvailable));
+        }
+        Ok(Response::new(pb::DeliverResponse {}))
+    }
+
+    async fn fetch_block(
+        &self,
+        request: Request<pb::FetchBlockRequest>,
+    ) -> Result<Response<pb::FetchBlockResponse>, Status> {
+        let hash = hash_field(&request.into_inner().block_hash, "block_hash")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(CoreEvent::Block(hash, reply))
+            .await
+            .map_err(|_| Status::unavailable("validator is shutting down"))?;
+        let block = match answer.await {
+            Ok(Some(block)) => Some(block),
+            Ok(None) => committed_block_by_hash(self.api.ledger.store().as_ref(), &hash)
+                .map_err(crate::api::internal)?
+                .map(|s| s.block),
+            Err(_) => return Err(Status::unavailable("validator is shutting down")),
+        };
+        let block = block.ok_or_else(|| Status::not_found(format!("no block {hash}")))?;
+        Ok(Response::new(pb::FetchBlockResponse {
+            block: Some((&block).into()),
+        }))
+    }
+
+    type SyncBlocksStream = BlockStream;
+
+    async fn sync_blocks(
+        &self,
+        request: Request<pb::SyncBlocksRequest>,
+    ) -> Result<Response<BlockStream>, Status> {
+        let r = request.into_inner();
+        if r.from_height == 0 || r.to_height < r.from_height {
+            return Err(Status::invalid_argument(format!(
+                "invalid range {}..={}: heights start at 1",
+                r.from_height, r.to_height
+            )));
+        }
+        let to = r
+            .to_height
+            .min(r.from_height.saturating_add(4 * MAX_SYNC_BLOCKS - 1));
+        let store = self.api.ledger.store().clone();
+        let blocks =
+            tokio::task::spawn_blocking(move || committed_range(store.as_ref(), r.from_height, to))
+                .await
+                .map_err(|_| Status::internal("sync task failed"))?
+                .map_err(crate::api::internal)?;
+        let items: Vec<Result<pb::CertifiedBlock, Status>> =
+            blocks.iter().map(|b| Ok(b.into())).collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
+    }
+}

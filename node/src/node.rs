@@ -1,0 +1,332 @@
+//! The async shell of a validator: owns the sockets, the clock and the
+//! tasks, and feeds the pure consensus core.
+//!
+//! ```text
+//!  peers' streams ─┐                                ┌─▶ peer queues (send, broadcast)
+//!  timers ─────────┼─▶ events (bounded) ─▶ Core ─────┼─▶ timers
+//!  fetch/sync ─────┤     one task, inputs in order   └─▶ fetch/sync calls ─▶ events
+//!  admitted txs ───┘   (ledger writes are synced before the next input)
+//! ```
+//! One gRPC server carries the client API, the validator service, health
+//! and reflection. [`run`] returns after a graceful shutdown, once the core
+//! has stopped: nothing is committed after it returns.
+
+use crate::api::{self, ApiState};
+use crate::consensus::core::{Core, CoreConfig, Input, Output};
+use crate::consensus::messages::{Block, ValidatorIndex};
+use crate::consensus::safety::{SafetyError, SafetyRules};
+use crate::genesis::Genesis;
+use crate::ledger::{Ledger, LedgerError};
+use crate::mempool::{Mempool, MempoolConfig};
+use crate::network::{Connector, MAX_FORWARD_TXS, Peers, ValidatorService};
+use crate::storage::Store;
+use chatpay_proto::{Hash, SecretKey, SignedTransfer, pb};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_stream::Stream;
+use tonic::transport::server::Connected;
+
+/// Inputs queued for the core task.
+pub const EVENT_QUEUE: usize = 4_096;
+/// Admitted transactions queued for forwarding.
+pub const ADMITTED_QUEUE: usize = 16_384;
+
+/// What the core task receives.
+#[derive(Debug)]
+pub enum CoreEvent {
+    /// An input for the core.
+    Input(Input),
+    /// A peer asks for an uncommitted block this validator holds.
+    Block(Hash, oneshot::Sender<Option<Block>>),
+}
+
+/// A validator's own settings (the chain's are in the genesis).
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// The validator's consensus key.
+    pub key: SecretKey,
+    /// Consensus timing and block limits.
+    pub core: CoreConfig,
+    /// Mempool bounds.
+    pub mempool: MempoolConfig,
+}
+
+/// Why a validator could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The key is not in the genesis validator set.
+    #[error("key {0} is not a validator of this chain")]
+    NotAValidator(String),
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The safety record could not be loaded.
+    #[error("safety rules: {0}")]
+    Safety(#[from] SafetyError),
+    /// A peer address is unusable.
+    #[error("network: {0}")]
+    Network(String),
+    /// The gRPC server failed.
+    #[error("server: {0}")]
+    Server(#[from] tonic::transport::Error),
+    /// The consensus task stopped on its own (storage failure).
+    #[error("consensus stopped unexpectedly: {0}")]
+    Consensus(String),
+}
+
+/// Runs a validator over `store` until `shutdown` completes, serving on
+/// `incoming` and reaching peers (the genesis addresses) through `connector`.
+pub async fn run<I, IO, IE>(
+    genesis: Arc<Genesis>,
+    store: Arc<dyn Store>,
+    config: NodeConfig,
+    incoming: I,
+    connector: Arc<dyn Connector>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError>
+where
+    I: Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let keys = genesis.validator_keys();
+    let me = keys
+        .iter()
+        .position(|k| k == config.key.public_key())
+        .ok_or_else(|| NodeError::NotAValidator(config.key.public_key().to_string()))?;
+    let me = ValidatorIndex::try_from(me).expect("validator sets are small");
+    let ledger = Arc::new(Ledger::open(store.clone(), genesis.clone())?);
+    let mempool = Arc::new(Mutex::new(Mempool::new(
+        config.mempool,
+        genesis.chain_id.clone(),
+        genesis.fee_per_transfer,
+    )));
+    let genesis_block = genesis.header().hash();
+    let safety = SafetyRules::new(config.key.clone(), me, keys, genesis_block, store)?;
+    let core = Core::new(me, config.core, ledger.clone(), mempool.clone(), safety)?;
+
+    let (stop_tx, stop) = watch::channel(false);
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let (admitted_tx, admitted) = mpsc::channel(ADMITTED_QUEUE);
+    let addresses: Vec<String> = genesis
+        .validators
+        .iter()
+        .map(|v| v.network_address.clone())
+        .collect();
+    let (peers, mut tasks) =
+        Peers::start(me, &addresses, connector.as_ref(), &stop).map_err(NodeError::Network)?;
+    let peers = Arc::new(peers);
+    let state = Arc::new(ApiState {
+        ledger: ledger.clone(),
+        mempool,
+        admitted: Some(admitted_tx),
+    });
+    tracing::info!(
+        validator = me,
+        height = ledger.last_header()?.height,
+        chain_id = %genesis.chain_id,
+        "validator starting"
+    );
+    let mut core_task = tokio::spawn(drive(
+        core,
+        events,
+        events_tx.clone(),
+        peers.clone(),
+        stop.clone(),
+    ));
+    tasks.push(tokio::spawn(forward_admitted(
+        admitted,
+        events_tx.clone(),
+        peers,
+        stop.clone(),
+    )));
+
+    let validator = ValidatorService::new(events_tx, state.clone(), stop.clone());
+    let router = api::router(state, stop.clone())
+        .await
+        .add_service(validator.into_server());
+    let stop_on_shutdown = {
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    let server = router.serve_with_incoming_shutdown(incoming, stop_on_shutdown);
+    tokio::pin!(server);
+    let outcome = tokio::select! {
+        served = &mut server => served.map_err(NodeError::from),
+        ended = &mut core_task => match ended {
+            // Shutdown began: the core stopped first; let the server finish.
+            Ok(()) if *stop.borrow() => server.await.map_err(NodeError::from),
+            Ok(()) => Err(NodeError::Consensus("the core task returned".into())),
+            Err(e) => Err(NodeError::Consensus(e.to_string())),
+        },
+    };
+    let _ = stop_tx.send(true);
+    if !core_task.is_finished() {
+        let _ = (&mut core_task).await;
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!(validator = me, "validator stopped");
+    outcome
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs one input through the core. Ledger and safety writes block on
+/// fsync, so on a multi-threaded runtime the worker is handed over first.
+fn step(core: &mut Core, input: Input) -> Vec<Output> {
+    let now = unix_ms();
+    let multi = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
+    if multi {
+        tokio::task::block_in_place(|| core.handle(now, input))
+    } else {
+        core.handle(now, input)
+    }
+}
+
+/// The core task: inputs one at a time, outputs carried out in order.
+async fn drive(
+    mut core: Core,
+    mut events: mpsc::Receiver<CoreEvent>,
+    events_tx: mpsc::Sender<CoreEvent>,
+    peers: Arc<Peers>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut round_timer: Option<(Instant, u64)> = None;
+    let mut propose_timer: Option<(Instant, u64)> = None;
+    let mut next = Some(Input::Start);
+    loop {
+        if let Some(input) = next.take() {
+            for output in step(&mut core, input) {
+                carry_out(
+                    output,
+                    &peers,
+                    &events_tx,
+                    &mut round_timer,
+                    &mut propose_timer,
+                );
+            }
+        }
+        let far = Instant::now() + Duration::from_secs(86_400);
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            event = events.recv() => match event {
+                None => return,
+                Some(CoreEvent::Input(input)) => next = Some(input),
+                Some(CoreEvent::Block(hash, reply)) => {
+                    let _ = reply.send(core.block(&hash).cloned());
+                }
+            },
+            () = tokio::time::sleep_until(round_timer.map_or(far, |t| t.0)), if round_timer.is_some() => {
+                let (_, round) = round_timer.take().expect("guarded");
+                next = Some(Input::TimerFired(round));
+            }
+            () = tokio::time::sleep_until(propose_timer.map_or(far, |t| t.0)), if propose_timer.is_some() => {
+                let (_, round) = propose_timer.take().expect("guarded");
+                next = Some(Input::ProposeTimerFired(round));
+            }
+        }
+    }
+}
+
+fn carry_out(
+    output: Output,
+    peers: &Arc<Peers>,
+    events: &mpsc::Sender<CoreEvent>,
+    round_timer: &mut Option<(Instant, u64)>,
+    propose_timer: &mut Option<(Instant, u64)>,
+) {
+    match output {
+        Output::Broadcast(m) => peers.broadcast(&pb::ConsensusMessage::from(&m)),
+        Output::Send(to, m) => peers.send(to, pb::ConsensusMessage::from(&m)),
+        Output::SetTimer { round, after_ms } => {
+            *round_timer = Some((Instant::now() + Duration::from_millis(after_ms), round));
+        }
+        Output::SetProposeTimer { round, after_ms } => {
+            *propose_timer = Some((Instant::now() + Duration::from_millis(after_ms), round));
+        }
+        Output::Equivocation(e) => tracing::warn!(
+            voter = e.first.voter,
+            round = e.first.round,
+            first = %e.first.block_hash,
+            second = %e.second.block_hash,
+            "evidence: validator signed two votes in one round"
+        ),
+        Output::DoubleProposal {
+            proposer,
+            round,
+            first,
+            second,
+        } => tracing::warn!(
+            proposer,
+            round,
+            %first,
+            %second,
+            "evidence: leader signed two proposals in one round"
+        ),
+        Output::FetchBlock { peer, hash } => {
+            let (peers, events) = (peers.clone(), events.clone());
+            tokio::spawn(async move {
+                match peers.fetch_block(peer, hash).await {
+                    Ok(block) => {
+                        let input = Input::BlockFetched(peer, Box::new(block));
+                        let _ = events.send(CoreEvent::Input(input)).await;
+                    }
+                    Err(e) => tracing::debug!(peer, %hash, error = %e, "fetch failed"),
+                }
+            });
+        }
+        Output::SyncBlocks { peer, from_height } => {
+            let (peers, events) = (peers.clone(), events.clone());
+            tokio::spawn(async move {
+                match peers.sync_blocks(peer, from_height).await {
+                    Ok(blocks) => {
+                        tracing::debug!(peer, from_height, blocks = blocks.len(), "synced");
+                        let input = Input::Synced(peer, blocks);
+                        let _ = events.send(CoreEvent::Input(input)).await;
+                    }
+                    Err(e) => tracing::debug!(peer, from_height, error = %e, "sync failed"),
+                }
+            });
+        }
+    }
+}
+
+/// Wakes the core for newly admitted transactions and forwards them to the
+/// other validators in batches (whatever arrived since the last batch).
+async fn forward_admitted(
+    mut admitted: mpsc::Receiver<SignedTransfer>,
+    events: mpsc::Sender<CoreEvent>,
+    peers: Arc<Peers>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let count = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            n = admitted.recv_many(&mut batch, MAX_FORWARD_TXS) => n,
+        };
+        if count == 0 {
+            return;
+        }
+        // When the queue is full the wake-up is skipped: a waiting leader
+        // still proposes at its idle interval.
+        let _ = events.try_send(CoreEvent::Input(Input::TransactionsAvailable));
+        let wire: Vec<pb::SignedTransaction> = batch.drain(..).map(|t| (&t).into()).collect();
+        peers.forward(Arc::new(wire));
+    }
+}
