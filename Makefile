@@ -2,10 +2,16 @@
 
 CARGO ?= cargo
 
-.PHONY: test deps fmt-check clippy unit vectors
+.PHONY: test devnet deps fmt-check clippy unit vectors
 
 ## Install missing system packages, then fmt check, clippy and every test.
 test: deps fmt-check clippy unit vectors
+
+## A local 4-validator network on 127.0.0.1 until Ctrl-C. State is kept in
+## ./.devnet, so running it again resumes the chain; `make devnet ARGS=--reset`
+## starts a new one.
+devnet: deps
+	$(CARGO) run --locked -q -p chatpay-node --bin chatpay-node -- devnet $(ARGS)
 
 ## System packages a fresh Debian/Ubuntu machine lacks (only when missing).
 deps:

@@ -11,6 +11,7 @@
 //! The wire types and canonical signing live in `chatpay-proto`.
 
 pub mod api;
+pub mod config;
 pub mod consensus;
 pub mod execution;
 pub mod genesis;
@@ -19,3 +20,4 @@ pub mod mempool;
 pub mod network;
 pub mod node;
 pub mod storage;
+pub mod testnet;

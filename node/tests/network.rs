@@ -188,6 +188,19 @@ impl Cluster {
         }
     }
 
+    /// Polls until every node committed the payer's transfers up to `nonce`.
+    async fn wait_for_nonce(&self, nonce: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while (0..self.stores.len()).any(|i| self.committed_nonce(i) < nonce) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "heights {:?}",
+                self.heights()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn committed_nonce(&self, i: usize) -> u64 {
         self.stores[i]
             .account(payer().public_key())
@@ -230,15 +243,7 @@ async fn transfers_to_any_validator_commit_and_a_crashed_one_catches_up() {
     for nonce in 1..=8 {
         submit(&c, (nonce % 4) as usize, nonce).await;
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while (0..4).any(|i| c.committed_nonce(i) < 8) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "heights {:?}",
-            c.heights()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.wait_for_nonce(8).await;
     c.assert_agreement();
 
     // One down: the other three keep committing.
@@ -290,15 +295,7 @@ async fn two_of_four_down_stops_without_forking_and_resumes() {
 
     c.restart(2).await;
     c.restart(3).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while (0..4).any(|i| c.committed_nonce(i) < 1) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "heights {:?}",
-            c.heights()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.wait_for_nonce(1).await;
     c.assert_agreement();
     c.shutdown().await;
 }

@@ -136,6 +136,11 @@ impl Aggregator {
         Some((tc, round.high_qc.clone().expect("set above")))
     }
 
+    /// Distinct validators whose timeouts for `round` are held.
+    pub fn timeouts_in(&self, round: u64) -> usize {
+        self.timeouts.get(&round).map_or(0, |r| r.by_sender.len())
+    }
+
     /// Forgets rounds below `round`.
     pub fn prune_below(&mut self, round: u64) {
         self.votes = self.votes.split_off(&round);

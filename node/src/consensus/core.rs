@@ -23,7 +23,7 @@ use super::wire::ConsensusMessage;
 use crate::execution::{BranchView, StateView};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
 use crate::mempool::Mempool;
-use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId};
+use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId, quorum};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -132,6 +132,9 @@ pub enum Output {
 const PROPOSAL_MEMORY_ROUNDS: u64 = 64;
 /// How long an unanswered fetch or sync request holds back the next one.
 const REQUEST_TIMEOUT_MS: u64 = 2_000;
+/// Votes and timeouts further ahead of the current round are dropped, so a
+/// faulty validator cannot make this one hold state for unbounded rounds.
+const MAX_ROUNDS_AHEAD: u64 = 1_000;
 /// Most fetched blocks held while their own parents are fetched.
 const MAX_ORPHANS: usize = 64;
 
@@ -771,8 +774,9 @@ impl Core {
         if vote.voter != from || leader(vote.round + 1, self.validators.len()) != self.me {
             return;
         }
-        if vote.round + 1 < self.pacemaker.round() {
-            return; // too old to matter
+        let current = self.pacemaker.round();
+        if vote.round + 1 < current || vote.round > current + MAX_ROUNDS_AHEAD {
+            return; // too old to matter, or too far ahead to hold
         }
         if let Err(e) = vote.verify(&self.validators) {
             tracing::warn!(from, error = %e, "vote with a bad signature");
@@ -819,7 +823,8 @@ impl Core {
     }
 
     fn on_timeout(&mut self, from: ValidatorIndex, t: Timeout) {
-        if t.sender != from || t.round + 1 < self.pacemaker.round() {
+        let current = self.pacemaker.round();
+        if t.sender != from || t.round + 1 < current || t.round > current + MAX_ROUNDS_AHEAD {
             return;
         }
         if let Err(e) = t.verify(&self.validators) {
@@ -831,10 +836,25 @@ impl Core {
             return;
         }
         self.process_qc(t.high_qc.clone());
+        let round = t.round;
         if let Some((tc, _)) = self.aggregator.add_timeout(t) {
             if let Some(new) = self.pacemaker.on_tc(tc) {
                 self.enter(new);
             }
+        } else if round > self.pacemaker.round()
+            && self.aggregator.timeouts_in(round)
+                > self.validators.len() - quorum(self.validators.len())
+            && self.pacemaker.join_timeouts(round)
+        {
+            // More than f validators gave up on a later round (this one
+            // restarted, or was cut off): give up on it too.
+            tracing::debug!(
+                validator = self.me,
+                round,
+                "joining the timeouts of a later round"
+            );
+            self.waiting_to_propose = None;
+            self.on_timer(round);
         }
     }
 

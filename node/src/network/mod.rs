@@ -37,7 +37,7 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 /// First reconnect delay; doubles per failure up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Makes channels to peers. A channel connects lazily and reconnects by
 /// itself; callers only see failed calls.
