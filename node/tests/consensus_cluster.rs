@@ -547,3 +547,46 @@ fn a_restarted_validator_resumes_from_its_store_and_rejoins() {
     assert!(c.run_until_for(&[0, 1, 2], h + 3, c.now_ms + 600_000));
     c.assert_agreement();
 }
+
+#[test]
+fn synced_blocks_from_a_lying_peer_commit_nothing_unproven() {
+    let mut c = Cluster::new(4);
+    c.down.insert(3);
+    c.start();
+    assert!(c.run_until(12, 600_000));
+    let served = committed_range(c.nodes[0].ledger.store().as_ref(), 1, 10).unwrap();
+    assert_eq!(served.len(), 10);
+    let feed = |c: &mut Cluster, blocks| {
+        let now = c.now_ms;
+        let _ = c.nodes[3].core.handle(now, Input::Synced(0, blocks));
+        c.height(3)
+    };
+    // One certified block alone proves nothing: it may still be abandoned.
+    assert_eq!(feed(&mut c, served[..1].to_vec()), 0);
+    // A batch that does not start at the receiver's head is not linked.
+    assert_eq!(feed(&mut c, served[1..].to_vec()), 0);
+    // A forged certificate anywhere in the part to commit: nothing commits.
+    let mut forged = served.clone();
+    let sig = &mut forged[5].block.justify.signatures[0].signature;
+    *sig = chatpay_proto::Signature::from_slice(&[7u8; 64]).unwrap();
+    forged[4].certificate = None;
+    assert_eq!(feed(&mut c, forged), 0);
+    // A header altered in transit (its state digest): the chain breaks there
+    // and nothing from that block on commits; a proven prefix before it may.
+    let mut altered = served.clone();
+    altered[6].block.header.state_digest = chatpay_proto::sha256(b"forged");
+    let h = feed(&mut c, altered);
+    assert!(h < 7, "committed {h} past an altered block");
+    // The honest rest commits the prefix its last certified pair proves.
+    let h = feed(&mut c, served[h as usize..].to_vec());
+    assert!((8..=9).contains(&h), "committed {h}");
+    for height in 1..=h {
+        let mine = c.nodes[3].ledger.store().block(height).unwrap().unwrap();
+        let theirs = c.nodes[0].ledger.store().block(height).unwrap().unwrap();
+        assert_eq!(mine.header.hash(), theirs.header.hash());
+        assert!(
+            mine.certificate.is_some(),
+            "height {height} stored without its QC"
+        );
+    }
+}

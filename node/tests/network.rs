@@ -299,3 +299,71 @@ async fn two_of_four_down_stops_without_forking_and_resumes() {
     c.assert_agreement();
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_garbage_is_refused_and_the_cluster_goes_on() {
+    use pb::validator_client::ValidatorClient;
+    let c = Cluster::start(4).await;
+    c.wait_for(&[0, 1, 2, 3], 2, WAIT).await;
+    let mut peer = ValidatorClient::connect(format!("http://{}", c.addrs[0]))
+        .await
+        .unwrap();
+    let refused = |r: Result<tonic::Response<pb::DeliverResponse>, tonic::Status>| {
+        let s = r.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        s.message().to_string()
+    };
+    // An empty message, a short signature, a sender outside the set.
+    let empty = pb::ConsensusMessage { message: None };
+    assert!(refused(peer.deliver(empty.clone()).await).contains("message"));
+    let vote = |sender, signature: Vec<u8>| pb::ConsensusMessage {
+        message: Some(pb::consensus_message::Message::Vote(pb::Vote {
+            block_hash: vec![1; 32],
+            round: 1,
+            height: 1,
+            sender,
+            signature,
+        })),
+    };
+    assert!(refused(peer.deliver(vote(1, vec![1; 3])).await).contains("vote.signature"));
+    assert!(refused(peer.deliver(vote(99, vec![1; 64])).await).contains("99"));
+    // On the long-lived stream, the first bad message ends it.
+    let messages = tokio_stream::iter(vec![vote(1, vec![1; 64]), empty]);
+    refused(peer.stream(messages).await);
+    // Oversized and malformed requests of the other calls.
+    let many = pb::ForwardTransactionsRequest {
+        sender: 1,
+        transactions: vec![pay(1); 1_025],
+    };
+    let s = peer.forward_transactions(many).await.unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    let s = peer
+        .fetch_block(pb::FetchBlockRequest {
+            block_hash: vec![1; 5],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    let s = peer
+        .fetch_block(pb::FetchBlockRequest {
+            block_hash: vec![1; 32],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::NotFound);
+    let s = peer
+        .sync_blocks(pb::SyncBlocksRequest {
+            from_height: 0,
+            to_height: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    // A well-formed vote with a bad signature reaches the core, which drops
+    // it; the validator keeps serving and the chain keeps committing.
+    peer.deliver(vote(1, vec![1; 64])).await.unwrap();
+    submit(&c, 0, 1).await;
+    c.wait_for_nonce(1).await;
+    c.assert_agreement();
+    c.shutdown().await;
+}
