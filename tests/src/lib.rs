@@ -1,2 +1,237 @@
-//! chatpay multi-node test support: cluster harness, deterministic simulation,
-//! fault and load tests.
+//! chatpay multi-node test support: a local network of full validators in
+//! one process (gRPC on 127.0.0.1, in-memory ledgers), for end-to-end tests
+//! of the wallet and of clients.
+
+use chatpay_node::consensus::core::CoreConfig;
+use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
+use chatpay_node::mempool::MempoolConfig;
+use chatpay_node::network::TcpConnector;
+use chatpay_node::node::{NodeConfig, NodeError, run};
+use chatpay_node::storage::{MemoryStore, Store};
+use chatpay_proto::{Address, PublicKey, SecretKey};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Chain id of local test networks.
+pub const CHAIN_ID: &str = "chatpay-local";
+/// Fee per transfer of local test networks, base units.
+pub const FEE: u64 = 1_000;
+/// Faucet balance, base units.
+pub const FAUCET_BALANCE: u64 = 1_000_000_000_000;
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), NodeError>>,
+}
+
+/// Validators running in this process; stopped when dropped.
+pub struct LocalNetwork {
+    /// The genesis.
+    pub genesis: Arc<Genesis>,
+    /// The funded faucet account's key.
+    pub faucet: SecretKey,
+    addrs: Vec<SocketAddr>,
+    stores: Vec<Arc<dyn Store>>,
+    running: Vec<Option<Running>>,
+}
+
+fn validator_key(i: usize) -> SecretKey {
+    let mut b = [0u8; 32];
+    b[0] = 0x11;
+    b[31] = u8::try_from(i + 1).expect("small networks");
+    SecretKey::from_slice(&b).expect("a valid scalar")
+}
+
+impl LocalNetwork {
+    /// Starts `n` validators with fast timeouts (1 s rounds, 100 ms idle).
+    pub async fn start(n: usize) -> Self {
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind 127.0.0.1"),
+            );
+        }
+        let addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("bound"))
+            .collect();
+        let faucet = SecretKey::generate();
+        let file = GenesisFile {
+            chain_id: CHAIN_ID.into(),
+            hrp: "cp".into(),
+            decimals: 6,
+            symbol: "CPY".into(),
+            fee_per_transfer: FEE,
+            genesis_time_ms: 0,
+            validators: (0..n)
+                .map(|i| ValidatorFile {
+                    public_key: hex::encode(validator_key(i).public_key().as_bytes()),
+                    network_address: addrs[i].to_string(),
+                })
+                .collect(),
+            accounts: vec![AccountFile {
+                address: Address::new("cp", faucet.public_key().clone())
+                    .expect("valid prefix")
+                    .to_string(),
+                balance: FAUCET_BALANCE,
+            }],
+        };
+        let genesis = Arc::new(Genesis::from_file(file).expect("a valid genesis"));
+        let mut net = Self {
+            genesis,
+            faucet,
+            addrs,
+            stores: (0..n)
+                .map(|_| Arc::new(MemoryStore::new_empty()) as Arc<dyn Store>)
+                .collect(),
+            running: (0..n).map(|_| None).collect(),
+        };
+        for (i, l) in listeners.into_iter().enumerate() {
+            net.launch(i, l);
+        }
+        net
+    }
+
+    fn launch(&mut self, i: usize, listener: TcpListener) {
+        let config = NodeConfig {
+            key: validator_key(i),
+            core: CoreConfig {
+                base_timeout_ms: 1_000,
+                max_timeout_ms: 4_000,
+                idle_interval_ms: 100,
+                ..CoreConfig::default()
+            },
+            mempool: MempoolConfig::default(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(
+            self.genesis.clone(),
+            self.stores[i].clone(),
+            config,
+            TcpListenerStream::new(listener),
+            Arc::new(TcpConnector::default()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        self.running[i] = Some(Running { stop, task });
+    }
+
+    /// `http://` URLs of the validators' gRPC servers.
+    pub fn urls(&self) -> Vec<String> {
+        self.addrs.iter().map(|a| format!("http://{a}")).collect()
+    }
+
+    /// The ledger store of validator `i` (read it to check what it holds).
+    pub fn store(&self, i: usize) -> &Arc<dyn Store> {
+        &self.stores[i]
+    }
+
+    /// Number of validators.
+    pub fn len(&self) -> usize {
+        self.stores.len()
+    }
+
+    /// Whether the network has no validators.
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty()
+    }
+
+    /// Stops validator `i` and waits until it has stopped.
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(r) = self.running[i].take() {
+            let _ = r.stop.send(());
+            let _ = r.task.await;
+        }
+    }
+
+    /// Starts validator `i` again on its address, over its store.
+    pub async fn restart(&mut self, i: usize) {
+        let listener = TcpListener::bind(self.addrs[i])
+            .await
+            .expect("rebind the validator's address");
+        self.launch(i, listener);
+    }
+
+    /// Committed height of validator `i`.
+    pub fn height(&self, i: usize) -> u64 {
+        self.stores[i]
+            .committed_height()
+            .expect("store readable")
+            .unwrap_or(0)
+    }
+
+    /// Committed heights of all validators.
+    pub fn heights(&self) -> Vec<u64> {
+        (0..self.len()).map(|i| self.height(i)).collect()
+    }
+
+    /// Polls until every validator in `nodes` reaches `height`; panics with
+    /// the heights after `within`.
+    pub async fn wait_for(&self, nodes: &[usize], height: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !nodes.iter().all(|i| self.height(*i) >= height) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "heights {:?}, wanted {height} on {nodes:?}",
+                self.heights()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Committed nonce of `key` on validator `i`.
+    pub fn nonce(&self, i: usize, key: &PublicKey) -> u64 {
+        self.stores[i]
+            .account(key)
+            .expect("store readable")
+            .map_or(0, |a| a.nonce)
+    }
+
+    /// Polls until every validator committed `key`'s transfers up to `nonce`.
+    pub async fn wait_for_nonce(&self, key: &PublicKey, nonce: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while (0..self.len()).any(|i| self.nonce(i, key) < nonce) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "heights {:?}, nonce {nonce} not committed everywhere",
+                self.heights()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Asserts the same block hash and state digest on every validator at
+    /// every height they all have.
+    pub fn assert_agreement(&self) {
+        let top = self.heights().into_iter().min().unwrap_or(0);
+        for h in 1..=top {
+            let blocks: Vec<_> = self
+                .stores
+                .iter()
+                .map(|s| {
+                    let b = s.block(h).expect("store readable").expect("committed");
+                    (b.header.hash(), b.header.state_digest)
+                })
+                .collect();
+            assert!(
+                blocks.windows(2).all(|w| w[0] == w[1]),
+                "height {h}: {blocks:?}"
+            );
+        }
+    }
+
+    /// Stops every validator.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.running.len() {
+            self.stop(i).await;
+        }
+    }
+}

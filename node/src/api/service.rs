@@ -4,7 +4,10 @@ use super::ApiState;
 use super::subscribe::subscribe;
 use crate::mempool::{Admission, AdmitError};
 use crate::storage::{StoreError, TxRecord};
-use chatpay_proto::{Address, MerkleProof, PublicKey, SignedTransfer, TxId, merkle_leaf, pb};
+use chatpay_proto::{
+    Address, BlockHeader, MAX_COMMIT_PATH, MerkleProof, PublicKey, QuorumCertificate,
+    SignedTransfer, TxId, merkle_leaf, pb,
+};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -76,13 +79,41 @@ impl ClientApi {
             .collect::<Result<Vec<_>, Status>>()?;
         let proof = MerkleProof::build(&leaves, record.index as usize)
             .ok_or_else(|| internal_msg("transaction index outside its block"))?;
+        let (commit_path, commit) = self.commit_pair(&block.header)?;
         Ok(pb::FinalityProof {
             header: Some((&block.header).into()),
             certificate: block.certificate.as_ref().map(Into::into),
-            commit_certificate: None,
-            commit_header: None,
+            commit_certificate: commit.as_ref().map(|(_, qc)| qc.into()),
+            commit_header: commit.as_ref().map(|(h, _)| h.into()),
             proof: Some((&proof).into()),
+            commit_path: commit_path.iter().map(Into::into).collect(),
         })
+    }
+
+    /// The committed headers after `header` up to the first block D whose
+    /// committed child C is of round D.round + 1, and C with its QC (ADR
+    /// 0003). `None` while no such pair is committed yet.
+    #[allow(clippy::type_complexity)]
+    fn commit_pair(
+        &self,
+        header: &BlockHeader,
+    ) -> Result<(Vec<BlockHeader>, Option<(BlockHeader, QuorumCertificate)>), Status> {
+        let store = self.state.ledger.store();
+        let mut path = Vec::new();
+        let mut parent = header.clone();
+        for height in header.height + 1..=header.height + 1 + MAX_COMMIT_PATH as u64 {
+            let Some(child) = store.block(height).map_err(internal)? else {
+                break;
+            };
+            if child.header.round == parent.round + 1 {
+                if let Some(qc) = child.certificate {
+                    return Ok((path, Some((child.header, qc))));
+                }
+            }
+            path.push(child.header.clone());
+            parent = child.header;
+        }
+        Ok((Vec::new(), None))
     }
 }
 

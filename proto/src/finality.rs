@@ -1,0 +1,302 @@
+//! Finality proofs: what lets a wallet trust that a transaction committed,
+//! with a given outcome, without trusting the validator that answered.
+//!
+//! ```text
+//!  (tx id, receipt code) ──Merkle path──▶ header.tx_root
+//!  header ◀─parent─ path[0] ◀─ … ◀─ path[k] ◀─parent─ commit_header
+//!  commit_header.round = parent.round + 1, QC(commit_header) from 2f + 1
+//!  ⇒ commit_header's parent is committed (2-chain rule), and with it header
+//! ```
+
+use crate::convert::ConversionError;
+use crate::{
+    BlockHeader, CertificateError, Hash, MerkleError, MerkleProof, PublicKey, QuorumCertificate,
+    ReceiptCode, TxId, merkle_leaf, pb,
+};
+
+/// Most headers between the including block and the committing pair.
+pub const MAX_COMMIT_PATH: usize = 64;
+
+/// A decoded finality proof (see `pb::FinalityProof`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalityProof {
+    /// Header of the including block.
+    pub header: BlockHeader,
+    /// Headers after it, oldest first, up to the parent of `commit_header`.
+    pub commit_path: Vec<BlockHeader>,
+    /// The certified block of the round after its parent's.
+    pub commit_header: BlockHeader,
+    /// Certificate over `commit_header`.
+    pub commit_certificate: QuorumCertificate,
+    /// Merkle path of (tx id, receipt code) to `header.tx_root`.
+    pub proof: MerkleProof,
+}
+
+/// Why a finality proof does not prove what it claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FinalityError {
+    /// The proof is from another chain.
+    #[error("block is from another chain (genesis {found}, expected {expected})")]
+    WrongChain {
+        /// Genesis hash in the header.
+        found: Hash,
+        /// The wallet's genesis hash.
+        expected: Hash,
+    },
+    /// The header is not at the height the transaction claims.
+    #[error("proof is for height {found}, transaction claims {claimed}")]
+    WrongHeight {
+        /// Height in the header.
+        found: u64,
+        /// Height claimed.
+        claimed: u64,
+    },
+    /// The transaction and receipt are not in the block.
+    #[error("transaction and receipt not in the block: {0}")]
+    NotIncluded(MerkleError),
+    /// The header chain does not link.
+    #[error("commit path broken at height {height}")]
+    BrokenPath {
+        /// Height of the header whose parent does not match.
+        height: u64,
+    },
+    /// The certified block is not of the round right after its parent's.
+    #[error("certified block of round {round} does not follow round {parent_round}")]
+    NotConsecutive {
+        /// Its round.
+        round: u64,
+        /// Its parent's round.
+        parent_round: u64,
+    },
+    /// The certificate is not over the committing header.
+    #[error("certificate is for another block")]
+    CertificateMismatch,
+    /// The certificate's signatures do not make a quorum of the validators.
+    #[error("invalid certificate: {0}")]
+    BadCertificate(CertificateError),
+}
+
+impl FinalityProof {
+    /// Checks that the transaction `tx_id` with outcome `code` is in block
+    /// `height` of the chain `genesis_hash`, and that the block is committed
+    /// as certified by `validators` (the genesis set).
+    pub fn verify(
+        &self,
+        tx_id: &TxId,
+        code: ReceiptCode,
+        height: u64,
+        genesis_hash: &Hash,
+        validators: &[PublicKey],
+    ) -> Result<(), FinalityError> {
+        if self.header.genesis_hash != *genesis_hash {
+            return Err(FinalityError::WrongChain {
+                found: self.header.genesis_hash,
+                expected: *genesis_hash,
+            });
+        }
+        if self.header.height != height {
+            return Err(FinalityError::WrongHeight {
+                found: self.header.height,
+                claimed: height,
+            });
+        }
+        self.proof
+            .verify(&merkle_leaf(tx_id, code), &self.header.tx_root)
+            .map_err(FinalityError::NotIncluded)?;
+        let mut parent = &self.header;
+        for next in self.commit_path.iter().chain([&self.commit_header]) {
+            if next.parent_hash != parent.hash() || next.height != parent.height + 1 {
+                return Err(FinalityError::BrokenPath {
+                    height: next.height,
+                });
+            }
+            parent = next;
+        }
+        let parent_round = self.commit_path.last().unwrap_or(&self.header).round;
+        if self.commit_header.round != parent_round + 1 {
+            return Err(FinalityError::NotConsecutive {
+                round: self.commit_header.round,
+                parent_round,
+            });
+        }
+        let qc = &self.commit_certificate;
+        if qc.block_hash != self.commit_header.hash()
+            || qc.round != self.commit_header.round
+            || qc.height != self.commit_header.height
+        {
+            return Err(FinalityError::CertificateMismatch);
+        }
+        qc.verify(validators).map_err(FinalityError::BadCertificate)
+    }
+}
+
+impl TryFrom<pb::FinalityProof> for FinalityProof {
+    type Error = ConversionError;
+
+    fn try_from(p: pb::FinalityProof) -> Result<Self, ConversionError> {
+        let header = |h: Option<pb::BlockHeader>, field: &str| {
+            let h = h.ok_or_else(|| ConversionError::missing(field))?;
+            BlockHeader::try_from(h).map_err(|e| e.within(field))
+        };
+        if p.commit_path.len() > MAX_COMMIT_PATH {
+            return Err(ConversionError::invalid(
+                "commit_path",
+                format!(
+                    "at most {MAX_COMMIT_PATH} headers, got {}",
+                    p.commit_path.len()
+                ),
+            ));
+        }
+        let commit_path = p
+            .commit_path
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| header(Some(h), &format!("commit_path[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let certificate = p
+            .commit_certificate
+            .ok_or_else(|| ConversionError::missing("commit_certificate"))?;
+        let proof = p.proof.ok_or_else(|| ConversionError::missing("proof"))?;
+        Ok(Self {
+            header: header(p.header, "header")?,
+            commit_path,
+            commit_header: header(p.commit_header, "commit_header")?,
+            commit_certificate: QuorumCertificate::try_from(certificate)
+                .map_err(|e| e.within("commit_certificate"))?,
+            proof: MerkleProof::try_from(proof).map_err(|e| e.within("proof"))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SecretKey, ValidatorSignature, merkle_leaf, sha256, vote_signing_bytes};
+
+    fn keys() -> Vec<SecretKey> {
+        (1..=4u8)
+            .map(|i| SecretKey::from_slice(&[i; 32]).unwrap())
+            .collect()
+    }
+
+    fn header(parent: &BlockHeader, round: u64, tx_root: Hash) -> BlockHeader {
+        BlockHeader {
+            genesis_hash: parent.genesis_hash,
+            height: parent.height + 1,
+            round,
+            parent_hash: parent.hash(),
+            proposer: 0,
+            timestamp_ms: 0,
+            tx_count: 1,
+            tx_root,
+            state_digest: sha256(b"state"),
+        }
+    }
+
+    fn qc(h: &BlockHeader, signers: &[SecretKey]) -> QuorumCertificate {
+        let bytes = vote_signing_bytes(&h.hash(), h.round, h.height);
+        QuorumCertificate {
+            block_hash: h.hash(),
+            round: h.round,
+            height: h.height,
+            signatures: signers
+                .iter()
+                .enumerate()
+                .map(|(i, k)| ValidatorSignature {
+                    validator: i as u32,
+                    signature: k.sign(&bytes),
+                })
+                .collect(),
+        }
+    }
+
+    /// A proof of tx `t` in block 2 (round 2), path [block 3 (round 4)],
+    /// committed by block 4 (round 5).
+    fn setup() -> (FinalityProof, TxId, Vec<PublicKey>) {
+        let k = keys();
+        let t: TxId = sha256(b"tx");
+        let leaves = [merkle_leaf(&t, ReceiptCode::Success), sha256(b"other")];
+        let genesis = BlockHeader {
+            genesis_hash: sha256(b"genesis"),
+            height: 0,
+            round: 0,
+            parent_hash: Hash([0; 32]),
+            proposer: 0,
+            timestamp_ms: 0,
+            tx_count: 0,
+            tx_root: Hash([0; 32]),
+            state_digest: Hash([0; 32]),
+        };
+        let b1 = header(&genesis, 1, sha256(b"x"));
+        let b2 = header(&b1, 2, crate::merkle_root(&leaves));
+        let b3 = header(&b2, 4, sha256(b"y"));
+        let b4 = header(&b3, 5, sha256(b"z"));
+        let proof = FinalityProof {
+            header: b2,
+            commit_path: vec![b3],
+            commit_certificate: qc(&b4, &k[..3]),
+            commit_header: b4,
+            proof: MerkleProof::build(&leaves, 0).unwrap(),
+        };
+        (proof, t, k.iter().map(|k| k.public_key().clone()).collect())
+    }
+
+    #[test]
+    fn a_true_proof_verifies_and_every_forgery_fails() {
+        let (p, t, vals) = setup();
+        let g = p.header.genesis_hash;
+        let check = |p: &FinalityProof| p.verify(&t, ReceiptCode::Success, 2, &g, &vals);
+        check(&p).unwrap();
+        // Another outcome than the one in the block.
+        let e = p.verify(&t, ReceiptCode::InsufficientFunds, 2, &g, &vals);
+        assert!(matches!(e, Err(FinalityError::NotIncluded(_))));
+        // Another height, another chain.
+        assert!(p.verify(&t, ReceiptCode::Success, 3, &g, &vals).is_err());
+        assert!(
+            p.verify(&t, ReceiptCode::Success, 2, &sha256(b"no"), &vals)
+                .is_err()
+        );
+        // A path with a gap.
+        let mut gap = p.clone();
+        gap.commit_path.clear();
+        assert!(matches!(check(&gap), Err(FinalityError::BrokenPath { .. })));
+        // Certified, but not by a child of the next round: proves no commit.
+        let mut slow = p.clone();
+        slow.commit_header.round = 6;
+        slow.commit_certificate = qc(&slow.commit_header, &keys()[..3]);
+        assert!(matches!(
+            check(&slow),
+            Err(FinalityError::NotConsecutive { .. })
+        ));
+        // A certificate over another block, or too few signers.
+        let mut other = p.clone();
+        other.commit_certificate = qc(&p.commit_path[0], &keys()[..3]);
+        assert!(matches!(
+            check(&other),
+            Err(FinalityError::CertificateMismatch)
+        ));
+        let mut few = p.clone();
+        few.commit_certificate = qc(&p.commit_header, &keys()[..2]);
+        assert!(matches!(check(&few), Err(FinalityError::BadCertificate(_))));
+        // Signatures of keys outside the validator set.
+        let strangers: Vec<SecretKey> = (9..=11u8)
+            .map(|i| SecretKey::from_slice(&[i; 32]).unwrap())
+            .collect();
+        let mut forged = p.clone();
+        forged.commit_certificate = qc(&p.commit_header, &strangers);
+        assert!(matches!(
+            check(&forged),
+            Err(FinalityError::BadCertificate(_))
+        ));
+        // And the wire form round-trips through the decoder.
+        let wire = pb::FinalityProof {
+            header: Some((&p.header).into()),
+            certificate: None,
+            commit_certificate: Some((&p.commit_certificate).into()),
+            commit_header: Some((&p.commit_header).into()),
+            proof: Some((&p.proof).into()),
+            commit_path: p.commit_path.iter().map(Into::into).collect(),
+        };
+        assert_eq!(FinalityProof::try_from(wire).unwrap(), p);
+    }
+}

@@ -1,0 +1,182 @@
+//! Four full validators in one process (gRPC server, peer streams,
+//! consensus, in-memory ledger) on 127.0.0.1: they commit transfers
+//! submitted to any of them, survive one crash, stop without forking with
+//! two down, the stopped ones catch up when they return, and a peer sending
+//! garbage is refused.
+
+use chatpay_proto::pb::client_client::ClientClient;
+use chatpay_proto::{Output, Transfer, pb};
+use chatpay_tests::{CHAIN_ID, FEE, LocalNetwork};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pay(net: &LocalNetwork, nonce: u64) -> pb::SignedTransaction {
+    let out = Output {
+        recipient: chatpay_proto::SecretKey::generate().public_key().clone(),
+        amount: nonce,
+    };
+    let payer = &net.faucet;
+    let tx = Transfer::new(
+        CHAIN_ID,
+        payer.public_key().clone(),
+        nonce,
+        FEE,
+        vec![out],
+        vec![],
+    )
+    .unwrap()
+    .sign(payer);
+    (&tx).into()
+}
+
+async fn submit(net: &LocalNetwork, node: usize, nonce: u64) {
+    let mut client = ClientClient::connect(net.urls()[node].clone())
+        .await
+        .unwrap();
+    client
+        .submit_transaction(pb::SubmitTransactionRequest {
+            transaction: Some(pay(net, nonce)),
+        })
+        .await
+        .unwrap();
+}
+
+fn nonce(net: &LocalNetwork, i: usize) -> u64 {
+    net.nonce(i, net.faucet.public_key())
+}
+
+async fn wait_for_nonce(net: &LocalNetwork, n: u64) {
+    net.wait_for_nonce(net.faucet.public_key(), n, WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_to_any_validator_commit_and_a_crashed_one_catches_up() {
+    let mut c = LocalNetwork::start(4).await;
+    // Each transfer goes to a different validator; the one that leads next
+    // proposes it only if forwarding brought it there.
+    for nonce in 1..=8 {
+        submit(&c, (nonce % 4) as usize, nonce).await;
+    }
+    wait_for_nonce(&c, 8).await;
+    c.assert_agreement();
+
+    // One down: the other three keep committing.
+    c.stop(3).await;
+    let h = c.height(0);
+    for nonce in 9..=12 {
+        submit(&c, (nonce % 3) as usize, nonce).await;
+    }
+    // Rounds whose leader, or next leader, is down end by timeout, so this
+    // is slower than a healthy chain.
+    c.wait_for(&[0, 1, 2], h + 10, WAIT).await;
+    assert!((0..3).all(|i| nonce(&c, i) == 12));
+    assert!(c.height(3) < h + 10);
+
+    // Back: it catches up (by range sync: more than the fetch depth behind)
+    // to the same blocks and state digest, and votes again.
+    c.restart(3).await;
+    let top = c.heights().into_iter().max().unwrap();
+    c.wait_for(&[0, 1, 2, 3], top + 2, WAIT).await;
+    c.assert_agreement();
+    assert_eq!(nonce(&c, 3), 12);
+    c.stop(2).await;
+    let h = c.heights().into_iter().max().unwrap();
+    c.wait_for(&[0, 1, 3], h + 3, WAIT).await;
+    c.assert_agreement();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_four_down_stops_without_forking_and_resumes() {
+    let mut c = LocalNetwork::start(4).await;
+    c.wait_for(&[0, 1, 2, 3], 3, WAIT).await;
+    c.stop(2).await;
+    c.stop(3).await;
+    let before = c.heights();
+    submit(&c, 0, 1).await;
+    // Several round timeouts (1 s, 2 s) pass with no quorum.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = c.heights();
+    for i in 0..2 {
+        // At most a block certified before the crash may still commit.
+        assert!(
+            after[i] <= before[i] + 1,
+            "before {before:?} after {after:?}"
+        );
+    }
+    assert!((0..2).all(|i| nonce(&c, i) == 0));
+    c.assert_agreement();
+
+    c.restart(2).await;
+    c.restart(3).await;
+    wait_for_nonce(&c, 1).await;
+    c.assert_agreement();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_garbage_is_refused_and_the_cluster_goes_on() {
+    use pb::validator_client::ValidatorClient;
+    let c = LocalNetwork::start(4).await;
+    c.wait_for(&[0, 1, 2, 3], 2, WAIT).await;
+    let mut peer = ValidatorClient::connect(c.urls()[0].clone()).await.unwrap();
+    let refused = |r: Result<tonic::Response<pb::DeliverResponse>, tonic::Status>| {
+        let s = r.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        s.message().to_string()
+    };
+    // An empty message, a short signature, a sender outside the set.
+    let empty = pb::ConsensusMessage { message: None };
+    assert!(refused(peer.deliver(empty.clone()).await).contains("message"));
+    let vote = |sender, signature: Vec<u8>| pb::ConsensusMessage {
+        message: Some(pb::consensus_message::Message::Vote(pb::Vote {
+            block_hash: vec![1; 32],
+            round: 1,
+            height: 1,
+            sender,
+            signature,
+        })),
+    };
+    assert!(refused(peer.deliver(vote(1, vec![1; 3])).await).contains("vote.signature"));
+    assert!(refused(peer.deliver(vote(99, vec![1; 64])).await).contains("99"));
+    // On the long-lived stream, the first bad message ends it.
+    let messages = tokio_stream::iter(vec![vote(1, vec![1; 64]), empty]);
+    refused(peer.stream(messages).await);
+    // Oversized and malformed requests of the other calls.
+    let many = pb::ForwardTransactionsRequest {
+        sender: 1,
+        transactions: vec![pay(&c, 1); 1_025],
+    };
+    let s = peer.forward_transactions(many).await.unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    let s = peer
+        .fetch_block(pb::FetchBlockRequest {
+            block_hash: vec![1; 5],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    let s = peer
+        .fetch_block(pb::FetchBlockRequest {
+            block_hash: vec![1; 32],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::NotFound);
+    let s = peer
+        .sync_blocks(pb::SyncBlocksRequest {
+            from_height: 0,
+            to_height: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    // A well-formed vote with a bad signature reaches the core, which drops
+    // it; the validator keeps serving and the chain keeps committing.
+    peer.deliver(vote(1, vec![1; 64])).await.unwrap();
+    submit(&c, 0, 1).await;
+    wait_for_nonce(&c, 1).await;
+    c.assert_agreement();
+    c.shutdown().await;
+}

@@ -1,0 +1,365 @@
+//! The wallet against a real 4-validator network (full validators over
+//! gRPC on 127.0.0.1): receive from the faucet, pay, split a bill, pay a
+//! request link, follow incoming payments once each, restore from the
+//! phrase; and a validator that forges finality is not believed.
+
+use chatpay_proto::{PublicKey, SecretKey};
+use chatpay_tests::{FEE, LocalNetwork};
+use chatpay_wallet::{KdfParams, PaymentRequest, Wallet, WalletError, WalletHome};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+
+const FAST: KdfParams = KdfParams {
+    m_kib: 256,
+    t: 1,
+    p: 1,
+};
+const CPY: u64 = 1_000_000;
+
+async fn wallet(dir: &Path, urls: &[String]) -> (Arc<Wallet>, chatpay_wallet::RecoveryPhrase) {
+    let (home, phrase) = WalletHome::create(dir, "pw", FAST).unwrap();
+    let w = Wallet::connect(home.with_kdf(FAST), urls).await.unwrap();
+    (Arc::new(w), phrase)
+}
+
+/// Balance of `key` on validator `i` once it has committed `height`.
+async fn balance_on(net: &LocalNetwork, i: usize, key: &PublicKey, height: u64) -> u64 {
+    let store = net.store(i);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.committed_height().unwrap().unwrap_or(0) < height {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "validator {i} behind"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.account(key).unwrap().map_or(0, |a| a.balance)
+}
+
+async fn assert_balance(net: &LocalNetwork, key: &PublicKey, height: u64, expected: u64) {
+    for i in 0..net.len() {
+        assert_eq!(
+            balance_on(net, i, key, height).await,
+            expected,
+            "validator {i}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_split_request_and_watch_on_a_real_network() {
+    let net = LocalNetwork::start(4).await;
+    let urls = net.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let (faucet_wallet, _) = wallet(&dir.path().join("faucet"), &urls).await;
+    faucet_wallet
+        .home()
+        .import_key("faucet", &net.faucet, "pw")
+        .unwrap();
+    let faucet = faucet_wallet.signer("faucet", "pw").unwrap();
+    let (alice_wallet, alice_phrase) = wallet(&dir.path().join("alice"), &urls).await;
+    let (bob_wallet, _) = wallet(&dir.path().join("bob"), &urls).await;
+    let alice = alice_wallet.signer("default", "pw").unwrap();
+    let bob = bob_wallet.signer("default", "pw").unwrap();
+
+    // Receive from the faucet.
+    let p = faucet_wallet
+        .pay(&faucet, &alice.address, 100 * CPY, "welcome")
+        .await
+        .unwrap();
+    assert!(p.is_success());
+    assert_balance(&net, alice.address.public_key(), p.height, 100 * CPY).await;
+
+    // Alice pays Bob.
+    let p = alice_wallet
+        .pay(&alice, &bob.address, 10 * CPY, "lunch")
+        .await
+        .unwrap();
+    assert!(p.is_success());
+    assert_balance(&net, alice.address.public_key(), p.height, 90 * CPY - FEE).await;
+    assert_balance(&net, bob.address.public_key(), p.height, 10 * CPY).await;
+    let state = alice_wallet.account(&alice.address).await.unwrap();
+    assert_eq!(state.nonce, 1);
+
+    // Split a bill three ways in one transfer (one fee).
+    let carol = alice_wallet
+        .chain()
+        .address(SecretKey::generate().public_key());
+    let dave = alice_wallet
+        .chain()
+        .address(SecretKey::generate().public_key());
+    let split = [
+        (bob.address.clone(), CPY),
+        (carol.clone(), CPY),
+        (dave.clone(), CPY),
+    ];
+    let p = alice_wallet.pay_many(&alice, &split, "bill").await.unwrap();
+    assert!(p.is_success());
+    assert_eq!(p.amount, 3 * CPY);
+    assert_balance(
+        &net,
+        alice.address.public_key(),
+        p.height,
+        87 * CPY - 2 * FEE,
+    )
+    .await;
+    for who in [&carol, &dave] {
+        assert_balance(&net, who.public_key(), p.height, CPY).await;
+    }
+
+    // Bob asks for 2.5 with a link; Alice pays the link.
+    let request = PaymentRequest {
+        address: bob.address.clone(),
+        amount: Some(2_500_000),
+        memo: Some("pizza 🍕".into()),
+        label: Some("Bob".into()),
+    };
+    let link = request.to_link(bob_wallet.chain());
+    let parsed = PaymentRequest::parse(&link, alice_wallet.chain()).unwrap();
+    assert_eq!(parsed, request);
+    let p = alice_wallet.pay_request(&alice, &parsed).await.unwrap();
+    assert!(p.is_success());
+    assert_balance(&net, bob.address.public_key(), p.height, 13_500_000).await;
+
+    // Bob's incoming payments: each exactly once, in order, verified.
+    let mut incoming = bob_wallet.incoming(&bob.address, None);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let next = tokio::time::timeout(Duration::from_secs(30), incoming.next())
+            .await
+            .expect("an incoming payment")
+            .expect("the stream goes on")
+            .unwrap();
+        seen.push(next);
+    }
+    let amounts: Vec<u64> = seen.iter().map(|p| p.amount).collect();
+    assert_eq!(amounts, [10 * CPY, CPY, 2_500_000]);
+    assert_eq!(seen[2].memo, "pizza 🍕");
+    assert!(seen.iter().all(|p| p.from == alice.address));
+    // Nothing else arrives (no duplicates) within a few blocks.
+    let extra = tokio::time::timeout(Duration::from_secs(2), incoming.next()).await;
+    assert!(extra.is_err(), "unexpected: {extra:?}");
+    drop(incoming);
+    // Resumed after the second payment: only the third.
+    let mut resumed = bob_wallet.incoming(&bob.address, Some(seen[1].cursor));
+    let again = tokio::time::timeout(Duration::from_secs(30), resumed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, seen[2]);
+
+    // The phrase restores the same address.
+    let restored =
+        WalletHome::restore(&dir.path().join("alice2"), &alice_phrase, "new", FAST).unwrap();
+    let restored = Wallet::connect(restored, &urls).await.unwrap();
+    assert_eq!(restored.address("default").unwrap(), alice.address);
+
+    // More than the balance: refused before anything is signed.
+    let e = alice_wallet
+        .pay(&alice, &bob.address, 1_000 * CPY, "")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::InsufficientFunds { .. }), "{e}");
+    assert!(e.to_string().contains("balance 84.497"), "{e}");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_payments_from_one_account_all_commit() {
+    let net = LocalNetwork::start(4).await;
+    let urls = net.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = wallet(&dir.path().join("w"), &urls).await;
+    w.home().import_key("faucet", &net.faucet, "pw").unwrap();
+    let faucet = w.signer("faucet", "pw").unwrap();
+    let to = w.chain().address(SecretKey::generate().public_key());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 1..=5u64 {
+        let (w, faucet, to) = (w.clone(), faucet.clone(), to.clone());
+        tasks.spawn(async move { w.pay(&faucet, &to, i, "").await });
+    }
+    let mut top = 0;
+    while let Some(done) = tasks.join_next().await {
+        let p = done.unwrap().unwrap();
+        assert!(p.is_success());
+        top = top.max(p.height);
+    }
+    assert_balance(&net, to.public_key(), top, 15).await;
+    assert_eq!(w.account(&faucet.address).await.unwrap().nonce, 5);
+    // Nothing is left pending once all are final.
+    assert!(w.home().state("faucet").unwrap().pending.is_empty());
+    net.shutdown().await;
+}
+
+/// A validator that lies: it takes transactions without passing them on and
+/// answers GetTransaction with a committed record and a proof built from
+/// real blocks and real certificates of the chain, just not including the
+/// transaction. Everything else is proxied to an honest validator.
+mod liar {
+    use chatpay_proto::pb::{self, client_client::ClientClient, client_server::Client};
+    use chatpay_proto::{MerkleProof, ReceiptCode, SignedTransfer, merkle_leaf};
+    use std::pin::Pin;
+    use tokio_stream::Stream;
+    use tonic::transport::Channel;
+    use tonic::{Request, Response, Status};
+
+    pub struct Liar {
+        pub honest: ClientClient<Channel>,
+        pub submitted: std::sync::Mutex<Vec<pb::SignedTransaction>>,
+    }
+
+    type Events = Pin<Box<dyn Stream<Item = Result<pb::AccountEvent, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl Client for Liar {
+        async fn submit_transaction(
+            &self,
+            r: Request<pb::SubmitTransactionRequest>,
+        ) -> Result<Response<pb::SubmitTransactionResponse>, Status> {
+            let tx = r.into_inner().transaction.unwrap();
+            let id = SignedTransfer::try_from(tx.clone()).unwrap().tx_id();
+            self.submitted.lock().unwrap().push(tx);
+            Ok(Response::new(pb::SubmitTransactionResponse {
+                tx_id: id.0.to_vec(),
+                status: pb::AdmissionStatus::Admitted as i32,
+            }))
+        }
+        async fn get_account(
+            &self,
+            r: Request<pb::GetAccountRequest>,
+        ) -> Result<Response<pb::GetAccountResponse>, Status> {
+            self.honest.clone().get_account(r.into_inner()).await
+        }
+        async fn get_transaction(
+            &self,
+            r: Request<pb::GetTransactionRequest>,
+        ) -> Result<Response<pb::GetTransactionResponse>, Status> {
+            let id = r.into_inner().tx_id;
+            let tx = self
+                .submitted
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|t| {
+                    SignedTransfer::try_from((*t).clone())
+                        .unwrap()
+                        .tx_id()
+                        .0
+                        .to_vec()
+                        == id
+                })
+                .cloned()
+                .ok_or_else(|| Status::not_found("unknown"))?;
+            // A real, committed, certified block and its real commit proof,
+            // taken from an honest answer about the faucet's funding block.
+            let mut honest = self.honest.clone();
+            let height = honest
+                .get_status(pb::GetStatusRequest {})
+                .await?
+                .into_inner()
+                .committed_height
+                .saturating_sub(3)
+                .max(1);
+            let block = honest
+                .get_block(pb::GetBlockRequest { height })
+                .await?
+                .into_inner();
+            let next = honest
+                .get_block(pb::GetBlockRequest { height: height + 1 })
+                .await?
+                .into_inner();
+            let parsed = SignedTransfer::try_from(tx.clone()).unwrap();
+            let leaf = merkle_leaf(&parsed.tx_id(), ReceiptCode::Success);
+            let proof = MerkleProof::build(&[leaf], 0).unwrap();
+            Ok(Response::new(pb::GetTransactionResponse {
+                status: Some(pb::get_transaction_response::Status::Committed(
+                    pb::CommittedTransaction {
+                        transaction: Some(tx),
+                        tx_id: id,
+                        height,
+                        index: 0,
+                        receipt: Some(pb::Receipt {
+                            code: ReceiptCode::Success as i32,
+                        }),
+                    },
+                )),
+                proof: Some(pb::FinalityProof {
+                    header: block.block.and_then(|b| b.header),
+                    certificate: block.certificate,
+                    commit_certificate: next.certificate,
+                    commit_header: next.block.and_then(|b| b.header),
+                    proof: Some((&proof).into()),
+                    commit_path: vec![],
+                }),
+            }))
+        }
+        async fn list_transactions(
+            &self,
+            _: Request<pb::ListTransactionsRequest>,
+        ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+            Err(Status::unimplemented("liar"))
+        }
+        async fn get_block(
+            &self,
+            r: Request<pb::GetBlockRequest>,
+        ) -> Result<Response<pb::GetBlockResponse>, Status> {
+            self.honest.clone().get_block(r.into_inner()).await
+        }
+        async fn get_status(
+            &self,
+            r: Request<pb::GetStatusRequest>,
+        ) -> Result<Response<pb::GetStatusResponse>, Status> {
+            self.honest.clone().get_status(r.into_inner()).await
+        }
+        type SubscribeAccountStream = Events;
+        async fn subscribe_account(
+            &self,
+            _: Request<pb::SubscribeAccountRequest>,
+        ) -> Result<Response<Events>, Status> {
+            Err(Status::unimplemented("liar"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_forging_finality_is_not_believed() {
+    use chatpay_proto::pb::client_client::ClientClient;
+    let net = LocalNetwork::start(4).await;
+    let honest = ClientClient::connect(net.urls()[0].clone()).await.unwrap();
+    let liar = liar::Liar {
+        honest,
+        submitted: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let liar_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(chatpay_proto::pb::client_server::ClientServer::new(liar))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    // Let a few blocks commit so the liar has real certificates to reuse.
+    let store = net.store(0);
+    while store.committed_height().unwrap().unwrap_or(0) < 5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _) = WalletHome::create(&dir.path().join("w"), "pw", FAST).unwrap();
+    let home = home.with_kdf(FAST);
+    home.import_key("faucet", &net.faucet, "pw").unwrap();
+    let w = Wallet::connect(home, &[liar_url])
+        .await
+        .unwrap()
+        .with_finality_timeout(Duration::from_secs(3));
+    let faucet = w.signer("faucet", "pw").unwrap();
+    let to = w.chain().address(SecretKey::generate().public_key());
+    let e = w.pay(&faucet, &to, CPY, "").await.unwrap_err();
+    assert!(matches!(e, WalletError::Unverified(_)), "{e}");
+    assert!(e.to_string().contains("not in the block"), "{e}");
+    // It is kept as pending (it may yet commit elsewhere), never reported paid.
+    assert_eq!(w.home().state("faucet").unwrap().pending.len(), 1);
+    server.abort();
+    net.shutdown().await;
+}

@@ -1,0 +1,2 @@
+//! `chatpay`: the command-line wallet.
+fn main() {}

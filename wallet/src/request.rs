@@ -1,0 +1,153 @@
+//! Payment requests a chat app posts as a message:
+//! `chatpay:<address>?amount=<decimal>&memo=<text>&label=<text>`
+//! (the shape of BIP21 and Solana Pay links). Unknown parameters are
+//! ignored unless they start with `req-`, which must be understood.
+
+use crate::{ChainInfo, WalletError};
+use chatpay_proto::{Address, MAX_MEMO_BYTES};
+
+/// URI scheme of payment links.
+pub const SCHEME: &str = "chatpay";
+
+/// A request for money.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// Who to pay.
+    pub address: Address,
+    /// How much, in base units (absent: the payer chooses).
+    pub amount: Option<u64>,
+    /// Memo to put in the transfer (what it is for).
+    pub memo: Option<String>,
+    /// Who is asking (shown to the payer, not sent on chain).
+    pub label: Option<String>,
+}
+
+impl PaymentRequest {
+    /// Parses a link; every part is checked (address checksum and prefix,
+    /// amount decimals, memo size).
+    pub fn parse(link: &str, chain: &ChainInfo) -> Result<Self, WalletError> {
+        let bad = |m: String| WalletError::BadRequest(m);
+        let url = url::Url::parse(link.trim()).map_err(|e| bad(format!("not a link: {e}")))?;
+        if url.scheme() != SCHEME {
+            return Err(bad(format!(
+                "scheme must be {SCHEME}:, got {}:",
+                url.scheme()
+            )));
+        }
+        let address = chain.parse_address(url.path())?;
+        let mut request = Self {
+            address,
+            amount: None,
+            memo: None,
+            label: None,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in url.query_pairs() {
+            if !seen.insert(key.to_string()) {
+                return Err(bad(format!("parameter {key:?} appears twice")));
+            }
+            match key.as_ref() {
+                "amount" => request.amount = Some(chain.parse_amount(&value)?),
+                "memo" => {
+                    if value.len() > MAX_MEMO_BYTES {
+                        return Err(bad(format!(
+                            "memo is {} bytes, at most {MAX_MEMO_BYTES}",
+                            value.len()
+                        )));
+                    }
+                    request.memo = Some(value.into_owned());
+                }
+                "label" => request.label = Some(value.into_owned()),
+                other if other.starts_with("req-") => {
+                    return Err(bad(format!(
+                        "required parameter {other:?} is not supported"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(request)
+    }
+
+    /// The link text.
+    pub fn to_link(&self, chain: &ChainInfo) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(amount) = self.amount {
+            query.append_pair(
+                "amount",
+                &chatpay_proto::format_amount(amount, chain.decimals),
+            );
+        }
+        if let Some(memo) = &self.memo {
+            query.append_pair("memo", memo);
+        }
+        if let Some(label) = &self.label {
+            query.append_pair("label", label);
+        }
+        let query = query.finish();
+        if query.is_empty() {
+            format!("{SCHEME}:{}", self.address)
+        } else {
+            format!("{SCHEME}:{}?{query}", self.address)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatpay_proto::SecretKey;
+
+    fn chain() -> ChainInfo {
+        ChainInfo {
+            chain_id: "c".into(),
+            genesis_hash: "00".repeat(32),
+            hrp: "cp".into(),
+            decimals: 6,
+            symbol: "CPY".into(),
+            fee_per_transfer: 1,
+            validators: vec![],
+        }
+    }
+
+    #[test]
+    fn links_round_trip_with_escaping() {
+        let c = chain();
+        let r = PaymentRequest {
+            address: c.address(SecretKey::generate().public_key()),
+            amount: Some(2_500_000),
+            memo: Some("pizza & drinks = 50% off?".into()),
+            label: Some("Alice".into()),
+        };
+        let link = r.to_link(&c);
+        assert!(link.starts_with("chatpay:cp1"), "{link}");
+        assert!(link.contains("amount=2.5"), "{link}");
+        assert_eq!(PaymentRequest::parse(&link, &c).unwrap(), r);
+        let bare = PaymentRequest {
+            amount: None,
+            memo: None,
+            label: None,
+            ..r
+        };
+        assert_eq!(PaymentRequest::parse(&bare.to_link(&c), &c).unwrap(), bare);
+    }
+
+    #[test]
+    fn bad_links_say_what_is_wrong() {
+        let c = chain();
+        let addr = c.address(SecretKey::generate().public_key()).to_string();
+        let err = |link: String| PaymentRequest::parse(&link, &c).unwrap_err().to_string();
+        assert!(err(format!("bitcoin:{addr}")).contains("scheme"));
+        assert!(err(format!("chatpay:{addr}?amount=1.0000001")).contains("amount"));
+        assert!(err(format!("chatpay:{addr}?amount=0")).contains("more than zero"));
+        assert!(err(format!("chatpay:{addr}?amount=1&amount=2")).contains("twice"));
+        assert!(err(format!("chatpay:{addr}?req-expiry=5")).contains("req-expiry"));
+        let mut typo = addr.clone();
+        typo.replace_range(10..11, if &addr[10..11] == "q" { "p" } else { "q" });
+        assert!(err(format!("chatpay:{typo}")).contains("invalid address"));
+        let long = "x".repeat(MAX_MEMO_BYTES + 1);
+        assert!(err(format!("chatpay:{addr}?memo={long}")).contains("memo"));
+        // Unknown optional parameters are ignored.
+        assert!(PaymentRequest::parse(&format!("chatpay:{addr}?foo=bar"), &c).is_ok());
+    }
+}
