@@ -343,6 +343,11 @@ async fn cmd_devnet(dir: &Path, reset: bool, validators: usize, base_port: u16) 
         "next:  cargo run -q -p chatpay-node -- status --node {}",
         prepared[0].config.listen
     );
+    println!("       cargo run -q -p chatpay-wallet -- init");
+    println!(
+        "       cargo run -q -p chatpay-wallet -- accounts import faucet --key-file {}/faucet.key",
+        dir.display()
+    );
     println!("Ctrl-C stops it; run again to resume this chain, with --reset for a new one.");
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();

@@ -104,7 +104,8 @@ pub enum WalletError {
 }
 
 impl WalletError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
             source,

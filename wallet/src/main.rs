@@ -1,2 +1,678 @@
-//! `chatpay`: the command-line wallet.
-fn main() {}
+//! `chatpay`: the command-line wallet (built on the `chatpay-wallet` crate).
+//!
+//! Every command takes `--home`, `--node` (repeatable), `--account` and
+//! `--json`; each has an environment fallback (`CHATPAY_HOME`,
+//! `CHATPAY_NODES`, `CHATPAY_ACCOUNT`). Passwords are asked on the terminal,
+//! or read from `CHATPAY_PASSWORD` for scripts.
+
+use chatpay_wallet::{
+    KdfParams, PaymentRequest, RecoveryPhrase, Signer, Wallet, WalletError, WalletHome,
+};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+
+#[derive(Parser)]
+#[command(
+    name = "chatpay",
+    version,
+    about = "chatpay wallet: pay and get paid in chats"
+)]
+struct Cli {
+    /// Wallet directory [default: the user's config dir/chatpay].
+    #[arg(long, global = true, env = "CHATPAY_HOME")]
+    home: Option<PathBuf>,
+    /// Validator gRPC address; repeat for fail-over.
+    #[arg(
+        long = "node",
+        global = true,
+        env = "CHATPAY_NODES",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:26650"
+    )]
+    nodes: Vec<String>,
+    /// Account to use.
+    #[arg(
+        long,
+        global = true,
+        env = "CHATPAY_ACCOUNT",
+        default_value = "default"
+    )]
+    account: String,
+    /// Machine-readable output (one JSON object).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a wallet; shows its recovery phrase once.
+    Init,
+    /// Restore a wallet from its recovery phrase (asked, or CHATPAY_PHRASE).
+    Restore,
+    /// List accounts, or add one.
+    Accounts {
+        #[command(subcommand)]
+        action: Option<AccountsAction>,
+    },
+    /// Show the account's address.
+    Address,
+    /// Show the account's balance.
+    Balance,
+    /// Pay someone and wait until it is final.
+    Send {
+        /// Recipient address.
+        to: String,
+        /// Amount, e.g. 12.50.
+        amount: String,
+        /// What it is for (on chain, visible to everyone).
+        #[arg(long, default_value = "")]
+        memo: String,
+        /// Fee (default: the chain's minimum).
+        #[arg(long)]
+        fee: Option<String>,
+    },
+    /// Split an amount evenly between recipients, in one transfer.
+    Split {
+        /// Total amount.
+        amount: String,
+        /// Recipient addresses.
+        #[arg(required = true)]
+        to: Vec<String>,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Make a payment link to post in a chat.
+    Request {
+        /// Amount asked.
+        amount: String,
+        /// What it is for.
+        #[arg(long)]
+        memo: Option<String>,
+        /// Your name as the payer sees it.
+        #[arg(long)]
+        label: Option<String>,
+        /// Also print a QR code.
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Pay a payment link.
+    Pay {
+        /// The chatpay: link.
+        link: String,
+        /// Amount, when the link has none.
+        #[arg(long)]
+        amount: Option<String>,
+    },
+    /// Recent transactions of the account.
+    History {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Follow incoming payments (resumes where the last watch stopped).
+    Watch {
+        /// Stop after this many payments.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// The chain, its height, and which validators answer.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum AccountsAction {
+    /// A new account from the recovery phrase.
+    New {
+        /// Its name.
+        name: String,
+    },
+    /// Import a raw secret key (hex), e.g. a devnet faucet key file.
+    Import {
+        /// Its name.
+        name: String,
+        /// File holding the key in hex (else asked, or CHATPAY_IMPORT_KEY).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+}
+
+struct Ctx {
+    home: PathBuf,
+    nodes: Vec<String>,
+    account: String,
+    json: bool,
+}
+
+type Out = Result<(), WalletError>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let home = cli.home.clone().unwrap_or_else(|| {
+        dirs::config_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("chatpay")
+    });
+    let ctx = Ctx {
+        home,
+        nodes: cli.nodes,
+        account: cli.account,
+        json: cli.json,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    match runtime.block_on(run(&ctx, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if ctx.json {
+                println!("{}", json!({ "error": e.to_string() }));
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(ctx: &Ctx, command: Command) -> Out {
+    match command {
+        Command::Init => init(ctx),
+        Command::Restore => restore(ctx),
+        Command::Accounts { action } => accounts(ctx, action),
+        Command::Address => address(ctx).await,
+        Command::Balance => balance(ctx).await,
+        Command::Send {
+            to,
+            amount,
+            memo,
+            fee,
+        } => send(ctx, &to, &amount, &memo, fee.as_deref()).await,
+        Command::Split { amount, to, memo } => split(ctx, &amount, &to, &memo).await,
+        Command::Request {
+            amount,
+            memo,
+            label,
+            qr,
+        } => request(ctx, &amount, memo, label, qr).await,
+        Command::Pay { link, amount } => pay(ctx, &link, amount.as_deref()).await,
+        Command::History { limit } => history(ctx, limit).await,
+        Command::Watch { count } => watch(ctx, count).await,
+        Command::Status => status(ctx).await,
+    }
+}
+
+fn print(ctx: &Ctx, value: serde_json::Value, human: &str) {
+    if ctx.json {
+        println!("{value}");
+    } else {
+        println!("{human}");
+    }
+}
+
+/// A password from CHATPAY_PASSWORD or the terminal (twice when `confirm`).
+fn password(prompt: &str, confirm: bool) -> Result<String, WalletError> {
+    if let Ok(p) = std::env::var("CHATPAY_PASSWORD") {
+        return Ok(p);
+    }
+    let io = |e| WalletError::io("terminal".as_ref(), e);
+    let first = rpassword::prompt_password(prompt).map_err(io)?;
+    if confirm {
+        let again = rpassword::prompt_password("Repeat it: ").map_err(io)?;
+        if again != first {
+            return Err(WalletError::BadRequest("the passwords differ".into()));
+        }
+    }
+    if first.is_empty() {
+        return Err(WalletError::BadRequest(
+            "an empty password protects nothing".into(),
+        ));
+    }
+    Ok(first)
+}
+
+fn kdf() -> KdfParams {
+    KdfParams::default()
+}
+
+fn init(ctx: &Ctx) -> Out {
+    let pw = password("New wallet password: ", true)?;
+    let (home, phrase) = WalletHome::create(&ctx.home, &pw, kdf())?;
+    let key = home
+        .account(chatpay_wallet::home::DEFAULT_ACCOUNT)?
+        .public_key;
+    print(
+        ctx,
+        json!({ "home": ctx.home, "phrase": phrase.words(), "public_key": key }),
+        &format!(
+            "Created a wallet in {}.\n\nRecovery phrase (write it down; it is shown only this once):\n\n  {}\n\nAnyone with these words can spend your money.",
+            ctx.home.display(),
+            phrase.words()
+        ),
+    );
+    Ok(())
+}
+
+fn restore(ctx: &Ctx) -> Out {
+    let words = match std::env::var("CHATPAY_PHRASE") {
+        Ok(w) => w,
+        Err(_) => {
+            eprint!("Recovery phrase: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| WalletError::io("stdin".as_ref(), e))?;
+            line
+        }
+    };
+    let phrase = RecoveryPhrase::parse(&words)?;
+    let pw = password("New wallet password: ", true)?;
+    let home = WalletHome::restore(&ctx.home, &phrase, &pw, kdf())?;
+    let key = home
+        .account(chatpay_wallet::home::DEFAULT_ACCOUNT)?
+        .public_key;
+    print(
+        ctx,
+        json!({ "home": ctx.home, "public_key": key }),
+        &format!("Restored the wallet in {}.", ctx.home.display()),
+    );
+    Ok(())
+}
+
+fn accounts(ctx: &Ctx, action: Option<AccountsAction>) -> Out {
+    let home = WalletHome::open(&ctx.home)?;
+    match action {
+        None => {
+            let list = home.accounts()?;
+            let chain = home.chain()?;
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|a| {
+                    let address = chain.as_ref().and_then(|c| a.key().ok().map(|k| c.address(&k).to_string()));
+                    json!({ "name": a.name, "public_key": a.public_key, "address": address, "source": a.source })
+                })
+                .collect();
+            let human = list
+                .iter()
+                .zip(&rows)
+                .map(|(a, r)| {
+                    let shown = r["address"]
+                        .as_str()
+                        .map_or(a.public_key.clone(), str::to_string);
+                    format!("{:<12} {shown}", a.name)
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(ctx, json!({ "accounts": rows }), &human);
+        }
+        Some(AccountsAction::New { name }) => {
+            let pw = password("Wallet password: ", false)?;
+            let a = home.new_account(&name, &pw)?;
+            print(
+                ctx,
+                json!({ "name": a.name, "public_key": a.public_key }),
+                &format!("Added account {name}."),
+            );
+        }
+        Some(AccountsAction::Import { name, key_file }) => {
+            let text = match key_file {
+                Some(path) => {
+                    std::fs::read_to_string(&path).map_err(|e| WalletError::io(&path, e))?
+                }
+                None => match std::env::var("CHATPAY_IMPORT_KEY") {
+                    Ok(k) => k,
+                    Err(_) => rpassword::prompt_password("Secret key (hex): ")
+                        .map_err(|e| WalletError::io("terminal".as_ref(), e))?,
+                },
+            };
+            let key = hex::decode(text.trim())
+                .ok()
+                .and_then(|b| chatpay_proto::SecretKey::from_slice(&b).ok())
+                .ok_or_else(|| {
+                    WalletError::BadRequest(
+                        "the key must be 32 bytes of hex (64 characters)".into(),
+                    )
+                })?;
+            let pw = password("Wallet password: ", false)?;
+            let a = home.import_key(&name, &key, &pw)?;
+            print(
+                ctx,
+                json!({ "name": a.name, "public_key": a.public_key }),
+                &format!("Imported account {name}."),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn connect(ctx: &Ctx) -> Result<Arc<Wallet>, WalletError> {
+    let home = WalletHome::open(&ctx.home)?;
+    Ok(Arc::new(Wallet::connect(home, &ctx.nodes).await?))
+}
+
+async fn address(ctx: &Ctx) -> Out {
+    let home = WalletHome::open(&ctx.home)?;
+    let entry = home.account(&ctx.account)?;
+    let chain = match home.chain()? {
+        Some(c) => c,
+        None => connect(ctx).await?.chain().clone(),
+    };
+    let address = chain.address(&entry.key()?);
+    print(
+        ctx,
+        json!({ "account": ctx.account, "address": address.to_string() }),
+        &address.to_string(),
+    );
+    Ok(())
+}
+
+async fn balance(ctx: &Ctx) -> Out {
+    let w = connect(ctx).await?;
+    let address = w.address(&ctx.account)?;
+    let a = w.account(&address).await?;
+    print(
+        ctx,
+        json!({ "address": address.to_string(), "balance": a.balance, "balance_display": w.chain().format(a.balance), "nonce": a.nonce, "height": a.height }),
+        &format!("{} (at height {})", w.chain().format(a.balance), a.height),
+    );
+    Ok(())
+}
+
+fn signer(ctx: &Ctx, w: &Wallet) -> Result<Signer, WalletError> {
+    w.home().account(&ctx.account)?;
+    let pw = password(&format!("Password for {}: ", ctx.account), false)?;
+    w.signer(&ctx.account, &pw)
+}
+
+/// A spinner on the terminal while `work` runs (none with --json or when
+/// stderr is not a terminal).
+async fn with_spinner<T>(
+    ctx: &Ctx,
+    message: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    if ctx.json || !std::io::stderr().is_terminal() {
+        return work.await;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let out = work.await;
+    bar.finish_and_clear();
+    out
+}
+
+async fn pay_and_report(
+    ctx: &Ctx,
+    w: &Wallet,
+    from: &Signer,
+    to: &[(chatpay_proto::Address, u64)],
+    memo: &str,
+    fee: Option<u64>,
+) -> Out {
+    let p = with_spinner(
+        ctx,
+        "waiting for finality…",
+        w.pay_many_with_fee(from, to, memo, fee),
+    )
+    .await?;
+    let outcome = if p.is_success() { "paid" } else { "failed" };
+    print(
+        ctx,
+        json!({
+            "tx_id": p.tx_id.to_string(), "height": p.height, "success": p.is_success(),
+            "receipt": format!("{:?}", p.receipt), "amount": p.amount, "fee": p.fee,
+        }),
+        &format!(
+            "{outcome}: {} to {} recipient(s), fee {}, final in block {} (tx {})",
+            w.chain().format(p.amount),
+            to.len(),
+            w.chain().format(p.fee),
+            p.height,
+            p.tx_id
+        ),
+    );
+    if p.is_success() {
+        Ok(())
+    } else {
+        Err(WalletError::Refused {
+            reason: format!("{:?}", p.receipt),
+            message: "the transfer was included but took no effect".into(),
+        })
+    }
+}
+
+async fn send(ctx: &Ctx, to: &str, amount: &str, memo: &str, fee: Option<&str>) -> Out {
+    let w = connect(ctx).await?;
+    let to = w.chain().parse_address(to)?;
+    let amount = w.chain().parse_amount(amount)?;
+    let fee = fee.map(|f| w.chain().parse_amount(f)).transpose()?;
+    let from = signer(ctx, &w)?;
+    pay_and_report(ctx, &w, &from, &[(to, amount)], memo, fee).await
+}
+
+async fn split(ctx: &Ctx, amount: &str, to: &[String], memo: &str) -> Out {
+    let w = connect(ctx).await?;
+    let total = w.chain().parse_amount(amount)?;
+    let recipients = to
+        .iter()
+        .map(|a| w.chain().parse_address(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = recipients.len() as u64;
+    let share = total / n;
+    if share == 0 {
+        return Err(WalletError::BadAmount {
+            input: amount.into(),
+            reason: format!("too small to split {n} ways"),
+        });
+    }
+    // The first recipient gets the indivisible remainder.
+    let outputs: Vec<_> = recipients
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (a, if i == 0 { share + total % n } else { share }))
+        .collect();
+    let from = signer(ctx, &w)?;
+    pay_and_report(ctx, &w, &from, &outputs, memo, None).await
+}
+
+async fn request(
+    ctx: &Ctx,
+    amount: &str,
+    memo: Option<String>,
+    label: Option<String>,
+    qr: bool,
+) -> Out {
+    let home = WalletHome::open(&ctx.home)?;
+    let chain = match home.chain()? {
+        Some(c) => c,
+        None => connect(ctx).await?.chain().clone(),
+    };
+    let request = PaymentRequest {
+        address: chain.address(&home.account(&ctx.account)?.key()?),
+        amount: Some(chain.parse_amount(amount)?),
+        memo,
+        label,
+    };
+    let link = request.to_link(&chain);
+    let mut human = link.clone();
+    if qr {
+        let code = qrcode::QrCode::new(link.as_bytes())
+            .map_err(|e| WalletError::BadRequest(format!("QR code: {e}")))?;
+        let art = code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build();
+        human = format!("{art}\n{link}");
+    }
+    print(ctx, json!({ "link": link }), &human);
+    Ok(())
+}
+
+async fn pay(ctx: &Ctx, link: &str, amount: Option<&str>) -> Out {
+    let w = connect(ctx).await?;
+    let mut request = PaymentRequest::parse(link, w.chain())?;
+    if let Some(a) = amount {
+        let a = w.chain().parse_amount(a)?;
+        if request.amount.is_some_and(|r| r != a) {
+            return Err(WalletError::BadRequest(format!(
+                "the link asks for {}; pay it as it is",
+                w.chain().format(request.amount.unwrap_or(0))
+            )));
+        }
+        request.amount = Some(a);
+    }
+    let amount = request
+        .amount
+        .ok_or_else(|| WalletError::BadRequest("the link has no amount; add --amount".into()))?;
+    if let Some(label) = &request.label {
+        if !ctx.json {
+            eprintln!("Paying {label} {}", w.chain().format(amount));
+        }
+    }
+    let from = signer(ctx, &w)?;
+    let memo = request.memo.clone().unwrap_or_default();
+    pay_and_report(ctx, &w, &from, &[(request.address, amount)], &memo, None).await
+}
+
+async fn history(ctx: &Ctx, limit: u32) -> Out {
+    let w = connect(ctx).await?;
+    let address = w.address(&ctx.account)?;
+    let entries = w.history(&address, limit).await?;
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "tx_id": e.tx_id.to_string(), "height": e.cursor.height, "index": e.cursor.index,
+                "from": e.from.to_string(), "amount": e.amount, "outgoing": e.outgoing,
+                "memo": e.memo, "receipt": format!("{:?}", e.receipt),
+            })
+        })
+        .collect();
+    let human = entries
+        .iter()
+        .map(|e| {
+            let sign = if e.outgoing { "-" } else { "+" };
+            format!(
+                "{:>8}  {sign}{:<16} {}  {}",
+                e.cursor.height,
+                w.chain().format(e.amount),
+                if e.outgoing {
+                    "sent".to_string()
+                } else {
+                    format!("from {}", e.from)
+                },
+                e.memo
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    print(
+        ctx,
+        json!({ "transactions": rows }),
+        if human.is_empty() {
+            "no transactions yet"
+        } else {
+            &human
+        },
+    );
+    Ok(())
+}
+
+async fn watch(ctx: &Ctx, count: Option<usize>) -> Out {
+    let w = connect(ctx).await?;
+    let address = w.address(&ctx.account)?;
+    let after = w.home().state(&ctx.account)?.incoming;
+    if !ctx.json {
+        eprintln!("Watching {address} for payments (Ctrl-C stops)…");
+    }
+    let mut stream = w.incoming(&address, after);
+    let mut seen = 0usize;
+    while let Some(item) = stream.next().await {
+        let p = item?;
+        print(
+            ctx,
+            json!({ "tx_id": p.tx_id.to_string(), "from": p.from.to_string(), "amount": p.amount, "memo": p.memo, "height": p.cursor.height, "index": p.cursor.index }),
+            &format!(
+                "received {} from {} {}(block {})",
+                w.chain().format(p.amount),
+                p.from,
+                if p.memo.is_empty() {
+                    String::new()
+                } else {
+                    format!("\"{}\" ", p.memo)
+                },
+                p.cursor.height
+            ),
+        );
+        // Remember it, so the next watch resumes after it.
+        let mut state = w.home().state(&ctx.account)?;
+        state.incoming = Some(p.cursor);
+        w.home().save_state(&ctx.account, &state)?;
+        seen += 1;
+        if count.is_some_and(|c| seen >= c) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn status(ctx: &Ctx) -> Out {
+    let home = WalletHome::open(&ctx.home).ok();
+    let client = chatpay_wallet::NodeClient::new(&ctx.nodes)?;
+    let statuses = client.statuses().await;
+    let reachable = statuses.iter().filter(|s| s.status.is_ok()).count();
+    let mut rows = Vec::new();
+    let mut lines = Vec::new();
+    for s in &statuses {
+        match &s.status {
+            Ok(st) => {
+                rows.push(json!({ "url": s.url, "chain_id": st.chain_id, "height": st.committed_height, "validators": st.validators.len() }));
+                lines.push(format!(
+                    "{:<28} up    chain {} height {} ({} validators)",
+                    s.url,
+                    st.chain_id,
+                    st.committed_height,
+                    st.validators.len()
+                ));
+            }
+            Err(e) => {
+                rows.push(json!({ "url": s.url, "error": e }));
+                lines.push(format!("{:<28} DOWN  {e}", s.url));
+            }
+        }
+    }
+    let pinned = home
+        .and_then(|h| h.chain().ok().flatten())
+        .map(|c| c.chain_id);
+    print(
+        ctx,
+        json!({ "nodes": rows, "reachable": reachable, "wallet_chain": pinned }),
+        &format!(
+            "{}\n{reachable} of {} reachable",
+            lines.join("\n"),
+            statuses.len()
+        ),
+    );
+    if reachable == 0 {
+        return Err(WalletError::Unreachable {
+            tried: client.urls(),
+            last: statuses
+                .last()
+                .and_then(|s| s.status.clone().err())
+                .unwrap_or_default(),
+        });
+    }
+    Ok(())
+}

@@ -249,7 +249,27 @@ impl Wallet {
         to: &[(Address, u64)],
         memo: &str,
     ) -> Result<Payment, WalletError> {
-        let signed = self.sign_next(from, to, memo).await?;
+        self.pay_many_with_fee(from, to, memo, None).await
+    }
+
+    /// [`Wallet::pay_many`] with a fee above the chain's minimum (`None`:
+    /// the minimum). A fee below the minimum is refused before signing.
+    pub async fn pay_many_with_fee(
+        &self,
+        from: &Signer,
+        to: &[(Address, u64)],
+        memo: &str,
+        fee: Option<u64>,
+    ) -> Result<Payment, WalletError> {
+        let minimum = self.chain.fee_per_transfer;
+        let fee = fee.unwrap_or(minimum);
+        if fee < minimum {
+            return Err(WalletError::BadAmount {
+                input: self.chain.format(fee),
+                reason: format!("the fee must be at least {}", self.chain.format(minimum)),
+            });
+        }
+        let signed = self.sign_next(from, to, memo, fee).await?;
         let payment = self.wait_final(&signed).await;
         if payment.is_ok() {
             let lock = self.lock(&from.name);
@@ -270,6 +290,7 @@ impl Wallet {
         from: &Signer,
         to: &[(Address, u64)],
         memo: &str,
+        fee: u64,
     ) -> Result<SignedTransfer, WalletError> {
         let lock = self.lock(&from.name);
         let _guard = lock.lock().await;
@@ -297,7 +318,6 @@ impl Wallet {
                 amount: *amount,
             })
             .collect();
-        let fee = self.chain.fee_per_transfer;
         let transfer = Transfer::new(
             &self.chain.chain_id,
             from.key.public_key().clone(),

@@ -1,0 +1,194 @@
+//! The `chatpay` CLI against a real 4-validator network: the whole flow a
+//! person goes through, and every error path with the message they see.
+
+use chatpay_tests::LocalNetwork;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatpay");
+
+struct Cli {
+    nodes: String,
+}
+
+impl Cli {
+    fn run(&self, home: &Path, password: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("CHATPAY_HOME", home)
+            .env("CHATPAY_NODES", &self.nodes)
+            .env("CHATPAY_PASSWORD", password)
+            .env_remove("CHATPAY_ACCOUNT")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs with --json and expects success.
+    fn ok(&self, home: &Path, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(home, "pw", &all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs and expects failure; returns stderr.
+    fn fails(&self, home: &Path, password: &str, args: &[&str]) -> String {
+        let out = self.run(home, password, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pays_requests_watches_and_explains_its_errors() {
+    let net = LocalNetwork::start(4).await;
+    let cli = Cli {
+        nodes: net.urls().join(","),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+
+    // Wallets; Alice also holds the faucet key (as with `make devnet`).
+    let created = cli.ok(&alice, &["init"]);
+    assert_eq!(created["phrase"].as_str().unwrap().split(' ').count(), 12);
+    cli.ok(&bob, &["init"]);
+    let key_file = dir.path().join("faucet.key");
+    std::fs::write(&key_file, hex::encode(net.faucet.to_bytes())).unwrap();
+    cli.ok(
+        &alice,
+        &[
+            "accounts",
+            "import",
+            "faucet",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let accounts = cli.ok(&alice, &["accounts"]);
+    assert_eq!(accounts["accounts"].as_array().unwrap().len(), 2);
+    let alice_addr = cli.ok(&alice, &["address"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob_addr = cli.ok(&bob, &["address"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Fund Alice from the faucet, then pay Bob; split; request and pay.
+    let paid = cli.ok(
+        &alice,
+        &[
+            "send",
+            &alice_addr,
+            "50",
+            "--account",
+            "faucet",
+            "--memo",
+            "hi",
+        ],
+    );
+    assert_eq!(paid["success"], true);
+    let paid = cli.ok(&alice, &["send", &bob_addr, "5.5", "--memo", "lunch"]);
+    assert_eq!(paid["amount"], 5_500_000);
+    cli.ok(&dir.path().join("carol"), &["init"]);
+    let carol_addr = cli.ok(&dir.path().join("carol"), &["address"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let split = cli.ok(
+        &alice,
+        &["split", "3", &bob_addr, &carol_addr, "--memo", "bill"],
+    );
+    assert_eq!(split["amount"], 3_000_000);
+    let link = cli.ok(
+        &bob,
+        &["request", "1.25", "--memo", "pizza", "--label", "Bob"],
+    )["link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        link.starts_with("chatpay:cp1") && link.contains("amount=1.25"),
+        "{link}"
+    );
+    let qr = cli.run(&bob, "pw", &["request", "1", "--qr"]);
+    assert!(String::from_utf8_lossy(&qr.stdout).contains('█'));
+    cli.ok(&alice, &["pay", &link]);
+    let balance = cli.ok(&bob, &["balance"]);
+    assert_eq!(balance["balance"], 5_500_000 + 1_500_000 + 1_250_000);
+    let history = cli.ok(&bob, &["history"]);
+    assert_eq!(history["transactions"].as_array().unwrap().len(), 3);
+
+    // watch reports each payment once, and resumes after the last one.
+    let out = cli.run(&bob, "pw", &["watch", "--count", "3", "--json"]);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let amounts: Vec<u64> = lines
+        .iter()
+        .map(|l| l["amount"].as_u64().unwrap())
+        .collect();
+    assert_eq!(amounts, [5_500_000, 1_500_000, 1_250_000]);
+    cli.ok(&alice, &["send", &bob_addr, "0.5"]);
+    let out = cli.run(&bob, "pw", &["watch", "--count", "1", "--json"]);
+    let next: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(next["amount"], 500_000, "watch resumed at the wrong place");
+
+    let status = cli.ok(&alice, &["status"]);
+    assert_eq!(status["reachable"], 4);
+
+    // Errors a person can act on.
+    let e = cli.fails(&alice, "pw", &["send", &bob_addr, "1000"]);
+    assert!(e.contains("insufficient funds: balance 39.746 CPY"), "{e}");
+    let mut typo = bob_addr.clone();
+    let c = if typo.ends_with('q') { "p" } else { "q" };
+    typo.replace_range(typo.len() - 1.., c);
+    let e = cli.fails(&alice, "pw", &["send", &typo, "1"]);
+    assert!(
+        e.contains("invalid address") && e.contains("checksum"),
+        "{e}"
+    );
+    let e = cli.fails(&alice, "pw", &["send", &bob_addr, "1.0000001"]);
+    assert!(e.contains("invalid amount \"1.0000001\""), "{e}");
+    let e = cli.fails(&alice, "wrong", &["send", &bob_addr, "1"]);
+    assert!(e.contains("wrong password"), "{e}");
+    let e = cli.fails(
+        &alice,
+        "pw",
+        &["send", &bob_addr, "1", "--account", "nobody"],
+    );
+    assert!(e.contains("no account named \"nobody\""), "{e}");
+    let e = cli.fails(&alice, "pw", &["pay", "bitcoin:abc?amount=1"]);
+    assert!(e.contains("invalid payment link"), "{e}");
+    let e = cli.fails(&alice, "pw", &["init"]);
+    assert!(e.contains("already exists"), "{e}");
+    let e = cli.fails(&dir.path().join("nobody"), "pw", &["balance"]);
+    assert!(
+        e.contains("no wallet in") && e.contains("chatpay init"),
+        "{e}"
+    );
+    let out = Command::new(BIN)
+        .args(["balance", "--node", "http://127.0.0.1:1"])
+        .env("CHATPAY_HOME", &alice)
+        .env_remove("CHATPAY_NODES")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("no validator reachable (tried http://127.0.0.1:1)"),
+        "{e}"
+    );
+    let e = cli.fails(&alice, "pw", &["restore"]);
+    assert!(e.contains("invalid recovery phrase"), "{e}");
+    net.shutdown().await;
+}
