@@ -361,5 +361,50 @@ async fn a_validator_forging_finality_is_not_believed() {
     // It is kept as pending (it may yet commit elsewhere), never reported paid.
     assert_eq!(w.home().state("faucet").unwrap().pending.len(), 1);
     server.abort();
+
+    // The same wallet home on honest validators: the next payment first
+    // resubmits the pending one unchanged (same tx id), then pays with the
+    // next nonce; both commit, once each.
+    let home = WalletHome::open(&dir.path().join("w")).unwrap();
+    let w = Wallet::connect(home, &net.urls()).await.unwrap();
+    let p = w.pay(&faucet, &to, 2 * CPY, "").await.unwrap();
+    assert!(p.is_success());
+    let key = faucet.address.public_key();
+    net.wait_for_nonce(key, 2, Duration::from_secs(30)).await;
+    assert_balance(&net, to.public_key(), p.height.max(net.height(0)), 3 * CPY).await;
+    assert_eq!(w.account(&faucet.address).await.unwrap().nonce, 2);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_fails_over_when_validators_go_down() {
+    let mut net = LocalNetwork::start(4).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A dead address first in the list, then the four validators.
+    let mut urls = vec!["http://127.0.0.1:1".to_string()];
+    urls.extend(net.urls());
+    let (home, _) = WalletHome::create(&dir.path().join("w"), "pw", FAST).unwrap();
+    let home = home.with_kdf(FAST);
+    home.import_key("faucet", &net.faucet, "pw").unwrap();
+    let w = Wallet::connect(home, &urls).await.unwrap();
+    let faucet = w.signer("faucet", "pw").unwrap();
+    let to = w.chain().address(SecretKey::generate().public_key());
+    let p = w.pay(&faucet, &to, CPY, "").await.unwrap();
+    assert!(p.is_success());
+    // Validators 0 then 1 stop (one at a time, so a quorum remains): each
+    // payment still goes through whichever answers.
+    net.stop(0).await;
+    let p = w.pay(&faucet, &to, CPY, "").await.unwrap();
+    assert!(p.is_success());
+    net.restart(0).await;
+    net.stop(1).await;
+    let p = w.pay(&faucet, &to, CPY, "").await.unwrap();
+    assert!(p.is_success());
+    for i in [0, 2, 3] {
+        assert_eq!(
+            balance_on(&net, i, to.public_key(), p.height).await,
+            3 * CPY
+        );
+    }
     net.shutdown().await;
 }
