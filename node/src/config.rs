@@ -7,6 +7,8 @@
 //! genesis_file = "genesis.json"
 //! data_dir = "data"
 //! log = "info"                 # tracing filter, e.g. "info,chatpay_node=debug"
+//! log_format = "text"          # or "json" (one object per line)
+//! metrics_listen = "127.0.0.1:26660"  # Prometheus /metrics; "" turns it off
 //!
 //! [consensus]
 //! base_timeout_ms = 3000
@@ -20,8 +22,10 @@
 //! max_bytes = 67108864
 //! max_per_sender = 64
 //! ```
-//! Overrides: `CHATPAY_LISTEN`, `CHATPAY_LOG`, `CHATPAY_DATA_DIR`,
-//! `CHATPAY_KEY_FILE`, `CHATPAY_GENESIS_FILE`.
+//! Every field can be overridden by an environment variable named after
+//! it: `CHATPAY_LISTEN`, `CHATPAY_LOG_FORMAT`, `CHATPAY_CONSENSUS_BASE_TIMEOUT_MS`,
+//! `CHATPAY_MEMPOOL_MAX_TXS`, … (`CHATPAY_` + section + `_` + field, upper
+//! case). `chatpay-node config show --home DIR` prints the result.
 
 use crate::consensus::core::CoreConfig;
 use crate::consensus::wire::MAX_BLOCK_TXS;
@@ -134,6 +138,12 @@ pub struct Config {
     /// Log filter.
     #[serde(default = "default_log")]
     pub log: String,
+    /// Log format: "text" or "json".
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// Address of the Prometheus `/metrics` endpoint; empty: none.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
     /// Consensus settings.
     #[serde(default)]
     pub consensus: ConsensusSection,
@@ -154,6 +164,12 @@ fn default_data_dir() -> PathBuf {
 fn default_log() -> String {
     "info".into()
 }
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_metrics_listen() -> String {
+    "127.0.0.1:26660".into()
+}
 
 impl Config {
     /// A configuration listening on `listen`, every other setting default.
@@ -164,6 +180,8 @@ impl Config {
             genesis_file: default_genesis_file(),
             data_dir: default_data_dir(),
             log: default_log(),
+            log_format: default_log_format(),
+            metrics_listen: default_metrics_listen(),
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),
         }
@@ -180,20 +198,25 @@ impl Config {
             path: path.clone(),
             source,
         })?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let parse_error = |message: String| ConfigError::Parse {
             path: path.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let file: Config = toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+        // Overrides apply to the full configuration (defaults filled in), so
+        // any field can be set from the environment.
+        let mut table = toml::Table::try_from(&file).map_err(|e| parse_error(e.to_string()))?;
         for (name, value) in env {
-            match name.as_str() {
-                "CHATPAY_LISTEN" => config.listen = value,
-                "CHATPAY_LOG" => config.log = value,
-                "CHATPAY_DATA_DIR" => config.data_dir = value.into(),
-                "CHATPAY_KEY_FILE" => config.key_file = value.into(),
-                "CHATPAY_GENESIS_FILE" => config.genesis_file = value.into(),
-                _ => {}
+            if let Some(field) = name.strip_prefix(ENV_PREFIX) {
+                override_field(&mut table, &field.to_ascii_lowercase(), &value)?;
             }
         }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    parse_error(format!("after environment overrides: {e}"))
+                })?;
         config.validate()?;
         Ok(config)
     }
@@ -203,6 +226,21 @@ impl Config {
         let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
         if self.listen.parse::<SocketAddr>().is_err() {
             return invalid("listen", format!("{:?} is not ip:port", self.listen));
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "metrics_listen",
+                format!(
+                    "{:?} is not ip:port (or \"\" for none)",
+                    self.metrics_listen
+                ),
+            );
+        }
+        if self.log_format != "text" && self.log_format != "json" {
+            return invalid(
+                "log_format",
+                format!("{:?}: use \"text\" or \"json\"", self.log_format),
+            );
         }
         let c = &self.consensus;
         if c.base_timeout_ms == 0 || c.base_timeout_ms > c.max_timeout_ms {
@@ -264,6 +302,45 @@ impl Config {
     }
 }
 
+/// Prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "CHATPAY_";
+
+/// Sets `field` (`listen`, `consensus_base_timeout_ms`, …) in `table` from
+/// the text of an environment variable, typed like the field it replaces.
+/// Variables that name no field are left alone (other tools share the prefix).
+fn override_field(table: &mut toml::Table, field: &str, text: &str) -> Result<(), ConfigError> {
+    let (target, key) = match table.get(field) {
+        Some(_) => (&mut *table, field.to_string()),
+        None => {
+            let Some((section, key)) = ["consensus", "mempool"].iter().find_map(|s| {
+                field
+                    .strip_prefix(&format!("{s}_"))
+                    .map(|k| (s.to_string(), k.to_string()))
+            }) else {
+                return Ok(());
+            };
+            match table.get_mut(&section).and_then(toml::Value::as_table_mut) {
+                Some(t) if t.contains_key(&key) => (t, key),
+                _ => return Ok(()),
+            }
+        }
+    };
+    let name = format!("{ENV_PREFIX}{}", field.to_ascii_uppercase());
+    let value = match &target[&key] {
+        toml::Value::Integer(_) => text
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| ConfigError::Parse {
+                path: name.clone().into(),
+                message: format!("{text:?} is not a whole number"),
+            })?,
+        _ => toml::Value::String(text.to_string()),
+    };
+    target.insert(key, value);
+    Ok(())
+}
+
 /// Reads a key file: the 32-byte secret key in hex (whitespace ignored).
 pub fn read_key(path: &Path) -> Result<SecretKey, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -312,9 +389,25 @@ mod tests {
     #[test]
     fn defaults_fill_a_minimal_file_and_env_overrides_it() {
         let dir = home("listen = \"127.0.0.1:1\"\n");
-        let env = [("CHATPAY_LISTEN".to_string(), "0.0.0.0:9".to_string())];
+        let env = [
+            ("CHATPAY_LISTEN".to_string(), "0.0.0.0:9".to_string()),
+            (
+                "CHATPAY_CONSENSUS_IDLE_INTERVAL_MS".to_string(),
+                "250".to_string(),
+            ),
+            ("CHATPAY_MEMPOOL_MAX_TXS".to_string(), "7".to_string()),
+            ("CHATPAY_PASSWORD".to_string(), "not a setting".to_string()),
+        ];
         let c = Config::load(dir.path(), env).unwrap();
         assert_eq!(c.listen, "0.0.0.0:9");
+        assert_eq!(c.consensus.idle_interval_ms, 250);
+        assert_eq!(c.mempool.max_txs, 7);
+        let env = [("CHATPAY_MEMPOOL_MAX_TXS".to_string(), "many".to_string())];
+        let e = Config::load(dir.path(), env).unwrap_err().to_string();
+        assert!(
+            e.contains("CHATPAY_MEMPOOL_MAX_TXS") && e.contains("whole number"),
+            "{e}"
+        );
         assert_eq!(
             c.core().base_timeout_ms,
             CoreConfig::default().base_timeout_ms

@@ -17,6 +17,7 @@ pub mod execution;
 pub mod genesis;
 pub mod ledger;
 pub mod mempool;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod storage;

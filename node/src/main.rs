@@ -50,6 +50,17 @@ struct Layout {
 }
 
 #[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration (file, defaults and CHATPAY_*
+    /// environment overrides) as TOML, after validating it.
+    Show {
+        /// The validator home.
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Write the homes of a new network: per validator a key, config.toml
     /// and the shared genesis, plus a funded faucet key.
@@ -65,6 +76,14 @@ enum Command {
         /// The validator home (config.toml, key, genesis, data).
         #[arg(long)]
         home: PathBuf,
+        /// Log format: text or json (overrides config.toml).
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+    /// Show or check a validator's configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Run a local 4-validator network on 127.0.0.1 until Ctrl-C; state is
     /// kept under --dir, so running it again resumes the same chain.
@@ -99,7 +118,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Testnet { out, layout } => cmd_testnet(&out, layout),
-            Command::Start { home } => cmd_start(&home).await,
+            Command::Start { home, log_format } => cmd_start(&home, log_format).await,
+            Command::Config {
+                action: ConfigAction::Show { home },
+            } => cmd_config_show(&home),
             Command::Devnet {
                 dir,
                 reset,
@@ -198,14 +220,21 @@ fn write_network(out: &Path, layout: Layout) -> Result<testnet::Testnet> {
     testnet::write(out, &spec).map_err(|e| e.to_string())
 }
 
-fn init_logs(filter: &str) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+/// Logs to stderr, filtered by `RUST_LOG` when set, else by `filter`;
+/// `json` gives one JSON object per line.
+fn init_logs(filter: &str, json: bool) -> Result<()> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init()
-        .map_err(|e| e.to_string())
+        .with_writer(std::io::stderr);
+    let installed = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    installed.map_err(|e| e.to_string())
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -225,6 +254,7 @@ struct Prepared {
     node: NodeConfig,
     store: Arc<dyn Store>,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
 }
 
 async fn prepare(home: &Path, config: Config) -> Result<Prepared> {
@@ -235,6 +265,15 @@ async fn prepare(home: &Path, config: Config) -> Result<Prepared> {
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let metrics = if config.metrics_listen.is_empty() {
+        None
+    } else {
+        Some(
+            TcpListener::bind(&config.metrics_listen)
+                .await
+                .map_err(|e| format!("cannot serve metrics on {}: {e}", config.metrics_listen))?,
+        )
+    };
     Ok(Prepared {
         node: NodeConfig {
             key,
@@ -245,6 +284,7 @@ async fn prepare(home: &Path, config: Config) -> Result<Prepared> {
         genesis: Arc::new(genesis),
         store: Arc::new(store),
         listener,
+        metrics,
     })
 }
 
@@ -257,6 +297,7 @@ async fn run_prepared(
         p.store,
         p.node,
         TcpListenerStream::new(p.listener),
+        p.metrics,
         Arc::new(TcpConnector::default()),
         shutdown,
     )
@@ -264,13 +305,19 @@ async fn run_prepared(
     .map_err(|e| e.to_string())
 }
 
-async fn cmd_start(home: &Path) -> Result<()> {
-    let config = Config::load(home, std::env::vars()).map_err(|e| e.to_string())?;
-    init_logs(&config.log)?;
+async fn cmd_start(home: &Path, log_format: Option<String>) -> Result<()> {
+    let mut config = Config::load(home, std::env::vars()).map_err(|e| e.to_string())?;
+    if let Some(format) = log_format {
+        config.log_format = format;
+        config.validate().map_err(|e| e.to_string())?;
+    }
+    init_logs(&config.log, config.log_format == "json")?;
     let c = &config.consensus;
     tracing::info!(
         home = %home.display(),
         listen = %config.listen,
+        metrics_listen = %config.metrics_listen,
+        log_format = %config.log_format,
         data_dir = %config.data_dir.display(),
         genesis_file = %config.genesis_file.display(),
         base_timeout_ms = c.base_timeout_ms,
@@ -287,8 +334,17 @@ async fn cmd_start(home: &Path) -> Result<()> {
     run_prepared(prepared, terminated()).await
 }
 
+fn cmd_config_show(home: &Path) -> Result<()> {
+    let config = Config::load(home, std::env::vars()).map_err(|e| e.to_string())?;
+    print!("{}", config.to_toml());
+    Ok(())
+}
+
 async fn cmd_devnet(dir: &Path, reset: bool, validators: usize, base_port: u16) -> Result<()> {
-    init_logs(&std::env::var("CHATPAY_LOG").unwrap_or_else(|_| "warn,chatpay_node=info".into()))?;
+    init_logs(
+        &std::env::var("CHATPAY_LOG").unwrap_or_else(|_| "warn,chatpay_node=info".into()),
+        false,
+    )?;
     if reset && dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }

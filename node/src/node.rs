@@ -18,6 +18,7 @@ use crate::consensus::safety::{SafetyError, SafetyRules};
 use crate::genesis::Genesis;
 use crate::ledger::{Ledger, LedgerError};
 use crate::mempool::{Mempool, MempoolConfig};
+use crate::metrics::{Metrics, TimedStore};
 use crate::network::{Connector, MAX_FORWARD_TXS, Peers, ValidatorService};
 use crate::storage::Store;
 use chatpay_proto::{Hash, SecretKey, SignedTransfer, pb};
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::transport::server::Connected;
+use tonic_health::server::HealthReporter;
 
 /// Inputs queued for the core task.
 pub const EVENT_QUEUE: usize = 4_096;
@@ -78,13 +80,15 @@ pub enum NodeError {
     Consensus(String),
 }
 
-/// Runs a validator over `store` until `shutdown` completes, serving on
-/// `incoming` and reaching peers (the genesis addresses) through `connector`.
+/// Runs a validator over `store` until `shutdown` completes, serving gRPC on
+/// `incoming`, Prometheus metrics on `metrics_listener` (if any), and
+/// reaching peers (the genesis addresses) through `connector`.
 pub async fn run<I, IO, IE>(
     genesis: Arc<Genesis>,
     store: Arc<dyn Store>,
     config: NodeConfig,
     incoming: I,
+    metrics_listener: Option<tokio::net::TcpListener>,
     connector: Arc<dyn Connector>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError>
@@ -99,6 +103,8 @@ where
         .position(|k| k == config.key.public_key())
         .ok_or_else(|| NodeError::NotAValidator(config.key.public_key().to_string()))?;
     let me = ValidatorIndex::try_from(me).expect("validator sets are small");
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, metrics.clone()));
     let ledger = Arc::new(Ledger::open(store.clone(), genesis.clone())?);
     let mempool = Arc::new(Mutex::new(Mempool::new(
         config.mempool,
@@ -117,8 +123,8 @@ where
         .iter()
         .map(|v| v.network_address.clone())
         .collect();
-    let (peers, mut tasks) =
-        Peers::start(me, &addresses, connector.as_ref(), &stop).map_err(NodeError::Network)?;
+    let (peers, mut tasks) = Peers::start(me, &addresses, connector.as_ref(), &stop, &metrics)
+        .map_err(NodeError::Network)?;
     let peers = Arc::new(peers);
     let state = Arc::new(ApiState {
         ledger: ledger.clone(),
@@ -131,13 +137,33 @@ where
         chain_id = %genesis.chain_id,
         "validator starting"
     );
-    let mut core_task = tokio::spawn(drive(
-        core,
-        events,
-        events_tx.clone(),
-        peers.clone(),
+    let validator = ValidatorService::new(events_tx.clone(), state.clone(), stop.clone());
+    let (router, health) = api::router(state.clone(), stop.clone()).await;
+    let router = router.add_service(validator.into_server());
+    let shell = Shell {
+        peers: peers.clone(),
+        events: events_tx.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+    };
+    let mut core_task = tokio::spawn(drive(core, events, shell, stop.clone()));
+    tasks.push(tokio::spawn(observe_commits(
+        ledger.subscribe(),
+        metrics.clone(),
         stop.clone(),
-    ));
+    )));
+    if let Some(listener) = metrics_listener {
+        let mut stop = stop.clone();
+        let (metrics, state) = (metrics.clone(), state.clone());
+        tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::metrics::serve(listener, metrics, state, stopped).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        }));
+    }
     tasks.push(tokio::spawn(forward_admitted(
         admitted,
         events_tx.clone(),
@@ -145,14 +171,11 @@ where
         stop.clone(),
     )));
 
-    let validator = ValidatorService::new(events_tx, state.clone(), stop.clone());
-    let router = api::router(state, stop.clone())
-        .await
-        .add_service(validator.into_server());
     let stop_on_shutdown = {
         let stop_tx = stop_tx.clone();
         async move {
             shutdown.await;
+            api::set_health(&health, false).await;
             let _ = stop_tx.send(true);
         }
     };
@@ -197,27 +220,59 @@ fn step(core: &mut Core, input: Input) -> Vec<Output> {
     }
 }
 
+/// What the core task drives besides the core.
+struct Shell {
+    peers: Arc<Peers>,
+    events: mpsc::Sender<CoreEvent>,
+    metrics: Arc<Metrics>,
+    health: HealthReporter,
+}
+
+/// Keeps the commit metrics.
+async fn observe_commits(
+    mut commits: tokio::sync::broadcast::Receiver<Arc<crate::ledger::CommittedBlock>>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            next = commits.recv() => match next {
+                Ok(block) => metrics.observe_commit(&block.header, unix_ms()),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
 /// The core task: inputs one at a time, outputs carried out in order.
 async fn drive(
     mut core: Core,
     mut events: mpsc::Receiver<CoreEvent>,
-    events_tx: mpsc::Sender<CoreEvent>,
-    peers: Arc<Peers>,
+    shell: Shell,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut round_timer: Option<(Instant, u64)> = None;
     let mut propose_timer: Option<(Instant, u64)> = None;
     let mut next = Some(Input::Start);
+    let mut serving = true;
     loop {
         if let Some(input) = next.take() {
             for output in step(&mut core, input) {
                 carry_out(
                     output,
-                    &peers,
-                    &events_tx,
+                    &shell.peers,
+                    &shell.events,
                     &mut round_timer,
                     &mut propose_timer,
                 );
+            }
+            let stats = core.stats();
+            shell.metrics.observe_core(stats);
+            if stats.catching_up == serving && !*stop.borrow() {
+                serving = !stats.catching_up;
+                api::set_health(&shell.health, serving).await;
             }
         }
         let far = Instant::now() + Duration::from_secs(86_400);

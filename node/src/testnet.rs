@@ -41,6 +41,21 @@ pub struct Testnet {
     pub faucet_address: Address,
 }
 
+/// The metrics address of a validator listening on `listen`: the same
+/// host, port + 10 (26650 → 26660), or none if that overflows.
+fn metrics_address(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(mut a) => match a.port().checked_add(10) {
+            Some(p) => {
+                a.set_port(p);
+                a.to_string()
+            }
+            None => String::new(),
+        },
+        Err(_) => String::new(),
+    }
+}
+
 /// Address prefix of generated networks.
 pub const HRP: &str = "cp";
 
@@ -110,7 +125,8 @@ pub fn write(out: &Path, spec: &TestnetSpec) -> Result<Testnet, ConfigError> {
         write_key(&home.join("validator.key"), key)?;
         let g = home.join("genesis.json");
         std::fs::write(&g, &json).map_err(io(&g))?;
-        let config = Config::new(spec.listen[i].clone());
+        let mut config = Config::new(spec.listen[i].clone());
+        config.metrics_listen = metrics_address(&spec.listen[i]);
         let c = home.join(CONFIG_FILE);
         std::fs::write(&c, config.to_toml()).map_err(io(&c))?;
         homes.push(home);

@@ -115,6 +115,7 @@ impl Network {
             .arg("--home")
             .arg(self.home(i))
             .env("CHATPAY_LOG", "info")
+            .env("CHATPAY_METRICS_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -36,6 +36,7 @@ pub struct LocalNetwork {
     /// The funded faucet account's key.
     pub faucet: SecretKey,
     addrs: Vec<SocketAddr>,
+    metrics: Vec<SocketAddr>,
     stores: Vec<Arc<dyn Store>>,
     running: Vec<Option<Running>>,
 }
@@ -59,6 +60,18 @@ impl LocalNetwork {
             );
         }
         let addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("bound"))
+            .collect();
+        let mut metrics_listeners = Vec::new();
+        for _ in 0..n {
+            metrics_listeners.push(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind 127.0.0.1"),
+            );
+        }
+        let metrics = metrics_listeners
             .iter()
             .map(|l| l.local_addr().expect("bound"))
             .collect();
@@ -88,18 +101,19 @@ impl LocalNetwork {
             genesis,
             faucet,
             addrs,
+            metrics,
             stores: (0..n)
                 .map(|_| Arc::new(MemoryStore::new_empty()) as Arc<dyn Store>)
                 .collect(),
             running: (0..n).map(|_| None).collect(),
         };
-        for (i, l) in listeners.into_iter().enumerate() {
-            net.launch(i, l);
+        for (i, (l, m)) in listeners.into_iter().zip(metrics_listeners).enumerate() {
+            net.launch(i, l, m);
         }
         net
     }
 
-    fn launch(&mut self, i: usize, listener: TcpListener) {
+    fn launch(&mut self, i: usize, listener: TcpListener, metrics: TcpListener) {
         let config = NodeConfig {
             key: validator_key(i),
             core: CoreConfig {
@@ -116,6 +130,7 @@ impl LocalNetwork {
             self.stores[i].clone(),
             config,
             TcpListenerStream::new(listener),
+            Some(metrics),
             Arc::new(TcpConnector::default()),
             async move {
                 let _ = stopped.await;
@@ -127,6 +142,11 @@ impl LocalNetwork {
     /// `http://` URLs of the validators' gRPC servers.
     pub fn urls(&self) -> Vec<String> {
         self.addrs.iter().map(|a| format!("http://{a}")).collect()
+    }
+
+    /// Address of validator `i`'s Prometheus endpoint (`GET /metrics`).
+    pub fn metrics_addr(&self, i: usize) -> SocketAddr {
+        self.metrics[i]
     }
 
     /// The ledger store of validator `i` (read it to check what it holds).
@@ -157,7 +177,10 @@ impl LocalNetwork {
         let listener = TcpListener::bind(self.addrs[i])
             .await
             .expect("rebind the validator's address");
-        self.launch(i, listener);
+        let metrics = TcpListener::bind(self.metrics[i])
+            .await
+            .expect("rebind the metrics address");
+        self.launch(i, listener, metrics);
     }
 
     /// Committed height of validator `i`.

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::server::HealthReporter;
 
 /// What the API serves from.
 pub struct ApiState {
@@ -85,16 +86,18 @@ pub async fn serve(
     };
     router(state, stopping)
         .await
+        .0
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }
 
-/// The client API with gRPC health (reporting it serving) and reflection;
-/// a validator adds its peer service to the same server.
+/// The client API with gRPC health (reporting it serving) and reflection,
+/// and the health reporter (a validator reports NOT_SERVING while it catches
+/// up or shuts down); a validator adds its peer service to the same server.
 pub async fn router(
     state: Arc<ApiState>,
     stopping: watch::Receiver<bool>,
-) -> tonic::transport::server::Router {
+) -> (tonic::transport::server::Router, HealthReporter) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::client_server::ClientServer<ClientApi>>()
@@ -103,8 +106,20 @@ pub async fn router(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the compiled descriptor set is valid");
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ClientApi::new(state, stopping).into_server())
+        .add_service(ClientApi::new(state, stopping).into_server());
+    (router, health)
+}
+
+/// Sets the overall and client API health (`""` and `chatpay.v1.Client`).
+pub async fn set_health(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    health.set_service_status("", status).await;
+    health.set_service_status("chatpay.v1.Client", status).await;
 }

@@ -128,6 +128,23 @@ pub enum Output {
     },
 }
 
+/// Counters and gauges of one core, for metrics (read after a step).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Current round.
+    pub round: u64,
+    /// Highest round this validator voted or timed out in.
+    pub last_voted_round: u64,
+    /// Rounds this validator timed out of.
+    pub timeouts: u64,
+    /// Quorum certificates this validator formed from votes.
+    pub qcs_formed: u64,
+    /// Timeout certificates this validator formed.
+    pub tcs_formed: u64,
+    /// Whether it is fetching blocks it lacks before it can follow.
+    pub catching_up: bool,
+}
+
 /// Rounds of proposals remembered for double-proposal detection.
 const PROPOSAL_MEMORY_ROUNDS: u64 = 64;
 /// How long an unanswered fetch or sync request holds back the next one.
@@ -171,6 +188,7 @@ pub struct Core {
     commit_to_announce: bool,
     now_ms: u64,
     out: Vec<Output>,
+    stats: CoreStats,
 }
 
 /// The certificate of the genesis block (no signatures).
@@ -242,12 +260,23 @@ impl Core {
             commit_to_announce: false,
             now_ms: 0,
             out: Vec::new(),
+            stats: CoreStats::default(),
         })
     }
 
     /// The current round.
     pub fn round(&self) -> u64 {
         self.pacemaker.round()
+    }
+
+    /// Counters and gauges for metrics.
+    pub fn stats(&self) -> CoreStats {
+        CoreStats {
+            round: self.pacemaker.round(),
+            last_voted_round: self.safety.data().last_voted_round,
+            catching_up: self.pending.is_some(),
+            ..self.stats
+        }
     }
 
     /// An uncommitted block this validator holds (served to peers that
@@ -783,7 +812,10 @@ impl Core {
             return;
         }
         match self.aggregator.add_vote(vote) {
-            VoteOutcome::Certified(qc) => self.process_qc(qc),
+            VoteOutcome::Certified(qc) => {
+                self.stats.qcs_formed += 1;
+                self.process_qc(qc);
+            }
             VoteOutcome::Equivocation(e) => {
                 tracing::warn!(
                     voter = e.first.voter,
@@ -801,6 +833,7 @@ impl Core {
             return;
         }
         tracing::debug!(validator = self.me, round, "round timed out");
+        self.stats.timeouts += 1;
         let high_qc = self.tree.high_qc().clone();
         let tc = self.pacemaker.last_tc().cloned();
         match self.safety.timeout(round, &high_qc, tc.as_ref()) {
@@ -838,6 +871,7 @@ impl Core {
         self.process_qc(t.high_qc.clone());
         let round = t.round;
         if let Some((tc, _)) = self.aggregator.add_timeout(t) {
+            self.stats.tcs_formed += 1;
             if let Some(new) = self.pacemaker.on_tc(tc) {
                 self.enter(new);
             }

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::consensus::messages::{Block, ValidatorIndex};
 use crate::consensus::sync::{MAX_SYNC_BLOCKS, SyncedBlock};
+use crate::metrics::Metrics;
 use chatpay_proto::{Hash, pb};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ impl Peers {
         addresses: &[String],
         connector: &dyn Connector,
         stop: &watch::Receiver<bool>,
+        metrics: &Arc<Metrics>,
     ) -> Result<(Self, Vec<JoinHandle<()>>), String> {
         let mut links = Vec::with_capacity(addresses.len());
         let mut tasks = Vec::new();
@@ -53,6 +55,7 @@ impl Peers {
             let client = Client::new(connector.channel(addr)?)
                 .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+            metrics.peer_connected(index, false);
             let (consensus, queue) = mpsc::channel(PEER_QUEUE);
             let (forward, batches) = mpsc::channel(FORWARD_QUEUE);
             tasks.push(tokio::spawn(stream_to_peer(
@@ -60,6 +63,7 @@ impl Peers {
                 client.clone(),
                 queue,
                 stop.clone(),
+                metrics.clone(),
             )));
             tasks.push(tokio::spawn(forward_to_peer(
                 me,
@@ -179,6 +183,7 @@ async fn stream_to_peer(
     client: Client,
     mut queue: mpsc::Receiver<pb::ConsensusMessage>,
     mut stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -187,10 +192,16 @@ async fn stream_to_peer(
         let call = call_client.stream(ReceiverStream::new(rx));
         tokio::pin!(call);
         let opened = tokio::time::Instant::now();
+        let mut marked = false;
         let ended = loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 result = &mut call => break result.err(),
+                // A stream still open after a second is taken as connected.
+                () = tokio::time::sleep_until(opened + Duration::from_secs(1)), if !marked => {
+                    metrics.peer_connected(peer, true);
+                    marked = true;
+                }
                 message = queue.recv() => match message {
                     None => return,
                     // Never wait here: the call must keep being polled to
@@ -205,6 +216,7 @@ async fn stream_to_peer(
                 },
             }
         };
+        metrics.peer_connected(peer, false);
         if opened.elapsed() > Duration::from_secs(10) {
             backoff = MIN_BACKOFF;
         }
