@@ -16,6 +16,7 @@ pub mod consensus;
 pub mod execution;
 pub mod genesis;
 pub mod ledger;
+pub mod maintenance;
 pub mod mempool;
 pub mod metrics;
 pub mod network;

@@ -3,6 +3,7 @@
 
 use chatpay_node::config::{Config, read_key};
 use chatpay_node::genesis::Genesis;
+use chatpay_node::maintenance;
 use chatpay_node::network::TcpConnector;
 use chatpay_node::node::{NodeConfig, run};
 use chatpay_node::storage::{RocksStore, Store};
@@ -80,6 +81,32 @@ enum Command {
         #[arg(long)]
         log_format: Option<String>,
     },
+    /// Delete a stopped validator's chain data, keeping its keys and its
+    /// safety record; it then catches up from its peers.
+    UnsafeReset {
+        /// The validator home.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Copy a stopped validator's database to a new directory.
+    Backup {
+        /// The validator home.
+        #[arg(long)]
+        home: PathBuf,
+        /// Directory to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace a stopped validator's database with a backup (its current
+    /// safety record is kept).
+    Restore {
+        /// The validator home.
+        #[arg(long)]
+        home: PathBuf,
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Show or check a validator's configuration.
     Config {
         #[command(subcommand)]
@@ -122,6 +149,34 @@ fn main() -> ExitCode {
             Command::Config {
                 action: ConfigAction::Show { home },
             } => cmd_config_show(&home),
+            Command::UnsafeReset { home } => {
+                let data = data_dir(&home)?;
+                let height = maintenance::unsafe_reset(&data)?;
+                println!(
+                    "removed the chain data in {} (was at height {}); keys and the safety record are kept",
+                    data.display(),
+                    height.map_or("none".into(), |h| h.to_string())
+                );
+                Ok(())
+            }
+            Command::Backup { home, out } => {
+                let height = maintenance::backup(&data_dir(&home)?, &out)?;
+                println!(
+                    "backed up height {} to {}",
+                    height.unwrap_or(0),
+                    out.display()
+                );
+                Ok(())
+            }
+            Command::Restore { home, from } => {
+                let height = maintenance::restore(&data_dir(&home)?, &from)?;
+                println!(
+                    "restored height {} from {}; the validator catches up from its peers when started",
+                    height.unwrap_or(0),
+                    from.display()
+                );
+                Ok(())
+            }
             Command::Devnet {
                 dir,
                 reset,
@@ -331,7 +386,27 @@ async fn cmd_start(home: &Path, log_format: Option<String>) -> Result<()> {
         "effective settings"
     );
     let prepared = prepare(home, config).await?;
-    run_prepared(prepared, terminated()).await
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        terminated().await;
+        tracing::info!("stopping: finishing the current step, handing over pending transactions");
+        let _ = signalled.send(());
+    };
+    tokio::select! {
+        ran = run_prepared(prepared, shutdown) => ran,
+        () = async {
+            let _ = on_signal.await;
+            tokio::time::sleep(SHUTDOWN_BOUND).await;
+        } => Err(format!("shutdown took longer than {SHUTDOWN_BOUND:?}; exiting anyway")),
+    }
+}
+
+/// Longest a graceful shutdown may take before the process exits anyway.
+const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(20);
+
+fn data_dir(home: &Path) -> Result<PathBuf> {
+    let config = Config::load(home, std::env::vars()).map_err(|e| e.to_string())?;
+    Ok(home.join(config.data_dir))
 }
 
 fn cmd_config_show(home: &Path) -> Result<()> {

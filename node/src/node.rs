@@ -128,7 +128,7 @@ where
     let peers = Arc::new(peers);
     let state = Arc::new(ApiState {
         ledger: ledger.clone(),
-        mempool,
+        mempool: mempool.clone(),
         admitted: Some(admitted_tx),
     });
     tracing::info!(
@@ -167,7 +167,7 @@ where
     tasks.push(tokio::spawn(forward_admitted(
         admitted,
         events_tx.clone(),
-        peers,
+        peers.clone(),
         stop.clone(),
     )));
 
@@ -191,6 +191,24 @@ where
         },
     };
     let _ = stop_tx.send(true);
+    // The server has stopped taking requests: hand what this validator
+    // acknowledged and has not seen committed to the others.
+    let pending: Vec<pb::SignedTransaction> = mempool
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .transactions()
+        .iter()
+        .map(Into::into)
+        .collect();
+    if !pending.is_empty() {
+        let reached = peers.hand_over(&pending).await;
+        tracing::info!(
+            validator = me,
+            transactions = pending.len(),
+            validators_reached = reached,
+            "handed pending transactions to the other validators"
+        );
+    }
     if !core_task.is_finished() {
         let _ = (&mut core_task).await;
     }

@@ -202,6 +202,10 @@ impl Network {
     }
 
     async fn pay(&self, node: usize, nonce: u64) {
+        self.try_pay(node, nonce).await.unwrap();
+    }
+
+    async fn try_pay(&self, node: usize, nonce: u64) -> Result<(), tonic::Status> {
         let out = Output {
             recipient: SecretKey::generate().public_key().clone(),
             amount: 1_000,
@@ -222,7 +226,7 @@ impl Network {
                 transaction: Some((&tx).into()),
             })
             .await
-            .unwrap();
+            .map(|_| ())
     }
 
     async fn nonce(&self, i: usize) -> u64 {
@@ -302,4 +306,52 @@ async fn real_validators_survive_kill_9_and_catch_up() {
     net.start(3);
     net.wait_for_nonce(&[0, 1, 2, 3], 10).await;
     net.assert_agreement(&[0, 1, 2, 3]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_acknowledged_transfer() {
+    let mut net = Network::create().await;
+    net.wait_for_height(&[0, 1, 2, 3], 2).await;
+    // Transfers go to validator 3 only, as fast as it acknowledges them;
+    // SIGTERM reaches it in the middle.
+    let pid = net.children[3].as_ref().unwrap().id();
+    let mut acknowledged = 0u64;
+    let mut terminated = false;
+    for nonce in 1..=60u64 {
+        if nonce == 25 {
+            let status = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            terminated = true;
+        }
+        match net.try_pay(3, nonce).await {
+            Ok(()) => acknowledged = nonce,
+            Err(_) if terminated => break,
+            Err(e) => panic!("refused before SIGTERM: {e}"),
+        }
+    }
+    assert!(acknowledged >= 24, "acknowledged {acknowledged}");
+    // It exits cleanly, within the bound.
+    let mut child = net.children[3].take().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}: {}", net.log(3));
+    assert!(
+        net.log(3).contains("handed pending transactions"),
+        "{}",
+        net.log(3)
+    );
+    // Every acknowledged transfer commits on the other three.
+    net.wait_for_nonce(&[0, 1, 2], acknowledged).await;
 }

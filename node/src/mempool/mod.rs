@@ -214,6 +214,12 @@ impl Mempool {
         self.bytes
     }
 
+    /// Every pending transaction (handed to the other validators when this
+    /// one stops, so nothing it acknowledged depends on it alone).
+    pub fn transactions(&self) -> Vec<SignedTransfer> {
+        self.by_id.values().map(|e| e.tx.clone()).collect()
+    }
+
     /// A pending transaction by id.
     pub fn get(&self, id: &TxId) -> Option<&SignedTransfer> {
         self.by_id.get(id).map(|e| &e.tx)

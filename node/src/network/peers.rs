@@ -3,8 +3,8 @@
 //! transactions, and request/response calls for catch-up.
 
 use super::{
-    Connector, FORWARD_QUEUE, MAX_BACKOFF, MAX_PEER_MESSAGE_BYTES, MIN_BACKOFF, PEER_QUEUE,
-    RPC_TIMEOUT, SYNC_TIMEOUT,
+    Connector, FORWARD_QUEUE, MAX_BACKOFF, MAX_FORWARD_TXS, MAX_PEER_MESSAGE_BYTES, MIN_BACKOFF,
+    PEER_QUEUE, RPC_TIMEOUT, SYNC_TIMEOUT,
 };
 use crate::consensus::messages::{Block, ValidatorIndex};
 use crate::consensus::sync::{MAX_SYNC_BLOCKS, SyncedBlock};
@@ -111,6 +111,43 @@ impl Peers {
                 tracing::debug!("forward queue full; batch stays local for that peer");
             }
         }
+    }
+
+    /// Sends `transactions` to every other validator now, in batches, and
+    /// waits (each call bounded by [`RPC_TIMEOUT`]): the last thing a
+    /// stopping validator does, so what it acknowledged survives it.
+    pub async fn hand_over(&self, transactions: &[pb::SignedTransaction]) -> usize {
+        let mut calls = tokio::task::JoinSet::new();
+        for link in self.links.iter().flatten() {
+            let mut client = link.client.clone();
+            let batches: Vec<Vec<pb::SignedTransaction>> = transactions
+                .chunks(MAX_FORWARD_TXS)
+                .map(<[_]>::to_vec)
+                .collect();
+            let me = self.me;
+            calls.spawn(async move {
+                let mut sent = 0;
+                for batch in batches {
+                    let n = batch.len();
+                    let request = pb::ForwardTransactionsRequest {
+                        sender: me,
+                        transactions: batch,
+                    };
+                    let call = client.forward_transactions(request);
+                    if let Ok(Ok(_)) = tokio::time::timeout(RPC_TIMEOUT, call).await {
+                        sent += n;
+                    }
+                }
+                sent
+            });
+        }
+        let mut reached = 0;
+        while let Some(done) = calls.join_next().await {
+            if done.is_ok_and(|sent| sent == transactions.len()) {
+                reached += 1;
+            }
+        }
+        reached
     }
 
     /// Fetches the block `hash` from `peer` (unverified: the core checks it).

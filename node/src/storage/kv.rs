@@ -62,6 +62,11 @@ impl<B: Backend> KvStore<B> {
         }
     }
 
+    /// The backend.
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+
     fn history(
         &self,
         key: &PublicKey,

@@ -37,6 +37,16 @@ impl RocksStore {
     }
 }
 
+impl RocksStore {
+    /// Writes a consistent copy of the database to `dir` (which must not
+    /// exist): a RocksDB checkpoint, hard links where the file system allows.
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let checkpoint =
+            rocksdb::checkpoint::Checkpoint::new(&self.backend().db).map_err(db_error)?;
+        checkpoint.create_checkpoint(dir).map_err(db_error)
+    }
+}
+
 impl RocksBackend {
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
         self.db
