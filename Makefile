@@ -2,10 +2,10 @@
 
 CARGO ?= cargo
 
-.PHONY: test devnet deps fmt-check clippy unit vectors
+.PHONY: test devnet deps fmt-check clippy unit vectors deploy-check
 
 ## Install missing system packages, then fmt check, clippy and every test.
-test: deps fmt-check clippy unit vectors
+test: deps fmt-check clippy unit vectors deploy-check
 
 ## A local 4-validator network on 127.0.0.1 until Ctrl-C. State is kept in
 ## ./.devnet, so running it again resumes the chain; `make devnet ARGS=--reset`
@@ -29,3 +29,8 @@ unit:
 ## Re-check the signing test vectors with an independent implementation.
 vectors:
 	python3 proto/testdata/check_vectors.py
+
+## Parse deploy/ (compose, Kubernetes, systemd, Dockerfile) and check what
+## operators rely on.
+deploy-check:
+	python3 deploy/check.py
