@@ -297,6 +297,21 @@ impl Store for TimedStore {
     fn put_safety_data(&self, bytes: &[u8]) -> R<()> {
         self.inner.put_safety_data(bytes)
     }
+    fn put_pending_block(&self, height: u64, hash: &Hash, bytes: &[u8]) -> R<()> {
+        self.inner.put_pending_block(height, hash, bytes)
+    }
+    fn pending_blocks(&self) -> R<Vec<Vec<u8>>> {
+        self.inner.pending_blocks()
+    }
+    fn prune_pending_blocks(&self, up_to_height: u64) -> R<()> {
+        self.inner.prune_pending_blocks(up_to_height)
+    }
+    fn high_qc(&self) -> R<Option<Vec<u8>>> {
+        self.inner.high_qc()
+    }
+    fn put_high_qc(&self, bytes: &[u8]) -> R<()> {
+        self.inner.put_high_qc(bytes)
+    }
     fn last_header(&self) -> R<Option<BlockHeader>> {
         self.inner.last_header()
     }

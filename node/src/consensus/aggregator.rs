@@ -136,11 +136,6 @@ impl Aggregator {
         Some((tc, round.high_qc.clone().expect("set above")))
     }
 
-    /// Distinct validators whose timeouts for `round` are held.
-    pub fn timeouts_in(&self, round: u64) -> usize {
-        self.timeouts.get(&round).map_or(0, |r| r.by_sender.len())
-    }
-
     /// Forgets rounds below `round`.
     pub fn prune_below(&mut self, round: u64) {
         self.votes = self.votes.split_off(&round);
@@ -187,6 +182,7 @@ mod tests {
             high_qc,
             sender: u32::from(sender),
             signature: key(sender).sign_digest(&Timeout::digest(round, hqc_round)),
+            last_round_tc: None,
         }
     }
 

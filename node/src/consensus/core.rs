@@ -23,7 +23,9 @@ use super::wire::ConsensusMessage;
 use crate::execution::{BranchView, StateView};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
 use crate::mempool::Mempool;
-use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId, quorum};
+use chatpay_proto::pb;
+use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId};
+use prost::Message as _;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -172,6 +174,10 @@ pub struct Core {
     waiting_to_propose: Option<u64>,
     /// The round whose proposal waits for the block of the highest certificate.
     blocked_proposal: Option<u64>,
+    /// Round of the highest certificate recorded in the store.
+    recorded_high_qc_round: u64,
+    /// Rebuilding from recorded state (nothing is recorded again meanwhile).
+    recovering: bool,
     /// The newest proposal whose ancestors are being fetched.
     pending: Option<(ValidatorIndex, Proposal)>,
     /// Fetched blocks whose parents are being fetched.
@@ -237,7 +243,7 @@ impl Core {
         if root_qc.round > 0 {
             pacemaker.on_qc(root_qc.round);
         }
-        Ok(Self {
+        let mut core = Self {
             me,
             aggregator: Aggregator::new(validators.len()),
             validators,
@@ -252,6 +258,8 @@ impl Core {
             proposals_seen: HashMap::new(),
             waiting_to_propose: None,
             blocked_proposal: None,
+            recorded_high_qc_round: 0,
+            recovering: false,
             pending: None,
             orphans: HashMap::new(),
             expected: HashSet::new(),
@@ -261,7 +269,9 @@ impl Core {
             now_ms: 0,
             out: Vec::new(),
             stats: CoreStats::default(),
-        })
+        };
+        core.recover();
+        Ok(core)
     }
 
     /// The current round.
@@ -617,8 +627,96 @@ impl Core {
                 output,
             },
         );
+        if !self.recovering {
+            // Kept so that a crash of every validator loses no certified
+            // block (durable with the safety record written before a vote).
+            let bytes = pb::Block::from(block).encode_to_vec();
+            self.ledger
+                .store()
+                .put_pending_block(block.header.height, &block.hash(), &bytes)
+                .expect("recording an accepted block failed: storage is broken");
+        }
+        self.certificates
+            .entry(block.justify.block_hash)
+            .or_insert_with(|| block.justify.clone());
         self.commit_all(committed);
+        self.record_high_qc();
         true
+    }
+
+    /// Records the highest certificate when it rose (with the next synced
+    /// write), so a restart resumes from it rather than from the committed
+    /// head.
+    fn record_high_qc(&mut self) {
+        let high = self.tree.high_qc();
+        if high.round > self.recorded_high_qc_round && !self.recovering {
+            self.recorded_high_qc_round = high.round;
+            let bytes = pb::QuorumCertificate::from(high).encode_to_vec();
+            self.ledger
+                .store()
+                .put_high_qc(&bytes)
+                .expect("recording the highest certificate failed: storage is broken");
+        }
+    }
+
+    /// Rebuilds the uncommitted part of the tree from what was recorded
+    /// before a restart: the recorded blocks that extend the committed head
+    /// (executed again) and the highest certificate.
+    fn recover(&mut self) {
+        self.recovering = true;
+        let store = self.ledger.store().clone();
+        let blocks = store
+            .pending_blocks()
+            .expect("reading recorded blocks failed: storage is broken");
+        let mut recovered = 0usize;
+        for bytes in blocks {
+            let decoded = pb::Block::decode(bytes.as_slice())
+                .ok()
+                .and_then(|b| Block::try_from(b).ok());
+            let Some(block) = decoded else {
+                tracing::warn!("skipping an unreadable recorded block");
+                continue;
+            };
+            if block.header.height <= self.tree.root().height
+                || self.speculative.contains_key(&block.hash())
+                || self.branch_to(&block.header.parent_hash).is_none()
+            {
+                continue;
+            }
+            if self.accept_block(self.me, &block) {
+                recovered += 1;
+            }
+        }
+        if let Some(bytes) = store
+            .high_qc()
+            .expect("reading the highest certificate failed: storage is broken")
+        {
+            match pb::QuorumCertificate::decode(bytes.as_slice())
+                .ok()
+                .and_then(|q| QuorumCertificate::try_from(q).ok())
+            {
+                Some(qc) if qc.round > self.tree.high_qc().round => {
+                    self.certificates
+                        .entry(qc.block_hash)
+                        .or_insert_with(|| qc.clone());
+                    let committed = self.tree.insert_qc(qc);
+                    self.commit_all(committed);
+                }
+                Some(_) => {}
+                None => tracing::warn!("unreadable recorded certificate ignored"),
+            }
+        }
+        let high = self.tree.high_qc().round;
+        self.recorded_high_qc_round = high;
+        self.pacemaker.on_qc(high);
+        self.recovering = false;
+        if recovered > 0 {
+            tracing::info!(
+                blocks = recovered,
+                high_qc_round = high,
+                "recovered uncommitted blocks"
+            );
+        }
     }
 
     /// `block` (verified) extends a block this validator lacks: asks `peer`
@@ -790,6 +888,10 @@ impl Core {
             "caught up with committed blocks"
         );
         // The tree restarts at the new head; uncommitted blocks are fetched again.
+        self.ledger
+            .store()
+            .prune_pending_blocks(root.height)
+            .expect("pruning recorded blocks failed: storage is broken");
         self.tree = BlockTree::new(root, root_qc.clone());
         self.speculative.clear();
         self.certificates.clear();
@@ -869,26 +971,28 @@ impl Core {
             return;
         }
         self.process_qc(t.high_qc.clone());
-        let round = t.round;
+        // The TC that took the sender into its round takes this validator
+        // there too (it restarted, or missed the timeouts that made it).
+        let mut t = t;
+        if let Some(tc) = t.last_round_tc.take() {
+            if tc.round + 1 == t.round && tc.round >= self.pacemaker.round() {
+                match tc.verify(&self.validators) {
+                    Ok(()) => {
+                        if let Some(new) = self.pacemaker.on_tc(tc) {
+                            self.enter(new);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(from, error = %e, "timeout with a bad timeout certificate");
+                    }
+                }
+            }
+        }
         if let Some((tc, _)) = self.aggregator.add_timeout(t) {
             self.stats.tcs_formed += 1;
             if let Some(new) = self.pacemaker.on_tc(tc) {
                 self.enter(new);
             }
-        } else if round > self.pacemaker.round()
-            && self.aggregator.timeouts_in(round)
-                > self.validators.len() - quorum(self.validators.len())
-            && self.pacemaker.join_timeouts(round)
-        {
-            // More than f validators gave up on a later round (this one
-            // restarted, or was cut off): give up on it too.
-            tracing::debug!(
-                validator = self.me,
-                round,
-                "joining the timeouts of a later round"
-            );
-            self.waiting_to_propose = None;
-            self.on_timer(round);
         }
     }
 
@@ -901,6 +1005,7 @@ impl Core {
         let round = qc.round;
         let committed = self.tree.insert_qc(qc);
         self.commit_all(committed);
+        self.record_high_qc();
         if let Some(new) = self.pacemaker.on_qc(round) {
             self.enter(new);
         }
@@ -920,6 +1025,10 @@ impl Core {
         }
         let tree = &self.tree;
         self.speculative.retain(|h, _| tree.contains(h));
+        self.ledger
+            .store()
+            .prune_pending_blocks(self.tree.root().height)
+            .expect("pruning recorded blocks failed: storage is broken");
     }
 
     fn commit(&mut self, block: Block) {

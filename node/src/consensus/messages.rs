@@ -80,6 +80,9 @@ pub struct Timeout {
     pub sender: ValidatorIndex,
     /// Signature over the timeout bytes (round, high_qc.round).
     pub signature: Signature,
+    /// The TC of `round - 1`, if the sender entered the round by timeout
+    /// (outside the signature; it is checked on its own).
+    pub last_round_tc: Option<TimeoutCertificate>,
 }
 
 impl Timeout {

@@ -93,19 +93,6 @@ impl Pacemaker {
         Some(self.entered())
     }
 
-    /// Moves to `round` (ahead) without a certificate, because more than f
-    /// validators, so at least one honest one, timed out of it: this
-    /// validator should time out of it too, so lagging validators can form
-    /// a timeout certificate together. Returns whether it moved.
-    pub fn join_timeouts(&mut self, round: u64) -> bool {
-        if round <= self.round {
-            return false;
-        }
-        self.round = round;
-        self.last_tc = None;
-        true
-    }
-
     /// Whether a timer set for `round` should make this validator time out.
     pub fn is_current(&self, round: u64) -> bool {
         round == self.round

@@ -119,6 +119,12 @@ impl TryFrom<pb::Timeout> for Timeout {
             high_qc: qc(t.high_qc, "timeout.high_qc")?,
             sender: t.sender,
             signature: signature_field(&t.signature, "timeout.signature")?,
+            last_round_tc: t
+                .last_round_tc
+                .map(|tc| {
+                    TimeoutCertificate::try_from(tc).map_err(|e| e.within("timeout.last_round_tc"))
+                })
+                .transpose()?,
         })
     }
 }
@@ -130,6 +136,7 @@ impl From<&Timeout> for pb::Timeout {
             high_qc: Some((&t.high_qc).into()),
             sender: t.sender,
             signature: t.signature.as_bytes().to_vec(),
+            last_round_tc: t.last_round_tc.as_ref().map(Into::into),
         }
     }
 }
@@ -370,6 +377,7 @@ mod tests {
             high_qc: sample_qc(6),
             sender: 0,
             signature: key(0).sign(b"t"),
+            last_round_tc: None,
         };
         vec![
             ConsensusMessage::Proposal(Box::new(sample_proposal())),
@@ -431,6 +439,7 @@ mod tests {
             high_qc: None,
             sender: 0,
             signature: vec![1; 64],
+            last_round_tc: None,
         };
         assert_eq!(Timeout::try_from(t).unwrap_err().field(), "timeout.high_qc");
         let empty = pb::ConsensusMessage { message: None };

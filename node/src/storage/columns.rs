@@ -13,13 +13,17 @@ pub const TRANSACTIONS: &str = "transactions";
 pub const ACCOUNTS: &str = "accounts";
 /// public key (33) ‖ height (u64) ‖ index (u32) → tx id (32).
 pub const HISTORY: &str = "history";
-/// fixed key → consensus safety data (opaque bytes owned by consensus).
+/// fixed key → consensus safety data (opaque bytes owned by consensus);
+/// `HIGH_QC_KEY` → the highest quorum certificate seen (`pb::QuorumCertificate`).
 pub const SAFETY: &str = "safety";
+/// height (u64) ‖ block hash (32) → `pb::Block`: uncommitted blocks this
+/// validator accepted, for recovery after a crash; pruned as blocks commit.
+pub const PENDING_BLOCKS: &str = "pending_blocks";
 /// fixed keys → committed height, burned total.
 pub const METADATA: &str = "metadata";
 
 /// All column families, created when the database is opened.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 9] = [
     BLOCKS,
     CERTIFICATES,
     BLOCK_HEIGHTS,
@@ -28,6 +32,7 @@ pub const ALL: [&str; 8] = [
     HISTORY,
     SAFETY,
     METADATA,
+    PENDING_BLOCKS,
 ];
 
 /// `METADATA` key of the committed height.
@@ -36,3 +41,5 @@ pub const META_COMMITTED_HEIGHT: &[u8] = b"committed_height";
 pub const META_BURNED: &[u8] = b"burned";
 /// `SAFETY` key of the consensus safety record.
 pub const SAFETY_KEY: &[u8] = b"safety";
+/// `SAFETY` key of the highest quorum certificate seen.
+pub const HIGH_QC_KEY: &[u8] = b"high_qc";

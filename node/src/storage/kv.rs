@@ -36,6 +36,8 @@ pub trait Backend: Send + Sync + 'static {
     fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies every put or none; durable on return when `sync`.
     fn write(&self, puts: Vec<Put>, sync: bool) -> Result<()>;
+    /// Deletes `keys` of `cf` (absent ones are fine); durable when `sync`.
+    fn delete(&self, cf: &'static str, keys: Vec<Vec<u8>>, sync: bool) -> Result<()>;
     /// Visits entries of `cf` from `start` in `direction` until `visit`
     /// returns false.
     fn scan(
@@ -257,5 +259,53 @@ impl<B: Backend> Store for KvStore<B> {
     fn put_safety_data(&self, bytes: &[u8]) -> Result<()> {
         self.backend
             .write(vec![put(cf::SAFETY, cf::SAFETY_KEY, bytes)], true)
+    }
+
+    fn put_pending_block(&self, height: u64, hash: &Hash, bytes: &[u8]) -> Result<()> {
+        let mut key = height.to_be_bytes().to_vec();
+        key.extend_from_slice(&hash.0);
+        self.backend
+            .write(vec![put(cf::PENDING_BLOCKS, key, bytes)], false)
+    }
+
+    fn pending_blocks(&self) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        self.backend
+            .scan(cf::PENDING_BLOCKS, &[], Scan::Forward, &mut |_, v| {
+                out.push(v.to_vec());
+                true
+            })?;
+        Ok(out)
+    }
+
+    fn prune_pending_blocks(&self, up_to_height: u64) -> Result<()> {
+        let mut keys = Vec::new();
+        self.backend
+            .scan(cf::PENDING_BLOCKS, &[], Scan::Forward, &mut |k, _| {
+                let height = k
+                    .get(..8)
+                    .and_then(|h| h.try_into().ok())
+                    .map(u64::from_be_bytes);
+                match height {
+                    Some(h) if h <= up_to_height => {
+                        keys.push(k.to_vec());
+                        true
+                    }
+                    _ => false,
+                }
+            })?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.backend.delete(cf::PENDING_BLOCKS, keys, false)
+    }
+
+    fn high_qc(&self) -> Result<Option<Vec<u8>>> {
+        self.backend.get(cf::SAFETY, cf::HIGH_QC_KEY)
+    }
+
+    fn put_high_qc(&self, bytes: &[u8]) -> Result<()> {
+        self.backend
+            .write(vec![put(cf::SAFETY, cf::HIGH_QC_KEY, bytes)], false)
     }
 }

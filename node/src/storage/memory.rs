@@ -51,6 +51,17 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn delete(&self, cf: &'static str, keys: Vec<Vec<u8>>, _sync: bool) -> Result<()> {
+        self.with(|c| {
+            if let Some(col) = c.get_mut(cf) {
+                for k in keys {
+                    col.remove(&k);
+                }
+            }
+        });
+        Ok(())
+    }
+
     fn scan(
         &self,
         cf: &'static str,

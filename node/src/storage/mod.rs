@@ -165,6 +165,25 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the consensus safety record; durable when it returns.
     fn put_safety_data(&self, bytes: &[u8]) -> Result<()>;
 
+    /// Records an uncommitted block consensus accepted (opaque bytes), for
+    /// recovery. Not synced on its own: the next synced write (the safety
+    /// record, before any vote leaves) makes it durable with everything
+    /// written before it.
+    fn put_pending_block(&self, height: u64, hash: &Hash, bytes: &[u8]) -> Result<()>;
+
+    /// The recorded uncommitted blocks, lowest height first.
+    fn pending_blocks(&self) -> Result<Vec<Vec<u8>>>;
+
+    /// Forgets recorded blocks at or below `up_to_height` (committed or dead).
+    fn prune_pending_blocks(&self, up_to_height: u64) -> Result<()>;
+
+    /// The highest quorum certificate consensus recorded (opaque bytes).
+    fn high_qc(&self) -> Result<Option<Vec<u8>>>;
+
+    /// Records the highest quorum certificate (not synced on its own, like
+    /// [`Store::put_pending_block`]).
+    fn put_high_qc(&self, bytes: &[u8]) -> Result<()>;
+
     /// Header of the last committed block, or `None` before genesis.
     fn last_header(&self) -> Result<Option<BlockHeader>> {
         match self.committed_height()? {

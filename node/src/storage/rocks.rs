@@ -70,6 +70,17 @@ impl Backend for RocksBackend {
         self.db.write_opt(batch, &opts).map_err(db_error)
     }
 
+    fn delete(&self, cf: &'static str, keys: Vec<Vec<u8>>, sync: bool) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let handle = self.cf(cf)?;
+        for k in keys {
+            batch.delete_cf(handle, k);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts).map_err(db_error)
+    }
+
     fn scan(
         &self,
         cf: &'static str,

@@ -260,6 +260,7 @@ impl SafetyRules {
             high_qc: high_qc.clone(),
             sender: self.me,
             signature: self.key.sign_digest(&Timeout::digest(round, high_qc.round)),
+            last_round_tc: tc.filter(|t| t.round + 1 == round).cloned(),
         })
     }
 
