@@ -39,9 +39,12 @@ pub struct LocalNetwork {
     metrics: Vec<SocketAddr>,
     stores: Vec<Arc<dyn Store>>,
     running: Vec<Option<Running>>,
+    mempool: MempoolConfig,
 }
 
-fn validator_key(i: usize) -> SecretKey {
+/// The key of validator `i` of a local network (for tests that play a
+/// validator, e.g. replaying its messages).
+pub fn validator_key(i: usize) -> SecretKey {
     let mut b = [0u8; 32];
     b[0] = 0x11;
     b[31] = u8::try_from(i + 1).expect("small networks");
@@ -51,6 +54,11 @@ fn validator_key(i: usize) -> SecretKey {
 impl LocalNetwork {
     /// Starts `n` validators with fast timeouts (1 s rounds, 100 ms idle).
     pub async fn start(n: usize) -> Self {
+        Self::start_with(n, MempoolConfig::default()).await
+    }
+
+    /// [`LocalNetwork::start`] with mempool bounds `mempool`.
+    pub async fn start_with(n: usize, mempool: MempoolConfig) -> Self {
         let mut listeners = Vec::new();
         for _ in 0..n {
             listeners.push(
@@ -106,6 +114,7 @@ impl LocalNetwork {
                 .map(|_| Arc::new(MemoryStore::new_empty()) as Arc<dyn Store>)
                 .collect(),
             running: (0..n).map(|_| None).collect(),
+            mempool,
         };
         for (i, (l, m)) in listeners.into_iter().zip(metrics_listeners).enumerate() {
             net.launch(i, l, m);
@@ -122,7 +131,7 @@ impl LocalNetwork {
                 idle_interval_ms: 100,
                 ..CoreConfig::default()
             },
-            mempool: MempoolConfig::default(),
+            mempool: self.mempool,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(
