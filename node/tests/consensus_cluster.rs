@@ -67,6 +67,9 @@ struct Cluster {
     evidence: Vec<(usize, u32, u64)>,
     /// Sync requests served.
     syncs: usize,
+    /// Messages sent to this validator are also recorded in `tapped`.
+    tap: Option<usize>,
+    tapped: Vec<(usize, ConsensusMessage)>,
 }
 
 impl Cluster {
@@ -112,6 +115,8 @@ impl Cluster {
             equivocator: None,
             evidence: Vec::new(),
             syncs: 0,
+            tap: None,
+            tapped: Vec::new(),
         }
     }
 
@@ -250,6 +255,9 @@ impl Cluster {
     }
 
     fn send(&mut self, from: usize, to: usize, m: ConsensusMessage) {
+        if self.tap == Some(to) && !self.down.contains(&from) {
+            self.tapped.push((from, m.clone()));
+        }
         if !self.down.contains(&from) && !self.down.contains(&to) {
             self.queue.push_back((
                 self.now_ms + self.latency_ms,
@@ -616,4 +624,137 @@ fn every_validator_crashing_at_once_resumes_from_what_it_recorded() {
         );
         c.assert_agreement();
     }
+}
+
+/// A deterministic pseudo-random sequence for the fuzz test below.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Fuzzes the consensus message handler: a validator is fed every genuine
+/// message of a live cluster, interleaved with thousands of corrupted copies
+/// (bit flips, truncations, re-encodings) and with validly signed nonsense
+/// from a faulty validator (votes for unknown blocks, timeouts for rounds far
+/// ahead, replays). It must not panic, must commit exactly the cluster's
+/// blocks, and must keep its memory bounded.
+#[test]
+fn the_consensus_handler_survives_corrupted_and_forged_messages() {
+    use chatpay_node::consensus::messages::{Timeout, Vote};
+    use chatpay_proto::{pb, sha256};
+    use prost::Message;
+    let mut c = Cluster::new(4);
+    c.down.insert(3);
+    c.tap = Some(3);
+    for nonce in 1..=20 {
+        c.submit(0, nonce);
+    }
+    c.start();
+    assert!(c.run_until(15, 600_000));
+    let tapped = std::mem::take(&mut c.tapped);
+    let honest_height = c.height(0);
+
+    // A fresh validator 3, fed the recorded stream with noise.
+    let g = c.nodes[0].ledger.genesis().clone();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new_empty());
+    let ledger = Arc::new(Ledger::open(store.clone(), g.clone()).unwrap());
+    let mempool = Arc::new(Mutex::new(Mempool::new(MempoolConfig::default(), CHAIN, 1)));
+    let genesis_block = ledger.last_header().unwrap().hash();
+    let safety =
+        SafetyRules::new(key(3), 3, g.validator_keys(), genesis_block, store.clone()).unwrap();
+    let mut core = Core::new(3, CoreConfig::default(), ledger.clone(), mempool, safety).unwrap();
+    let mut now = 0u64;
+    core.handle(now, Input::Start);
+    let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
+    let (mut delivered, mut undecodable, mut refused_by_conversion) = (0u64, 0u64, 0u64);
+    for (from, message) in &tapped {
+        now += 5;
+        let wire = pb::ConsensusMessage::from(message).encode_to_vec();
+        for _ in 0..32 {
+            let mut bytes = wire.clone();
+            match rng.below(3) {
+                0 => {
+                    for _ in 0..=rng.below(4) {
+                        let i = rng.below(bytes.len() as u64) as usize;
+                        bytes[i] ^= 1 << rng.below(8);
+                    }
+                }
+                1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
+                _ => {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] = rng.below(256) as u8;
+                }
+            }
+            let Ok(decoded) = pb::ConsensusMessage::decode(bytes.as_slice()) else {
+                undecodable += 1;
+                continue;
+            };
+            let Ok(converted) = ConsensusMessage::try_from(decoded) else {
+                refused_by_conversion += 1;
+                continue;
+            };
+            let claimed = converted.sender();
+            core.handle(now, Input::Message(claimed, converted));
+            delivered += 1;
+        }
+        // Validly signed nonsense from validator 2 (a faulty one).
+        let round = core.round() + rng.below(3_000);
+        let junk_hash = sha256(&rng.below(u64::MAX).to_be_bytes());
+        let vote = Vote {
+            block_hash: junk_hash,
+            round,
+            height: rng.below(100),
+            voter: 2,
+            signature: key(2).sign_digest(&Vote::digest(&junk_hash, round, 7)),
+        };
+        core.handle(now, Input::Message(2, ConsensusMessage::Vote(vote)));
+        let high_qc = chatpay_node::consensus::core::genesis_certificate(
+            &c.nodes[0].ledger.genesis().header(),
+        );
+        let timeout = Timeout {
+            round,
+            high_qc,
+            sender: 2,
+            signature: key(2).sign_digest(&Timeout::digest(round, 0)),
+            last_round_tc: None,
+        };
+        core.handle(now, Input::Message(2, ConsensusMessage::Timeout(timeout)));
+        delivered += 2;
+        // The genuine message, twice (replay).
+        core.handle(now, Input::Message(*from as u32, message.clone()));
+        core.handle(now, Input::Message(*from as u32, message.clone()));
+    }
+    let height = ledger.last_header().unwrap().height;
+    assert!(
+        height + 3 >= honest_height,
+        "followed to {height} of {honest_height}"
+    );
+    // The cluster may be a block behind what it already sent: let it catch up.
+    assert!(c.run_until_for(&[0, 1, 2], height, c.now_ms + 60_000));
+    for h in 1..=height {
+        let mine = store.block(h).unwrap().unwrap().header.hash();
+        let theirs = c.nodes[0]
+            .ledger
+            .store()
+            .block(h)
+            .unwrap()
+            .unwrap()
+            .header
+            .hash();
+        assert_eq!(mine, theirs, "height {h}");
+    }
+    assert!(
+        delivered > 1_000,
+        "only {delivered} corrupted messages reached the core"
+    );
+    eprintln!(
+        "{} genuine messages, {delivered} corrupted or forged delivered, {undecodable} undecodable, {refused_by_conversion} refused by conversion; followed to height {height}",
+        tapped.len()
+    );
 }

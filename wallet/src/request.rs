@@ -151,3 +151,57 @@ mod tests {
         assert!(PaymentRequest::parse(&format!("chatpay:{addr}?foo=bar"), &c).is_ok());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use chatpay_proto::SecretKey;
+    use proptest::prelude::*;
+
+    fn chain() -> ChainInfo {
+        ChainInfo {
+            chain_id: "c".into(),
+            genesis_hash: "00".repeat(32),
+            hrp: "cp".into(),
+            decimals: 6,
+            symbol: "CPY".into(),
+            fee_per_transfer: 1,
+            validators: vec![],
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]
+
+        /// Any text: an error or a request, never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused(s in "\\PC{0,200}") {
+            let _ = PaymentRequest::parse(&s, &chain());
+        }
+
+        /// Corrupted valid links: whatever parses formats back to itself.
+        #[test]
+        fn corrupted_links_round_trip_or_are_refused(
+            amount in 1u64..u64::MAX / 2,
+            memo in "\\PC{0,40}",
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..4),
+        ) {
+            let c = chain();
+            let r = PaymentRequest {
+                address: c.address(SecretKey::from_slice(&[7; 32]).unwrap().public_key()),
+                amount: Some(amount),
+                memo: Some(memo),
+                label: None,
+            };
+            let mut link: Vec<char> = r.to_link(&c).chars().collect();
+            for (i, ch) in edits {
+                let i = i.index(link.len());
+                link[i] = ch;
+            }
+            let link: String = link.into_iter().collect();
+            if let Ok(parsed) = PaymentRequest::parse(&link, &c) {
+                prop_assert_eq!(PaymentRequest::parse(&parsed.to_link(&c), &c).unwrap(), parsed);
+            }
+        }
+    }
+}
