@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: test devnet deps fmt-check clippy unit vectors deploy-check
+.PHONY: test devnet bench deps fmt-check clippy unit vectors deploy-check
 
 ## Install missing system packages, then fmt check, clippy and every test.
 test: deps fmt-check clippy unit vectors deploy-check
@@ -12,6 +12,11 @@ test: deps fmt-check clippy unit vectors deploy-check
 ## starts a new one.
 devnet: deps
 	$(CARGO) run --locked -q -p chatpay-node --bin chatpay-node -- devnet $(ARGS)
+
+## End-to-end benchmark: release validators with RocksDB on 127.0.0.1 under
+## the load generator (RATE, DURATION, VALIDATORS, ACCOUNTS, MEMO).
+bench: deps
+	./tests/bench.sh
 
 ## System packages a fresh Debian/Ubuntu machine lacks (only when missing).
 deps:

@@ -271,6 +271,7 @@ fn write_network(out: &Path, layout: Layout) -> Result<testnet::Testnet> {
         listen,
         faucet_balance: 1_000_000_000 * UNIT,
         fee_per_transfer: 1_000,
+        accounts: vec![],
     };
     testnet::write(out, &spec).map_err(|e| e.to_string())
 }

@@ -26,6 +26,8 @@ pub struct TestnetSpec {
     pub faucet_balance: u64,
     /// Fee per transfer in base units.
     pub fee_per_transfer: u64,
+    /// More funded accounts (load tests), besides the faucet.
+    pub accounts: Vec<AccountFile>,
 }
 
 /// A written network.
@@ -106,10 +108,12 @@ pub fn write(out: &Path, spec: &TestnetSpec) -> Result<Testnet, ConfigError> {
                 network_address: a.clone(),
             })
             .collect(),
-        accounts: vec![AccountFile {
+        accounts: std::iter::once(AccountFile {
             address: faucet_address.to_string(),
             balance: spec.faucet_balance,
-        }],
+        })
+        .chain(spec.accounts.iter().cloned())
+        .collect(),
     };
     let genesis = Genesis::from_file(file.clone()).map_err(|e| ConfigError::Invalid {
         field: "genesis",
@@ -154,6 +158,7 @@ mod tests {
             listen: (0..4).map(|i| format!("127.0.0.1:{}", 7000 + i)).collect(),
             faucet_balance: 1_000,
             fee_per_transfer: 1,
+            accounts: vec![],
         };
         let net = write(&out, &spec).unwrap();
         for (i, home) in net.homes.iter().enumerate() {

@@ -1,0 +1,54 @@
+#!/bin/sh
+# `make bench`: release validators as real processes with RocksDB on
+# 127.0.0.1, the load generator for DURATION seconds at RATE transfers/s,
+# figures printed and written to target/bench/result.json.
+# Settings (environment): VALIDATORS (4), RATE (500), DURATION (20),
+# ACCOUNTS (200), MEMO (0 bytes).
+set -eu
+VALIDATORS=${VALIDATORS:-4}
+RATE=${RATE:-500}
+DURATION=${DURATION:-20}
+ACCOUNTS=${ACCOUNTS:-200}
+MEMO=${MEMO:-0}
+OUT=${OUT:-target/bench/result.json}
+
+cargo build --release --locked --bin chatpay-node --bin chatpay-loadgen
+bin=target/release
+dir=$(mktemp -d)
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+ports=$(python3 -c "
+import socket
+socks = [socket.socket() for _ in range($VALIDATORS)]
+for s in socks: s.bind(('127.0.0.1', 0))
+print(','.join(str(s.getsockname()[1]) for s in socks))
+")
+"$bin/chatpay-loadgen" prepare --out "$dir/net" --validators "$VALIDATORS" \
+    --ports "$ports" --accounts "$ACCOUNTS" >/dev/null
+nodes=""
+i=0
+for port in $(echo "$ports" | tr ',' ' '); do
+    CHATPAY_METRICS_LISTEN=127.0.0.1:0 CHATPAY_LOG=warn \
+        "$bin/chatpay-node" start --home "$dir/net/node$i" 2>"$dir/node$i.log" &
+    pids="$pids $!"
+    nodes="$nodes,127.0.0.1:$port"
+    i=$((i + 1))
+done
+nodes=${nodes#,}
+first=${nodes%%,*}
+tries=0
+until "$bin/chatpay-node" status --node "$first" >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 100 ] || { echo "validators did not start"; cat "$dir"/node*.log; exit 1; }
+    sleep 0.1
+done
+echo "bench: $VALIDATORS validators, $RATE transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes"
+"$bin/chatpay-loadgen" run --nodes "$nodes" --accounts "$ACCOUNTS" --rate "$RATE" \
+    --duration "$DURATION" --memo-bytes "$MEMO" --pids "$(echo $pids | tr ' ' ',')" --out "$OUT"
+echo "result: $OUT"

@@ -1,0 +1,454 @@
+//! `chatpay-loadgen`: measures a running network end to end.
+//!
+//! ```text
+//! prepare: testnet homes whose genesis funds M load accounts (keys derived
+//!          from their index, so `run` needs no key files)
+//! run:     pre-sign transfers (client signing is not measured), submit them
+//!          open-loop at RATE spread over the validators, follow committed
+//!          blocks, report offered/committed transfers/s, submit→commit
+//!          latency (p50/p90/p99/max), rejections by reason, validators'
+//!          CPU seconds, and the machine's signature-verification ceiling
+//! ```
+
+use chatpay_node::genesis::AccountFile;
+use chatpay_node::testnet::{self, HRP, TestnetSpec};
+use chatpay_proto::pb::client_client::ClientClient;
+use chatpay_proto::{Address, Output, SecretKey, SignedTransfer, Transfer, TxId, pb, sha256};
+use clap::{Parser, Subcommand};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "chatpay-loadgen", about = "chatpay end-to-end load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write validator homes (like `chatpay-node testnet`) funding the load accounts.
+    Prepare {
+        /// Directory to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Validator ports, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        ports: Vec<u16>,
+        /// Load accounts.
+        #[arg(long, default_value_t = 200)]
+        accounts: u32,
+    },
+    /// Drive load and report.
+    Run {
+        /// Validator addresses (host:port), comma separated.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Load accounts (as prepared).
+        #[arg(long, default_value_t = 200)]
+        accounts: u32,
+        /// Offered transfers per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Memo bytes per transfer.
+        #[arg(long, default_value_t = 0)]
+        memo_bytes: usize,
+        /// Validator process ids (for CPU seconds), comma separated.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+        /// Where to write the JSON result.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+const CHAIN_ID: &str = "chatpay-bench";
+const FEE: u64 = 1_000;
+
+/// Secret key of load account `i`.
+fn account(i: u32) -> SecretKey {
+    (0u32..)
+        .find_map(|c| {
+            let mut seed = b"chatpay-loadgen/".to_vec();
+            seed.extend_from_slice(&i.to_be_bytes());
+            seed.extend_from_slice(&c.to_be_bytes());
+            SecretKey::from_slice(&sha256(&seed).0).ok()
+        })
+        .expect("a valid key")
+}
+
+fn main() -> Result<(), String> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Prepare {
+            out,
+            validators,
+            ports,
+            accounts,
+        } => prepare(&out, validators, &ports, accounts),
+        Command::Run {
+            nodes,
+            accounts,
+            rate,
+            duration,
+            memo_bytes,
+            pids,
+            out,
+        } => rt.block_on(run(Run {
+            nodes,
+            accounts,
+            rate,
+            duration,
+            memo_bytes,
+            pids,
+            out,
+        })),
+    }
+}
+
+fn prepare(
+    out: &std::path::Path,
+    validators: usize,
+    ports: &[u16],
+    accounts: u32,
+) -> Result<(), String> {
+    if ports.len() != validators {
+        return Err(format!("{validators} validators need {validators} --ports"));
+    }
+    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let spec = TestnetSpec {
+        chain_id: CHAIN_ID.into(),
+        listen: addresses.clone(),
+        addresses,
+        faucet_balance: 1_000_000_000_000,
+        fee_per_transfer: FEE,
+        accounts: (0..accounts)
+            .map(|i| AccountFile {
+                address: Address::new(HRP, account(i).public_key().clone())
+                    .expect("valid prefix")
+                    .to_string(),
+                balance: 1_000_000_000_000,
+            })
+            .collect(),
+    };
+    testnet::write(out, &spec).map_err(|e| e.to_string())?;
+    println!(
+        "prepared {validators} validators and {accounts} funded load accounts in {}",
+        out.display()
+    );
+    Ok(())
+}
+
+struct Run {
+    nodes: Vec<String>,
+    accounts: u32,
+    rate: u64,
+    duration: u64,
+    memo_bytes: usize,
+    pids: Vec<u32>,
+    out: Option<PathBuf>,
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    // /proc/PID/stat fields 14 and 15: user and system time in clock ticks.
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Signature verifications per second on one core.
+fn verify_rate() -> f64 {
+    let key = account(0);
+    let t = Transfer::new(
+        CHAIN_ID,
+        key.public_key().clone(),
+        1,
+        FEE,
+        vec![Output {
+            recipient: key.public_key().clone(),
+            amount: 1,
+        }],
+        vec![],
+    )
+    .expect("valid")
+    .sign(&key);
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        t.verify().expect("valid signature");
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn run(r: Run) -> Result<(), String> {
+    let clients: Vec<ClientClient<tonic::transport::Channel>> = r
+        .nodes
+        .iter()
+        .map(|n| {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{n}"))
+                .map_err(|e| e.to_string())?
+                .timeout(Duration::from_secs(5))
+                .connect_lazy();
+            Ok(ClientClient::new(channel))
+        })
+        .collect::<Result<_, String>>()?;
+    // Pre-sign: account i sends to i + 1, nonces in order.
+    let total = r.rate * r.duration;
+    let keys: Vec<SecretKey> = (0..r.accounts).map(account).collect();
+    let mut nonces = vec![0u64; keys.len()];
+    let memo = vec![b'm'; r.memo_bytes];
+    let signed: Vec<SignedTransfer> = (0..total)
+        .map(|k| {
+            let i = (k % u64::from(r.accounts)) as usize;
+            nonces[i] += 1;
+            let to = keys[(i + 1) % keys.len()].public_key().clone();
+            Transfer::new(
+                CHAIN_ID,
+                keys[i].public_key().clone(),
+                nonces[i],
+                FEE,
+                vec![Output {
+                    recipient: to,
+                    amount: 1,
+                }],
+                memo.clone(),
+            )
+            .expect("valid transfer")
+            .sign(&keys[i])
+        })
+        .collect();
+    let ids: HashMap<TxId, usize> = signed
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (t.tx_id(), k))
+        .collect();
+    let submitted: Arc<Mutex<Vec<Option<Instant>>>> =
+        Arc::new(Mutex::new(vec![None; signed.len()]));
+    let rejected: Arc<Mutex<BTreeMap<String, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut status = clients[0].clone();
+    let start_height = status
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(|e| format!("{}: {}", r.nodes[0], e.message()))?
+        .into_inner()
+        .committed_height;
+    let cpu_before: Vec<f64> = r.pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let ceiling_per_core = verify_rate();
+
+    // Follow commits from one validator.
+    let committed: Arc<Mutex<Vec<Option<Instant>>>> =
+        Arc::new(Mutex::new(vec![None; signed.len()]));
+    let (stop_follow, mut stopped) = tokio::sync::watch::channel(false);
+    let follower = {
+        let (committed, ids) = (committed.clone(), ids.clone());
+        let mut c = clients[0].clone();
+        tokio::spawn(async move {
+            let mut next = start_height + 1;
+            loop {
+                if *stopped.borrow() {
+                    return;
+                }
+                let top = c
+                    .get_status(pb::GetStatusRequest {})
+                    .await
+                    .map(|s| s.into_inner().committed_height)
+                    .unwrap_or(0);
+                while next <= top {
+                    let Ok(b) = c.get_block(pb::GetBlockRequest { height: next }).await else {
+                        break;
+                    };
+                    let now = Instant::now();
+                    for tx in b
+                        .into_inner()
+                        .block
+                        .map(|b| b.transactions)
+                        .unwrap_or_default()
+                    {
+                        if let Ok(t) = SignedTransfer::try_from(tx) {
+                            if let Some(k) = ids.get(&t.tx_id()) {
+                                committed.lock().unwrap()[*k] = Some(now);
+                            }
+                        }
+                    }
+                    next += 1;
+                }
+                tokio::select! {
+                    _ = stopped.changed() => {}
+                    () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+        })
+    };
+
+    // Open loop: transfer k leaves at start + k / rate, whatever happened before.
+    let started = Instant::now();
+    let limit = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (k, tx) in signed.iter().enumerate() {
+        let due = started + Duration::from_secs_f64(k as f64 / r.rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            *rejected
+                .lock()
+                .unwrap()
+                .entry("client_backlog".into())
+                .or_default() += 1;
+            continue;
+        };
+        let mut c = clients[k % clients.len()].clone();
+        let wire: pb::SignedTransaction = tx.into();
+        let (submitted, rejected) = (submitted.clone(), rejected.clone());
+        tasks.spawn(async move {
+            let at = Instant::now();
+            match c
+                .submit_transaction(pb::SubmitTransactionRequest {
+                    transaction: Some(wire),
+                })
+                .await
+            {
+                Ok(_) => submitted.lock().unwrap()[k] = Some(at),
+                Err(s) => {
+                    let reason = s
+                        .metadata()
+                        .get("chatpay-reason")
+                        .and_then(|v| v.to_str().ok())
+                        .map_or_else(|| format!("{:?}", s.code()), str::to_string);
+                    *rejected.lock().unwrap().entry(reason).or_default() += 1;
+                }
+            }
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let offered_secs = started.elapsed().as_secs_f64();
+    // Let what was admitted commit (bounded).
+    let drain = Instant::now();
+    loop {
+        let (s, c) = (
+            submitted.lock().unwrap().clone(),
+            committed.lock().unwrap().clone(),
+        );
+        let pending = s
+            .iter()
+            .zip(&c)
+            .filter(|(s, c)| s.is_some() && c.is_none())
+            .count();
+        if pending == 0 || drain.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_follow.send(true);
+    let _ = follower.await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu: Vec<f64> = r
+        .pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|(p, b)| cpu_seconds(*p) - b)
+        .collect();
+    let (s, c) = (
+        submitted.lock().unwrap().clone(),
+        committed.lock().unwrap().clone(),
+    );
+    let mut latencies: Vec<f64> = s
+        .iter()
+        .zip(&c)
+        .filter_map(|(s, c)| Some(c.as_ref()?.duration_since(*s.as_ref()?).as_secs_f64() * 1000.0))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let committed_count = c.iter().filter(|c| c.is_some()).count();
+    let admitted = s.iter().filter(|s| s.is_some()).count();
+    let last_commit = c
+        .iter()
+        .flatten()
+        .max()
+        .map_or(0.0, |t| t.duration_since(started).as_secs_f64());
+    let committed_rate = committed_count as f64 / last_commit.max(offered_secs);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let validators = r.nodes.len() as f64;
+    let ceiling = cores * ceiling_per_core / validators;
+    let result = serde_json::json!({
+        "validators": r.nodes.len(),
+        "accounts": r.accounts,
+        "duration_s": r.duration,
+        "memo_bytes": r.memo_bytes,
+        "offered_tps": total as f64 / offered_secs,
+        "admitted": admitted,
+        "committed": committed_count,
+        "committed_fraction": committed_count as f64 / total as f64,
+        "committed_tps": committed_rate,
+        "latency_ms": {
+            "p50": percentile(&latencies, 0.50),
+            "p90": percentile(&latencies, 0.90),
+            "p99": percentile(&latencies, 0.99),
+            "max": latencies.last().copied().unwrap_or(0.0),
+        },
+        "rejected": *rejected.lock().unwrap(),
+        "validator_cpu_s": cpu,
+        "elapsed_s": elapsed,
+        "verify_per_s_per_core": ceiling_per_core,
+        "cores": cores,
+        "verification_ceiling_tps": ceiling,
+        "efficiency": committed_rate / ceiling,
+    });
+    if let Some(out) = &r.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(out, serde_json::to_string_pretty(&result).expect("json"))
+            .map_err(|e| e.to_string())?;
+    }
+    println!(
+        "offered      {:>10.1} transfers/s ({total} in {offered_secs:.1} s)",
+        total as f64 / offered_secs
+    );
+    println!(
+        "committed    {:>10.1} transfers/s ({committed_count} of {total}, {:.1}%)",
+        committed_rate,
+        100.0 * committed_count as f64 / total as f64
+    );
+    println!(
+        "latency ms   p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0.0)
+    );
+    println!("rejected     {:?}", rejected.lock().unwrap());
+    println!("cpu s        {cpu:.1?} (validators)");
+    println!(
+        "ceiling      {ceiling:.0} transfers/s = {cores} cores x {ceiling_per_core:.0} verifications/s / {validators} validators"
+    );
+    println!("efficiency   {:.2}", committed_rate / ceiling);
+    Ok(())
+}
