@@ -408,3 +408,43 @@ async fn the_wallet_fails_over_when_validators_go_down() {
     }
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_payment_the_network_refuses_for_good_is_dropped() {
+    use chatpay_proto::{Output, Transfer, pb};
+    use prost::Message;
+    let net = LocalNetwork::start(4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = wallet(&dir.path().join("w"), &net.urls()).await;
+    w.home().import_key("faucet", &net.faucet, "pw").unwrap();
+    let faucet = w.signer("faucet", "pw").unwrap();
+    let to = w.chain().address(SecretKey::generate().public_key());
+    // A pending transaction left by an earlier run that can never commit
+    // (signed for another chain), holding nonce 1.
+    let bad = Transfer::new(
+        "another-chain",
+        net.faucet.public_key().clone(),
+        1,
+        FEE,
+        vec![Output {
+            recipient: to.public_key().clone(),
+            amount: 5,
+        }],
+        vec![],
+    )
+    .unwrap()
+    .sign(&net.faucet);
+    let mut state = w.home().state("faucet").unwrap();
+    state.pending.push(chatpay_wallet::home::PendingTx {
+        nonce: 1,
+        tx_id: hex::encode(bad.tx_id().0),
+        signed: hex::encode(pb::SignedTransaction::from(&bad).encode_to_vec()),
+    });
+    w.home().save_state("faucet", &state).unwrap();
+    // The next payment drops it, reuses nonce 1, and commits.
+    let p = w.pay(&faucet, &to, CPY, "").await.unwrap();
+    assert!(p.is_success());
+    assert_eq!(w.account(&faucet.address).await.unwrap().nonce, 1);
+    assert!(w.home().state("faucet").unwrap().pending.is_empty());
+    net.shutdown().await;
+}

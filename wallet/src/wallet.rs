@@ -297,13 +297,25 @@ impl Wallet {
         let account = self.account(&from.address).await?;
         let mut state = self.home.state(&from.name)?;
         state.pending.retain(|p| p.nonce > account.nonce);
+        state.pending.sort_by_key(|p| p.nonce);
         let mut pending_debit = 0u64;
+        let mut keep = 0;
         for p in &state.pending {
             let tx = decode_pending(p)?;
+            // Idempotent: the same bytes, so the same tx id. One the network
+            // now refuses for good can never commit, nor can any after it
+            // (their nonces depend on it): they are dropped, and their
+            // nonces reused. None of them was ever reported final.
+            match self.submit(&tx).await {
+                // Committed meanwhile: the nonce filter drops it next time.
+                Err(WalletError::Refused { reason, .. }) if reason == "stale_nonce" => {}
+                Err(WalletError::Refused { .. }) => break,
+                _ => {}
+            }
             pending_debit = pending_debit.saturating_add(debit(&tx));
-            // Idempotent: the same bytes, so the same tx id.
-            let _ = self.submit(&tx).await;
+            keep += 1;
         }
+        state.pending.truncate(keep);
         let nonce = state
             .pending
             .iter()
