@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: test devnet bench deps fmt-check clippy unit vectors deploy-check
+.PHONY: test devnet bench bench-max deps fmt-check clippy unit vectors deploy-check
 
 ## Install missing system packages, then fmt check, clippy and every test.
 test: deps fmt-check clippy unit vectors deploy-check
@@ -17,6 +17,10 @@ devnet: deps
 ## the load generator (RATE, DURATION, VALIDATORS, ACCOUNTS, MEMO).
 bench: deps
 	./tests/bench.sh
+
+## The highest offered rate that commits >= 99% with p99 finality <= 1 s.
+bench-max: deps
+	MAX=1 DURATION=$${DURATION:-10} ./tests/bench.sh
 
 ## System packages a fresh Debian/Ubuntu machine lacks (only when missing).
 deps:

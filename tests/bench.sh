@@ -3,7 +3,8 @@
 # 127.0.0.1, the load generator for DURATION seconds at RATE transfers/s,
 # figures printed and written to target/bench/result.json.
 # Settings (environment): VALIDATORS (4), RATE (500), DURATION (20),
-# ACCOUNTS (200), MEMO (0 bytes).
+# ACCOUNTS (200), MEMO (0 bytes); MAX=1 searches the highest rate that
+# commits >= 99% with p99 <= 1 s (`make bench-max`, from RATE up).
 set -eu
 VALIDATORS=${VALIDATORS:-4}
 RATE=${RATE:-500}
@@ -53,7 +54,30 @@ until [ "$(height || echo 0)" -ge 3 ] 2>/dev/null; do
     [ "$tries" -lt 300 ] || { echo "validators did not start"; cat "$dir"/node*.log; exit 1; }
     sleep 0.1
 done
-echo "bench: $VALIDATORS validators, $RATE transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes"
-"$bin/chatpay-loadgen" run --nodes "$nodes" --accounts "$ACCOUNTS" --rate "$RATE" \
-    --duration "$DURATION" --memo-bytes "$MEMO" --pids "$(echo $pids | tr ' ' ',')" --out "$OUT"
-echo "result: $OUT"
+run() {
+    echo "bench: $VALIDATORS validators, $1 transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes"
+    "$bin/chatpay-loadgen" run --nodes "$nodes" --accounts "$ACCOUNTS" --rate "$1" \
+        --duration "$DURATION" --memo-bytes "$MEMO" --pids "$(echo $pids | tr ' ' ',')" --out "$2"
+}
+if [ "${MAX:-0}" = 1 ]; then
+    # `make bench-max`: double the rate while >= 99% commits with p99 <= 1 s,
+    # then bisect between the last good and the first bad rate.
+    good=0 bad=0 rate=$RATE
+    ok() {
+        python3 -c "import json,sys; r=json.load(open('$1')); sys.exit(0 if r['committed_fraction'] >= 0.99 and r['latency_ms']['p99'] <= 1000 else 1)"
+    }
+    for step in 1 2 3 4 5 6 7 8; do
+        run "$rate" "$dir/r$step.json"
+        if ok "$dir/r$step.json"; then
+            good=$rate; cp "$dir/r$step.json" "$OUT"
+        else
+            bad=$rate
+        fi
+        if [ "$bad" = 0 ]; then rate=$((rate * 2)); else rate=$(((good + bad) / 2)); fi
+        [ "$bad" != 0 ] && [ $((bad - good)) -le $((bad / 10)) ] && break
+    done
+    echo "bench-max: highest rate meeting >= 99% committed and p99 <= 1 s: $good transfers/s (result: $OUT)"
+else
+    run "$RATE" "$OUT"
+    echo "result: $OUT"
+fi

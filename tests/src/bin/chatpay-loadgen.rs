@@ -224,7 +224,19 @@ async fn run(r: Run) -> Result<(), String> {
     // Pre-sign: account i sends to i + 1, nonces in order.
     let total = r.rate * r.duration;
     let keys: Vec<SecretKey> = (0..r.accounts).map(account).collect();
-    let mut nonces = vec![0u64; keys.len()];
+    // Continue each account's nonces (the network may have run load before).
+    let mut nonces = Vec::with_capacity(keys.len());
+    for k in &keys {
+        let address = Address::new(HRP, k.public_key().clone())
+            .expect("valid prefix")
+            .to_string();
+        let r = clients[0]
+            .clone()
+            .get_account(pb::GetAccountRequest { address })
+            .await
+            .map_err(|e| e.message().to_string())?;
+        nonces.push(r.into_inner().account.map_or(0, |a| a.nonce));
+    }
     let memo = vec![b'm'; r.memo_bytes];
     let signed: Vec<SignedTransfer> = (0..total)
         .map(|k| {
