@@ -451,16 +451,22 @@ impl Core {
         let view = BranchView::new(self.ledger.store().as_ref(), &outputs);
         let mut next_nonce =
             |k: &PublicKey| view.account(k).ok().flatten().map_or(1, |a| a.nonce + 1);
-        let transactions = self
-            .mempool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .batch(
-                self.config.max_block_txs,
-                self.config.max_block_bytes,
-                &exclude,
-                &mut next_nonce,
-            );
+        let pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = pool.len();
+        let transactions = pool.batch(
+            self.config.max_block_txs,
+            self.config.max_block_bytes,
+            &exclude,
+            &mut next_nonce,
+        );
+        drop(pool);
+        tracing::debug!(
+            round,
+            pending,
+            transactions = transactions.len(),
+            branch = branch.len(),
+            "proposing"
+        );
         let output = match self.ledger.execute_on(&branch, &transactions) {
             Ok(output) => output,
             Err(LedgerError::Store(e)) => panic!("ledger storage failed while proposing: {e}"),

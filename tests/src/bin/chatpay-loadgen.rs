@@ -276,50 +276,48 @@ async fn run(r: Run) -> Result<(), String> {
     let cpu_before: Vec<f64> = r.pids.iter().map(|p| cpu_seconds(*p)).collect();
     let ceiling_per_core = verify_rate();
 
-    // Follow commits from one validator.
+    // Follow commits through the client API's subscription: one stream per
+    // account, spread over the validators (a commit is seen when the first
+    // of its sender's or recipient's streams reports it).
     let committed: Arc<Mutex<Vec<Option<Instant>>>> =
         Arc::new(Mutex::new(vec![None; signed.len()]));
-    let (stop_follow, mut stopped) = tokio::sync::watch::channel(false);
-    let follower = {
+    let (stop_follow, stopped) = tokio::sync::watch::channel(false);
+    let mut followers = tokio::task::JoinSet::new();
+    for (i, k) in keys.iter().enumerate() {
         let (committed, ids) = (committed.clone(), ids.clone());
-        let mut c = clients[0].clone();
-        tokio::spawn(async move {
-            let mut next = start_height + 1;
+        let mut c = clients[i % clients.len()].clone();
+        let mut stopped = stopped.clone();
+        let address = Address::new(HRP, k.public_key().clone())
+            .expect("valid prefix")
+            .to_string();
+        followers.spawn(async move {
+            let request = pb::SubscribeAccountRequest {
+                address,
+                from_height: start_height + 1,
+            };
+            let Ok(stream) = c.subscribe_account(request).await else {
+                return;
+            };
+            let mut stream = stream.into_inner();
             loop {
-                if *stopped.borrow() {
-                    return;
-                }
-                let top = c
-                    .get_status(pb::GetStatusRequest {})
-                    .await
-                    .map(|s| s.into_inner().committed_height)
-                    .unwrap_or(0);
-                while next <= top {
-                    let Ok(b) = c.get_block(pb::GetBlockRequest { height: next }).await else {
-                        break;
-                    };
-                    let now = Instant::now();
-                    for tx in b
-                        .into_inner()
-                        .block
-                        .map(|b| b.transactions)
-                        .unwrap_or_default()
-                    {
-                        if let Ok(t) = SignedTransfer::try_from(tx) {
-                            if let Some(k) = ids.get(&t.tx_id()) {
-                                committed.lock().unwrap()[*k] = Some(now);
-                            }
-                        }
+                let event = tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => return,
+                    e = stream.message() => e,
+                };
+                let Ok(Some(event)) = event else { return };
+                let now = Instant::now();
+                let Some(id) = event.transaction.and_then(|t| TxId::from_slice(&t.tx_id)) else {
+                    continue;
+                };
+                if let Some(k) = ids.get(&id) {
+                    let mut c = committed.lock().unwrap();
+                    if c[*k].is_none() {
+                        c[*k] = Some(now);
                     }
-                    next += 1;
-                }
-                tokio::select! {
-                    _ = stopped.changed() => {}
-                    () = tokio::time::sleep(Duration::from_millis(10)) => {}
                 }
             }
-        })
-    };
+        });
+    }
 
     // Open loop: transfer k leaves at start + k / rate, whatever happened before.
     let started = Instant::now();
@@ -380,7 +378,7 @@ async fn run(r: Run) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop_follow.send(true);
-    let _ = follower.await;
+    while followers.join_next().await.is_some() {}
     let elapsed = started.elapsed().as_secs_f64();
     let cpu: Vec<f64> = r
         .pids
