@@ -7,7 +7,6 @@
 mod common;
 
 use common::{Network, home_has_data};
-use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,16 +66,11 @@ async fn sigterm_under_load_loses_no_acknowledged_transfer() {
     net.wait_for_height(&[0, 1, 2, 3], 2).await;
     // Transfers go to validator 3 only, as fast as it acknowledges them;
     // SIGTERM reaches it in the middle.
-    let pid = net.children[3].as_ref().unwrap().id();
     let mut acknowledged = 0u64;
     let mut terminated = false;
     for nonce in 1..=60u64 {
         if nonce == 25 {
-            let status = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
+            net.signal(3, "TERM");
             terminated = true;
         }
         match net.try_pay(3, nonce).await {

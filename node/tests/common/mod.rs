@@ -282,9 +282,10 @@ impl Network {
     /// Sends `signal` (e.g. "STOP", "CONT", "TERM") to validator `i`.
     pub fn signal(&self, i: usize, signal: &str) {
         let pid = self.children[i].as_ref().expect("running").id();
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
+        // The shell's builtin `kill`: a minimal machine may lack /bin/kill.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{signal} {pid}"))
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} {pid}");
