@@ -148,18 +148,18 @@ async fn every_class_of_bad_input_gets_a_precise_answer() {
     still_serving(&net).await;
 
     // Truncated and garbage protobuf.
+    let t = Transfer::new(
+        CHAIN_ID,
+        faucet.public_key().clone(),
+        1,
+        FEE,
+        vec![out(5)],
+        vec![],
+    )
+    .unwrap()
+    .sign(&faucet);
     let valid = {
         use prost::Message;
-        let t = Transfer::new(
-            CHAIN_ID,
-            faucet.public_key().clone(),
-            1,
-            FEE,
-            vec![out(5)],
-            vec![],
-        )
-        .unwrap()
-        .sign(&faucet);
         pb::SubmitTransactionRequest {
             transaction: Some((&t).into()),
         }
@@ -181,16 +181,6 @@ async fn every_class_of_bad_input_gets_a_precise_answer() {
     assert_eq!(s.code(), Code::Unimplemented);
 
     // A high-S signature (the same signature, s replaced by n - s).
-    let t = Transfer::new(
-        CHAIN_ID,
-        faucet.public_key().clone(),
-        1,
-        FEE,
-        vec![out(5)],
-        vec![],
-    )
-    .unwrap()
-    .sign(&faucet);
     let mut wire = pb::SignedTransaction::from(&t);
     wire.signature = high_s(t.signature());
     let s = submit(&mut c, wire).await.unwrap_err();

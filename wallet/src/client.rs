@@ -123,22 +123,28 @@ impl NodeClient {
         Err(WalletError::Unreachable { tried, last })
     }
 
-    /// Runs `f` on every validator in preference order, yielding each answer
-    /// (used to find one whose answer verifies).
-    pub async fn call_each<T, F, Fut>(&self, f: F) -> Vec<(String, Result<T, Status>)>
+    /// Runs `f` on the validators in preference order until `accept` takes
+    /// an answer (used to find one whose answer verifies); the others are
+    /// not asked. `accept` sees the validator's URL with each answer.
+    pub async fn call_until<T, R, F, Fut>(
+        &self,
+        f: F,
+        mut accept: impl FnMut(&str, Result<T, Status>) -> Option<R>,
+    ) -> Option<R>
     where
         F: Fn(RawClient) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut out = Vec::new();
         for node in self.order() {
             let r = match tokio::time::timeout(CALL_TIMEOUT, f(node.client.clone())).await {
                 Ok(r) => r.map(tonic::Response::into_inner),
                 Err(_) => Err(Status::deadline_exceeded("no answer")),
             };
-            out.push((node.url.clone(), r));
+            if let Some(taken) = accept(&node.url, r) {
+                return Some(taken);
+            }
         }
-        out
+        None
     }
 
     fn prefer(&self, url: &str) {

@@ -98,7 +98,7 @@ mod tests {
     use super::*;
     use chatpay_proto::SecretKey;
 
-    fn chain() -> ChainInfo {
+    pub(super) fn chain() -> ChainInfo {
         ChainInfo {
             chain_id: "c".into(),
             genesis_hash: "00".repeat(32),
@@ -154,21 +154,10 @@ mod tests {
 
 #[cfg(test)]
 mod fuzz {
+    use super::tests::chain;
     use super::*;
     use chatpay_proto::SecretKey;
     use proptest::prelude::*;
-
-    fn chain() -> ChainInfo {
-        ChainInfo {
-            chain_id: "c".into(),
-            genesis_hash: "00".repeat(32),
-            hrp: "cp".into(),
-            decimals: 6,
-            symbol: "CPY".into(),
-            fee_per_transfer: 1,
-            validators: vec![],
-        }
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]

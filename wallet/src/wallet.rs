@@ -449,23 +449,28 @@ impl Wallet {
             tx_id: id.0.to_vec(),
             include_proof: true,
         };
-        let answers = self
-            .client
-            .call_each(|mut c: RawClient| {
-                let request = request.clone();
-                async move { c.get_transaction(request).await }
-            })
-            .await;
         let mut failure = None;
-        for (url, answer) in answers {
-            let Ok(response) = answer else { continue };
-            match self.check(id, response) {
-                Ok(Some(found)) => return Ok(Some(found)),
-                Ok(None) => {}
-                Err(e) => failure = Some(format!("{url}: {e}")),
-            }
+        let found = self
+            .client
+            .call_until(
+                |mut c: RawClient| {
+                    let request = request.clone();
+                    async move { c.get_transaction(request).await }
+                },
+                |url, answer| match self.check(id, answer.ok()?) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        failure = Some(format!("{url}: {e}"));
+                        None
+                    }
+                },
+            )
+            .await;
+        match (found, failure) {
+            (Some(found), _) => Ok(Some(found)),
+            (None, Some(f)) => Err(WalletError::Unverified(f)),
+            (None, None) => Ok(None),
         }
-        failure.map_or(Ok(None), |f| Err(WalletError::Unverified(f)))
     }
 
     /// Verifies one validator's answer about `id`.
