@@ -2,10 +2,10 @@
 
 CARGO ?= cargo
 
-.PHONY: test devnet bench bench-max deps fmt-check clippy unit vectors deploy-check
+.PHONY: test devnet bench bench-max sim deps fmt-check clippy unit vectors deploy-check
 
 ## Install missing system packages, then fmt check, clippy and every test.
-test: deps fmt-check clippy unit vectors deploy-check
+test: deps fmt-check clippy unit vectors deploy-check sim
 
 ## A local 4-validator network on 127.0.0.1 until Ctrl-C. State is kept in
 ## ./.devnet, so running it again resumes the chain; `make devnet ARGS=--reset`
@@ -21,6 +21,13 @@ bench: deps
 ## The highest offered rate that commits >= 99% with p99 finality <= 1 s.
 bench-max: deps
 	MAX=1 DURATION=$${DURATION:-10} ./tests/bench.sh
+
+## Seeded simulation: the regression seeds, then SEEDS seeds (default
+## 200) of whole clusters under random faults. `SEED=N make sim` replays one
+## run with its schedule and trace; `MUTATION=vote-twice make sim` breaks a
+## safety rule and succeeds only if the checker catches it.
+sim: deps
+	$(CARGO) run --locked -q -p chatpay-tests --bin chatpay-sim -- $(if $(MUTATION),--mutation $(MUTATION))
 
 ## System packages a fresh Debian/Ubuntu machine lacks (only when missing).
 deps:

@@ -284,6 +284,7 @@ impl Config {
             base_timeout_ms: c.base_timeout_ms,
             max_timeout_ms: c.max_timeout_ms,
             idle_interval_ms: c.idle_interval_ms,
+            mutations: crate::consensus::mutations::Mutations::NONE,
         }
     }
 

@@ -335,6 +335,7 @@ async fn prepare(home: &Path, config: Config) -> Result<Prepared> {
             key,
             core: config.core(),
             mempool: config.mempool(),
+            clock: chatpay_node::node::Clock::system(),
         },
         config,
         genesis: Arc::new(genesis),

@@ -55,6 +55,48 @@ pub struct NodeConfig {
     pub core: CoreConfig,
     /// Mempool bounds.
     pub mempool: MempoolConfig,
+    /// Where the validator reads the time.
+    pub clock: Clock,
+}
+
+/// Where a validator reads wall-clock time, in milliseconds since the Unix
+/// epoch: block timestamps, round timers' notion of now, commit latency.
+/// Real validators use [`Clock::system`]; a simulation passes its own so a
+/// run depends only on its seed.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The operating system's clock.
+    pub fn system() -> Self {
+        Self(Arc::new(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        }))
+    }
+
+    /// A clock that reads `now_ms`.
+    pub fn from_fn(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now_ms))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 /// Why a validator could not start or stopped abnormally.
@@ -145,11 +187,13 @@ where
         events: events_tx.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
+        clock: config.clock.clone(),
     };
     let mut core_task = tokio::spawn(drive(core, events, shell, stop.clone()));
     tasks.push(tokio::spawn(observe_commits(
         ledger.subscribe(),
         metrics.clone(),
+        config.clock.clone(),
         stop.clone(),
     )));
     if let Some(listener) = metrics_listener {
@@ -182,6 +226,7 @@ where
     let server = router.serve_with_incoming_shutdown(incoming, stop_on_shutdown);
     tokio::pin!(server);
     let outcome = tokio::select! {
+        biased;
         served = &mut server => served.map_err(NodeError::from),
         ended = &mut core_task => match ended {
             // Shutdown began: the core stopped first; let the server finish.
@@ -219,16 +264,10 @@ where
     outcome
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Runs one input through the core. Ledger and safety writes block on
 /// fsync, so on a multi-threaded runtime the worker is handed over first.
-fn step(core: &mut Core, input: Input) -> Vec<Output> {
-    let now = unix_ms();
+fn step(core: &mut Core, clock: &Clock, input: Input) -> Vec<Output> {
+    let now = clock.now_ms();
     let multi = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::MultiThread;
     if multi {
@@ -244,19 +283,22 @@ struct Shell {
     events: mpsc::Sender<CoreEvent>,
     metrics: Arc<Metrics>,
     health: HealthReporter,
+    clock: Clock,
 }
 
 /// Keeps the commit metrics.
 async fn observe_commits(
     mut commits: tokio::sync::broadcast::Receiver<Arc<crate::ledger::CommittedBlock>>,
     metrics: Arc<Metrics>,
+    clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
+            biased;
             _ = stop.wait_for(|s| *s) => return,
             next = commits.recv() => match next {
-                Ok(block) => metrics.observe_commit(&block.header, unix_ms()),
+                Ok(block) => metrics.observe_commit(&block.header, clock.now_ms()),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
@@ -277,7 +319,7 @@ async fn drive(
     let mut serving = true;
     loop {
         if let Some(input) = next.take() {
-            for output in step(&mut core, input) {
+            for output in step(&mut core, &shell.clock, input) {
                 carry_out(
                     output,
                     &shell.peers,
@@ -295,7 +337,7 @@ async fn drive(
         }
         let far = Instant::now() + Duration::from_secs(86_400);
         tokio::select! {
-            biased;
+           biased;
             _ = stop.wait_for(|s| *s) => return,
             event = events.recv() => match event {
                 None => return,
@@ -390,6 +432,7 @@ async fn forward_admitted(
     let mut batch = Vec::new();
     loop {
         let count = tokio::select! {
+            biased;
             _ = stop.wait_for(|s| *s) => return,
             n = admitted.recv_many(&mut batch, MAX_FORWARD_TXS) => n,
         };

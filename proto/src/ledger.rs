@@ -234,6 +234,17 @@ impl QuorumCertificate {
     /// Checks 2f + 1 distinct, known, valid signatures against `validators`
     /// (the genesis validator set, in order).
     pub fn verify(&self, validators: &[PublicKey]) -> Result<(), CertificateError> {
+        self.verify_with_quorum(validators, quorum(validators.len()))
+    }
+
+    /// Checks `need` distinct, known, valid signatures. Only [`Self::verify`]
+    /// (need = 2f + 1) is safe; a lower bound exists so tests can show what
+    /// accepting less would break.
+    pub fn verify_with_quorum(
+        &self,
+        validators: &[PublicKey],
+        need: usize,
+    ) -> Result<(), CertificateError> {
         let mut seen = BTreeSet::new();
         for sig in &self.signatures {
             let index = sig.validator;
@@ -247,7 +258,6 @@ impl QuorumCertificate {
                 return Err(CertificateError::DuplicateSigner { index });
             }
         }
-        let need = quorum(validators.len());
         if seen.len() < need {
             return Err(CertificateError::NoQuorum {
                 signers: seen.len(),

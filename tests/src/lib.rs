@@ -2,11 +2,13 @@
 //! one process (gRPC on 127.0.0.1, in-memory ledgers), for end-to-end tests
 //! of the wallet and of clients.
 
+pub mod sim;
+
 use chatpay_node::consensus::core::CoreConfig;
 use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::mempool::MempoolConfig;
 use chatpay_node::network::TcpConnector;
-use chatpay_node::node::{NodeConfig, NodeError, run};
+use chatpay_node::node::{Clock, NodeConfig, NodeError, run};
 use chatpay_node::storage::{MemoryStore, Store};
 use chatpay_proto::{Address, PublicKey, SecretKey};
 use std::net::SocketAddr;
@@ -132,6 +134,7 @@ impl LocalNetwork {
                 ..CoreConfig::default()
             },
             mempool: self.mempool,
+            clock: Clock::system(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(

@@ -34,8 +34,9 @@ pub fn subscribe(
     let notifications = ledger.subscribe();
     tokio::spawn(async move {
         let result = tokio::select! {
-            r = follow(&ledger, &key, (from_height, 0), notifications, &tx) => r,
+            biased;
             _ = stopping.wait_for(|s| *s) => Err(Status::unavailable("node is shutting down; resubscribe elsewhere")),
+            r = follow(&ledger, &key, (from_height, 0), notifications, &tx) => r,
         };
         if let Err(status) = result {
             let _ = tx.send(Err(status)).await;

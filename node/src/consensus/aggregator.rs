@@ -55,8 +55,13 @@ pub struct Aggregator {
 impl Aggregator {
     /// An empty aggregator for `validators` validators.
     pub fn new(validators: usize) -> Self {
+        Self::with_quorum(quorum(validators))
+    }
+
+    /// An empty aggregator that certifies with `quorum` signatures.
+    pub fn with_quorum(quorum: usize) -> Self {
         Self {
-            quorum: quorum(validators),
+            quorum,
             votes: BTreeMap::new(),
             timeouts: BTreeMap::new(),
         }

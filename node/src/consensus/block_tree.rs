@@ -9,6 +9,7 @@
 //! Pure and bounded: at most [`MAX_PENDING_BLOCKS`] uncommitted blocks.
 
 use super::messages::Block;
+use super::mutations::Mutations;
 use chatpay_proto::{BlockHeader, Hash, QuorumCertificate};
 use std::collections::HashMap;
 
@@ -64,6 +65,7 @@ pub struct BlockTree {
     blocks: HashMap<Hash, Block>,
     certificates: HashMap<Hash, QuorumCertificate>,
     high_qc: QuorumCertificate,
+    mutations: Mutations,
 }
 
 impl BlockTree {
@@ -76,7 +78,15 @@ impl BlockTree {
             blocks: HashMap::new(),
             certificates: HashMap::new(),
             high_qc: root_qc,
+            mutations: Mutations::NONE,
         }
+    }
+
+    /// The same tree, breaking the rules named in `mutations` (simulation
+    /// tests only; inert unless built with the `mutations` feature).
+    pub fn with_mutations(mut self, mutations: Mutations) -> Self {
+        self.mutations = mutations;
+        self
     }
 
     /// The last committed header.
@@ -175,6 +185,9 @@ impl BlockTree {
         let Some(child) = self.blocks.get(&certified) else {
             return Vec::new();
         };
+        if self.mutations.one_chain_commit() {
+            return self.commit(certified);
+        }
         let parent_hash = child.header.parent_hash;
         let Some(parent) = self.blocks.get(&parent_hash) else {
             return Vec::new();

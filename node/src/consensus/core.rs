@@ -16,6 +16,7 @@ use super::aggregator::{Aggregator, Equivocation, VoteOutcome};
 use super::block_tree::BlockTree;
 use super::leader::leader;
 use super::messages::{Block, Proposal, Timeout, ValidatorIndex, Vote};
+use super::mutations::Mutations;
 use super::pacemaker::{NewRound, Pacemaker};
 use super::safety::SafetyRules;
 use super::sync::{MAX_FETCH_DEPTH, SyncedBlock, certificate_of};
@@ -44,6 +45,9 @@ pub struct CoreConfig {
     /// empty block, so a quiet chain advances (and shows it is alive)
     /// without spinning. Must be below `base_timeout_ms`.
     pub idle_interval_ms: u64,
+    /// Safety rules to break on purpose (simulation tests only; inert
+    /// unless built with the `mutations` feature).
+    pub mutations: Mutations,
 }
 
 impl Default for CoreConfig {
@@ -54,6 +58,7 @@ impl Default for CoreConfig {
             base_timeout_ms: 3_000,
             max_timeout_ms: 60_000,
             idle_interval_ms: 1_000,
+            mutations: Mutations::NONE,
         }
     }
 }
@@ -215,8 +220,9 @@ impl Core {
         config: CoreConfig,
         ledger: Arc<Ledger>,
         mempool: Arc<Mutex<Mempool>>,
-        safety: SafetyRules,
+        mut safety: SafetyRules,
     ) -> Result<Self, LedgerError> {
+        safety.set_mutations(config.mutations);
         assert!(
             config.idle_interval_ms < config.base_timeout_ms,
             "idle interval must be below the round timeout"
@@ -245,11 +251,11 @@ impl Core {
         }
         let mut core = Self {
             me,
-            aggregator: Aggregator::new(validators.len()),
+            aggregator: Aggregator::with_quorum(config.mutations.quorum(validators.len())),
             validators,
             config,
             pacemaker,
-            tree: BlockTree::new(root, root_qc),
+            tree: BlockTree::new(root, root_qc).with_mutations(config.mutations),
             ledger,
             mempool,
             safety,
@@ -535,7 +541,7 @@ impl Core {
         }
         let hash = p.block.hash();
         let first = *self.proposals_seen.entry(round).or_insert(hash);
-        if first != hash {
+        if first != hash && !self.config.mutations.vote_twice() {
             tracing::warn!(proposer = from, round, %first, second = %hash, "leader equivocated: two proposals in one round");
             self.out.push(Output::DoubleProposal {
                 proposer: from,
@@ -553,7 +559,7 @@ impl Core {
             return;
         }
         if let Some(tc) = &p.timeout_certificate {
-            if let Err(e) = tc.verify(&self.validators) {
+            if let Err(e) = self.safety.verify_tc(Some(tc)) {
                 tracing::warn!(from, round, error = %e, "proposal with a bad timeout certificate");
                 return;
             }
@@ -898,7 +904,7 @@ impl Core {
             .store()
             .prune_pending_blocks(root.height)
             .expect("pruning recorded blocks failed: storage is broken");
-        self.tree = BlockTree::new(root, root_qc.clone());
+        self.tree = BlockTree::new(root, root_qc.clone()).with_mutations(self.config.mutations);
         self.speculative.clear();
         self.certificates.clear();
         self.expected.clear();
@@ -982,7 +988,7 @@ impl Core {
         let mut t = t;
         if let Some(tc) = t.last_round_tc.take() {
             if tc.round + 1 == t.round && tc.round >= self.pacemaker.round() {
-                match tc.verify(&self.validators) {
+                match self.safety.verify_tc(Some(&tc)) {
                     Ok(()) => {
                         if let Some(new) = self.pacemaker.on_tc(tc) {
                             self.enter(new);

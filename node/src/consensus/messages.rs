@@ -145,6 +145,15 @@ impl TimeoutCertificate {
 
     /// Checks 2f + 1 distinct, valid signers.
     pub fn verify(&self, validators: &[PublicKey]) -> Result<(), MessageError> {
+        self.verify_with_quorum(validators, quorum(validators.len()))
+    }
+
+    /// Checks `need` distinct, valid signers.
+    pub fn verify_with_quorum(
+        &self,
+        validators: &[PublicKey],
+        need: usize,
+    ) -> Result<(), MessageError> {
         let mut seen = BTreeSet::new();
         for s in &self.signatures {
             if !seen.insert(s.sender) {
@@ -165,7 +174,6 @@ impl TimeoutCertificate {
                     source,
                 })?;
         }
-        let need = quorum(validators.len());
         if seen.len() < need {
             return Err(MessageError::Certificate(CertificateError::NoQuorum {
                 signers: seen.len(),

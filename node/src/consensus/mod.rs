@@ -15,6 +15,7 @@ pub mod block_tree;
 pub mod core;
 pub mod leader;
 pub mod messages;
+pub mod mutations;
 pub mod pacemaker;
 pub mod safety;
 pub mod sync;

@@ -216,8 +216,12 @@ impl Mempool {
 
     /// Every pending transaction (handed to the other validators when this
     /// one stops, so nothing it acknowledged depends on it alone).
+    /// In order of arrival.
     pub fn transactions(&self) -> Vec<SignedTransfer> {
-        self.by_id.values().map(|e| e.tx.clone()).collect()
+        self.by_arrival
+            .values()
+            .map(|id| self.by_id[id].tx.clone())
+            .collect()
     }
 
     /// A pending transaction by id.

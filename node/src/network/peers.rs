@@ -232,6 +232,7 @@ async fn stream_to_peer(
         let mut marked = false;
         let ended = loop {
             tokio::select! {
+                biased;
                 _ = stop.changed() => return,
                 result = &mut call => break result.err(),
                 // A stream still open after a second is taken as connected.
@@ -264,6 +265,7 @@ async fn stream_to_peer(
             None => tracing::debug!(peer, "stream to peer closed; reconnecting"),
         }
         tokio::select! {
+            biased;
             _ = stop.changed() => return,
             () = tokio::time::sleep(backoff) => {}
         }
@@ -282,6 +284,7 @@ async fn forward_to_peer(
 ) {
     loop {
         let batch = tokio::select! {
+            biased;
             _ = stop.changed() => return,
             batch = batches.recv() => match batch {
                 None => return,

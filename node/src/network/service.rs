@@ -78,6 +78,7 @@ impl pb::validator_server::Validator for ValidatorService {
         let mut stopping = self.stopping.clone();
         loop {
             let next = tokio::select! {
+                biased;
                 _ = stopping.wait_for(|s| *s) => {
                     return Err(Status::unavailable("validator is shutting down"));
                 }

@@ -21,6 +21,7 @@ mod storage;
 pub use storage::SafetyData;
 
 use super::messages::{Block, Timeout, TimeoutCertificate, ValidatorIndex, Vote};
+use super::mutations::Mutations;
 use crate::storage::{Store, StoreError};
 use chatpay_proto::{
     Hash, PublicKey, QuorumCertificate, SecretKey, Signature, proposal_signing_bytes,
@@ -107,6 +108,7 @@ pub struct SafetyRules {
     genesis_block: Hash,
     store: Arc<dyn Store>,
     data: SafetyData,
+    mutations: Mutations,
 }
 
 impl SafetyRules {
@@ -137,7 +139,14 @@ impl SafetyRules {
             genesis_block,
             store,
             data,
+            mutations: Mutations::NONE,
         })
+    }
+
+    /// Breaks the rules named in `mutations` (simulation tests only; inert
+    /// unless built with the `mutations` feature).
+    pub fn set_mutations(&mut self, mutations: Mutations) {
+        self.mutations = mutations;
     }
 
     /// The current record.
@@ -157,14 +166,17 @@ impl SafetyRules {
                 ))
             };
         }
-        qc.verify(&self.validators)
+        let need = self.mutations.quorum(self.validators.len());
+        qc.verify_with_quorum(&self.validators, need)
             .map_err(|e| SafetyError::BadCertificate(e.to_string()))
     }
 
-    fn verify_tc(&self, tc: Option<&TimeoutCertificate>) -> Result<(), SafetyError> {
+    /// Checks a timeout certificate, if there is one.
+    pub fn verify_tc(&self, tc: Option<&TimeoutCertificate>) -> Result<(), SafetyError> {
+        let need = self.mutations.quorum(self.validators.len());
         match tc {
             Some(tc) => tc
-                .verify(&self.validators)
+                .verify_with_quorum(&self.validators, need)
                 .map_err(|e| SafetyError::BadCertificate(e.to_string())),
             None => Ok(()),
         }
@@ -209,7 +221,9 @@ impl SafetyRules {
         }
         self.verify_certificate(&block.justify)?;
         self.verify_tc(tc)?;
-        rules::check_round_is_new(header.round, self.data.last_voted_round)?;
+        if !self.mutations.vote_twice() {
+            rules::check_round_is_new(header.round, self.data.last_voted_round)?;
+        }
         let tc_rounds = tc.map(|t| (t.round, t.high_qc_round()));
         rules::check_safe_to_vote(header.round, block.justify.round, tc_rounds)?;
         let digest = Vote::digest(&hash, header.round, header.height);

@@ -1,0 +1,767 @@
+//! Seeded simulation of whole clusters.
+//!
+//! The real validator ([`chatpay_node::node::run`]: consensus, mempool,
+//! execution, the client and validator gRPC services) runs on turmoil's
+//! simulated network and clock, several validators and a host of simulated
+//! users in one thread. Everything that varies comes from the seed: the
+//! fault schedule, the network's latencies and losses, the users' payments.
+//! After every simulated millisecond the [`check::Checker`] reads every
+//! honest validator's store and checks the invariants; a run stops at the
+//! first violation. A seed fixes the schedule, the network's randomness and
+//! the users' payments; the exact interleaving of one host's tasks within a
+//! simulated millisecond is not fixed yet, so two runs of a seed can drift
+//! apart (docs/testing.md).
+//!
+//! ```text
+//!   seed ─┬─▶ schedule (faults, twins) ─▶ applied at their times
+//!         └─▶ turmoil (latency, loss)    ─▶ v0 … v(n-1) [+ twin copies], users
+//!                                                │ every 1 ms
+//!                                                ▼
+//!                                     checker: stores' blocks, safety records
+//! ```
+
+pub mod check;
+pub mod net;
+pub mod schedule;
+
+use crate::validator_key;
+use chatpay_node::consensus::core::CoreConfig;
+use chatpay_node::consensus::leader::leader;
+use chatpay_node::consensus::mutations::Mutations;
+use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
+use chatpay_node::mempool::MempoolConfig;
+use chatpay_node::node::{Clock, NodeConfig, run as run_validator};
+use chatpay_node::storage::{MemoryStore, Store, columns};
+use chatpay_proto::pb::client_client::ClientClient;
+use chatpay_proto::pb::get_transaction_response::Status as TxStatus;
+use chatpay_proto::{Address, Output, SecretKey, Transfer, TxId, pb};
+use check::{Checker, SeenCommitted};
+use net::{PORT, SimConnector};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use schedule::{Fault, Schedule, Scheduled};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+use tonic::transport::Channel;
+
+/// Chain id of simulated networks.
+pub const CHAIN_ID: &str = "chatpay-sim";
+/// Fee per transfer.
+pub const FEE: u64 = 10;
+/// Each simulated user's opening balance.
+pub const USER_BALANCE: u64 = 1_000_000_000;
+/// Simulated users paying each other.
+pub const USERS: usize = 6;
+/// Simulated wall-clock time at the start of a run (ms since the Unix epoch).
+pub const EPOCH_MS: u64 = 1_780_000_000_000;
+/// Largest message latency on a healthy link.
+const BASE_LATENCY_MS: u64 = 5;
+/// When the final heal comes (ms of simulated time).
+pub const HEAL_MS: u64 = 12_000;
+/// Users stop starting payments this long after the heal.
+const SUBMIT_AFTER_HEAL_MS: u64 = 4_000;
+/// After the heal, the honest validators must agree on one height and every
+/// payment must be committed within this bound.
+pub const SETTLE_MS: u64 = 20_000;
+
+/// A safety rule broken on purpose, to show the checker catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutation {
+    /// Validators vote for a second block in a round.
+    VoteTwice,
+    /// The disk ignores the fsync of safety data (a vote leaves before its
+    /// record is durable).
+    SkipSafetyFsync,
+    /// Blocks commit on a 1-chain (as soon as they are certified).
+    OneChainCommit,
+    /// Certificates of 2f signatures are formed and accepted.
+    WeakQuorum,
+}
+
+impl Mutation {
+    /// Every mutation.
+    pub const ALL: [Mutation; 4] = [
+        Mutation::VoteTwice,
+        Mutation::SkipSafetyFsync,
+        Mutation::OneChainCommit,
+        Mutation::WeakQuorum,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::VoteTwice => "vote-twice",
+            Mutation::SkipSafetyFsync => "skip-safety-fsync",
+            Mutation::OneChainCommit => "one-chain-commit",
+            Mutation::WeakQuorum => "weak-quorum",
+        }
+    }
+
+    fn switches(self) -> Mutations {
+        let mut m = Mutations::NONE;
+        match self {
+            Mutation::VoteTwice => m.vote_twice = true,
+            Mutation::OneChainCommit => m.one_chain_commit = true,
+            Mutation::WeakQuorum => m.weak_quorum = true,
+            Mutation::SkipSafetyFsync => {}
+        }
+        m
+    }
+}
+
+impl FromStr for Mutation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Mutation::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Mutation::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown mutation {s:?}; one of {}", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for Mutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Everything random derives from it.
+    pub seed: u64,
+    /// Validators (n = 3f + 1).
+    pub validators: usize,
+    /// A safety rule to break, if any.
+    pub mutation: Option<Mutation>,
+    /// Print the trace as it happens.
+    pub verbose: bool,
+}
+
+impl SimConfig {
+    /// The batch's choice for `seed`: 7 validators for every fourth seed,
+    /// 4 otherwise.
+    pub fn for_seed(seed: u64) -> Self {
+        Self {
+            seed,
+            validators: if seed % 4 == 3 { 7 } else { 4 },
+            mutation: None,
+            verbose: false,
+        }
+    }
+}
+
+/// What one run did and found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Validators.
+    pub validators: usize,
+    /// The schedule, as drawn.
+    pub schedule: Schedule,
+    /// Faults applied (the final heal excluded).
+    pub faults: usize,
+    /// Highest consensus round any honest validator reached.
+    pub rounds: u64,
+    /// Highest committed height.
+    pub height: u64,
+    /// Payments users saw committed.
+    pub committed: usize,
+    /// Simulated time run, ms.
+    pub simulated_ms: u64,
+    /// Faults as applied and commits as observed, with their times.
+    pub trace: Vec<String>,
+    /// Invariants broken (a run stops at the first step that breaks one).
+    pub violations: Vec<String>,
+}
+
+impl Outcome {
+    /// One line for a batch's log.
+    pub fn summary(&self) -> String {
+        let twins = self.schedule.twins.len();
+        let verdict = match self.violations.first() {
+            None => "ok".to_string(),
+            Some(v) => format!("VIOLATION {v}"),
+        };
+        format!(
+            "seed {}: {} validators, {} twins, {} faults, {} rounds, height {}, {} payments, {:.1} s simulated: {verdict}",
+            self.seed,
+            self.validators,
+            twins,
+            self.faults,
+            self.rounds,
+            self.height,
+            self.committed,
+            self.simulated_ms as f64 / 1000.0
+        )
+    }
+}
+
+/// The users' record of what they submitted and saw committed.
+#[derive(Default)]
+struct UserLog {
+    /// Payment → when it was first submitted (ms).
+    submitted: BTreeMap<TxId, u64>,
+    /// Payment → what a validator reported.
+    committed: BTreeMap<TxId, SeenCommitted>,
+    /// Users still running.
+    running: usize,
+}
+
+fn user_key(i: usize) -> SecretKey {
+    let mut b = [0u8; 32];
+    b[0] = 0x22;
+    b[31] = u8::try_from(i + 1).expect("few users");
+    SecretKey::from_slice(&b).expect("a valid scalar")
+}
+
+fn host(v: usize) -> String {
+    format!("v{v}")
+}
+
+fn twin_host(v: usize) -> String {
+    format!("v{v}b")
+}
+
+fn genesis(n: usize) -> Arc<Genesis> {
+    let file = GenesisFile {
+        chain_id: CHAIN_ID.into(),
+        hrp: "cp".into(),
+        decimals: 6,
+        symbol: "CPY".into(),
+        fee_per_transfer: FEE,
+        genesis_time_ms: EPOCH_MS,
+        validators: (0..n)
+            .map(|i| ValidatorFile {
+                public_key: hex::encode(validator_key(i).public_key().as_bytes()),
+                network_address: format!("{}:{PORT}", host(i)),
+            })
+            .collect(),
+        accounts: (0..USERS)
+            .map(|u| AccountFile {
+                address: Address::new("cp", user_key(u).public_key().clone())
+                    .expect("valid prefix")
+                    .to_string(),
+                balance: USER_BALANCE,
+            })
+            .collect(),
+    };
+    Arc::new(Genesis::from_file(file).expect("a valid genesis"))
+}
+
+fn now_ms() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One user: pays the others one payment at a time, resubmitting to the
+/// next validator until it sees the payment committed.
+async fn user(
+    u: usize,
+    n: usize,
+    seed: u64,
+    log: Arc<Mutex<UserLog>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let key = user_key(u);
+    let mut rng = SmallRng::seed_from_u64(seed ^ (0x5eed_0000 + u as u64));
+    let mut clients = Vec::new();
+    for v in 0..n {
+        let channel: Channel = SimConnector::dial(&format!("{}:{PORT}", host(v)))?;
+        clients.push(ClientClient::new(channel));
+    }
+    let stop_submitting = HEAL_MS + SUBMIT_AFTER_HEAL_MS;
+    let give_up = HEAL_MS + SETTLE_MS;
+    let mut target = u % n;
+    let mut nonce = 1;
+    while now_ms() < stop_submitting {
+        let to = (u + rng.random_range(1..USERS)) % USERS;
+        let transfer = Transfer::new(
+            CHAIN_ID,
+            key.public_key().clone(),
+            nonce,
+            FEE,
+            vec![Output {
+                recipient: user_key(to).public_key().clone(),
+                amount: rng.random_range(1..1_000),
+            }],
+            vec![],
+        )?
+        .sign(&key);
+        let id = transfer.tx_id();
+        let wire = pb::SignedTransaction::from(&transfer);
+        log.lock().expect("user log").submitted.insert(id, now_ms());
+        'follow: while now_ms() < give_up {
+            let submit = pb::SubmitTransactionRequest {
+                transaction: Some(wire.clone()),
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_millis(500),
+                clients[target].submit_transaction(submit),
+            )
+            .await;
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let ask = pb::GetTransactionRequest {
+                    tx_id: id.0.to_vec(),
+                    include_proof: false,
+                };
+                let answer = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    clients[target].get_transaction(ask),
+                )
+                .await;
+                if let Ok(Ok(r)) = answer {
+                    if let Some(TxStatus::Committed(c)) = r.into_inner().status {
+                        log.lock().expect("user log").committed.insert(
+                            id,
+                            SeenCommitted {
+                                height: c.height,
+                                validator: target,
+                            },
+                        );
+                        break 'follow;
+                    }
+                }
+            }
+            target = (target + 1) % n;
+        }
+        nonce += 1;
+    }
+    Ok(())
+}
+
+/// The network as the schedule wants it: directed links that drop.
+#[derive(Default)]
+struct Cuts {
+    /// Host index pairs (from, to) currently cut.
+    applied: BTreeSet<(usize, usize)>,
+}
+
+/// A running simulation and what it has done so far.
+struct World<'a> {
+    sim: turmoil::Sim<'a>,
+    n: usize,
+    /// Host names: validators 0..n, then twin copies.
+    hosts: Vec<String>,
+    /// The hosts each validator index runs on (two for a twin).
+    copies: Vec<Vec<usize>>,
+    stores: Vec<Arc<MemoryStore>>,
+    /// Cuts that make the twins (never healed).
+    twin_cuts: BTreeSet<(usize, usize)>,
+    cuts: Cuts,
+    /// Per host: how many active faults keep it down.
+    down: Vec<u32>,
+    active: Vec<(Scheduled, Fault)>,
+    trace: Vec<String>,
+    verbose: bool,
+}
+
+impl<'a> World<'a> {
+    fn log(&mut self, now: u64, line: String) {
+        if self.verbose {
+            println!("{now:>6} ms  {line}");
+        }
+        self.trace.push(format!("{now} {line}"));
+    }
+
+    fn hosts_of(&self, validators: &[usize]) -> Vec<usize> {
+        validators
+            .iter()
+            .flat_map(|v| self.copies[*v].iter().copied())
+            .collect()
+    }
+
+    fn others(&self, v: usize) -> Vec<usize> {
+        (0..self.n).filter(|o| *o != v).collect()
+    }
+
+    /// Directed host pairs a fault cuts.
+    fn cuts_of(&self, fault: &Fault) -> Vec<(usize, usize)> {
+        let both = |a: Vec<usize>, b: Vec<usize>| {
+            let mut out = Vec::new();
+            for x in &a {
+                for y in &b {
+                    out.push((*x, *y));
+                    out.push((*y, *x));
+                }
+            }
+            out
+        };
+        match fault {
+            Fault::Split(a, b) => both(self.hosts_of(a), self.hosts_of(b)),
+            Fault::Mute(v) => {
+                let mut out = Vec::new();
+                for x in self.hosts_of(&[*v]) {
+                    for y in self.hosts_of(&self.others(*v)) {
+                        out.push((x, y));
+                    }
+                }
+                out
+            }
+            Fault::OneWay(a, b) => {
+                let mut out = Vec::new();
+                for x in self.hosts_of(&[*a]) {
+                    for y in self.hosts_of(&[*b]) {
+                        out.push((x, y));
+                    }
+                }
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Makes the simulated links match the twins' and the active faults' cuts.
+    fn apply_cuts(&mut self) {
+        let mut want = self.twin_cuts.clone();
+        for (_, f) in &self.active {
+            want.extend(self.cuts_of(f));
+        }
+        let hosts = self.hosts.len();
+        for a in 0..hosts {
+            for b in a + 1..hosts {
+                let changed = [(a, b), (b, a)]
+                    .iter()
+                    .any(|p| want.contains(p) != self.cuts.applied.contains(p));
+                if !changed {
+                    continue;
+                }
+                let (ha, hb) = (self.hosts[a].clone(), self.hosts[b].clone());
+                self.sim.repair(ha.as_str(), hb.as_str());
+                if want.contains(&(a, b)) {
+                    self.sim.partition_oneway(ha.as_str(), hb.as_str());
+                }
+                if want.contains(&(b, a)) {
+                    self.sim.partition_oneway(hb.as_str(), ha.as_str());
+                }
+            }
+        }
+        self.cuts.applied = want;
+    }
+
+    /// Calls `f` on every link between validator `v` and the others.
+    fn each_link(&mut self, v: usize, mut f: impl FnMut(&mut turmoil::Sim<'a>, &str, &str)) {
+        let mine = self.hosts_of(&[v]);
+        let theirs = self.hosts_of(&self.others(v));
+        for a in &mine {
+            for b in &theirs {
+                f(&mut self.sim, &self.hosts[*a], &self.hosts[*b]);
+            }
+        }
+    }
+
+    fn start(&mut self, now: u64, scheduled: Scheduled, leader_now: usize) {
+        let fault = match scheduled.fault {
+            Fault::IsolateLeader => Fault::Split(vec![leader_now], self.others(leader_now)),
+            ref f => f.clone(),
+        };
+        self.log(
+            now,
+            format!("fault: {fault} until {} ms", scheduled.until_ms),
+        );
+        match &fault {
+            Fault::Split(..) | Fault::OneWay(..) | Fault::Mute(_) | Fault::IsolateLeader => {}
+            Fault::Slow(v, ms) => {
+                self.each_link(*v, |sim, a, b| {
+                    sim.set_link_max_message_latency(a, b, Duration::from_millis(*ms))
+                });
+            }
+            Fault::Hold(v) => {
+                self.each_link(*v, |sim, a, b| sim.hold(a, b));
+            }
+            Fault::Lossy(v, per_mille) => {
+                self.each_link(*v, |sim, a, b| {
+                    sim.set_link_fail_rate(a, b, f64::from(*per_mille) / 1000.0)
+                });
+            }
+            Fault::Crash(v) | Fault::PowerCut(v) => {
+                let h = *v;
+                self.down[h] += 1;
+                if self.down[h] == 1 {
+                    self.sim.crash(self.hosts[h].as_str());
+                }
+                if matches!(fault, Fault::PowerCut(_)) {
+                    let lost = self.stores[h].unsynced_writes();
+                    self.stores[h].lose_unsynced();
+                    self.log(now, format!("v{h} lost {lost} unsynced writes"));
+                }
+            }
+        }
+        self.active.push((scheduled, fault));
+        self.apply_cuts();
+    }
+
+    fn end(&mut self, now: u64, index: usize) -> Option<usize> {
+        let (_, fault) = self.active.remove(index);
+        self.log(now, format!("end: {fault}"));
+        let mut restarted = None;
+        match &fault {
+            Fault::Slow(v, _) => {
+                self.each_link(*v, |sim, a, b| {
+                    sim.set_link_max_message_latency(a, b, Duration::from_millis(BASE_LATENCY_MS))
+                });
+            }
+            Fault::Hold(v) => {
+                self.each_link(*v, |sim, a, b| sim.release(a, b));
+            }
+            Fault::Lossy(v, _) => {
+                self.each_link(*v, |sim, a, b| sim.set_link_fail_rate(a, b, 0.0));
+            }
+            Fault::Crash(v) | Fault::PowerCut(v) => {
+                let h = *v;
+                self.down[h] -= 1;
+                if self.down[h] == 0 {
+                    self.sim.bounce(self.hosts[h].as_str());
+                    self.log(now, format!("v{h} restarts"));
+                    restarted = Some(h);
+                }
+            }
+            Fault::Split(..) | Fault::OneWay(..) | Fault::Mute(_) | Fault::IsolateLeader => {}
+        }
+        self.apply_cuts();
+        restarted
+    }
+}
+
+/// Runs one simulation.
+pub fn run(config: &SimConfig) -> Outcome {
+    let n = config.validators;
+    let mut rng = SmallRng::seed_from_u64(config.seed);
+    let schedule = Schedule::draw(&mut rng, n, HEAL_MS);
+    let genesis = genesis(n);
+    let supply = u128::from(USER_BALANCE) * USERS as u128;
+    let mutations = config.mutation.map_or(Mutations::NONE, Mutation::switches);
+
+    let mut hosts: Vec<String> = (0..n).map(host).collect();
+    let mut copies: Vec<Vec<usize>> = (0..n).map(|v| vec![v]).collect();
+    for t in &schedule.twins {
+        copies[t.validator].push(hosts.len());
+        hosts.push(twin_host(t.validator));
+    }
+    let stores: Vec<Arc<MemoryStore>> = hosts
+        .iter()
+        .map(|_| Arc::new(MemoryStore::new_empty()))
+        .collect();
+    if config.mutation == Some(Mutation::SkipSafetyFsync) {
+        for s in &stores {
+            s.skip_fsync_of(columns::SAFETY);
+        }
+    }
+    let twins: BTreeSet<usize> = schedule.twins.iter().map(|t| t.validator).collect();
+    let honest: Vec<usize> = (0..n).filter(|v| !twins.contains(v)).collect();
+
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(config.seed)
+        .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
+        .simulation_duration(Duration::from_millis(HEAL_MS + SETTLE_MS + 10_000))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(BASE_LATENCY_MS))
+        .tcp_capacity(1 << 16)
+        .build();
+
+    for (h, name) in hosts.iter().enumerate() {
+        let validator = if h < n {
+            h
+        } else {
+            schedule.twins[h - n].validator
+        };
+        // Honest validators in a twin's second half reach its second copy.
+        let mut connector = SimConnector::default();
+        for (k, t) in schedule.twins.iter().enumerate() {
+            if h < n && t.second_half.contains(&h) {
+                connector.redirect.insert(
+                    format!("{}:{PORT}", host(t.validator)),
+                    format!("{}:{PORT}", hosts[n + k]),
+                );
+            }
+        }
+        let connector = Arc::new(connector);
+        let node = NodeConfig {
+            key: validator_key(validator),
+            core: CoreConfig {
+                base_timeout_ms: 1_000,
+                max_timeout_ms: 4_000,
+                idle_interval_ms: 250,
+                mutations,
+                ..CoreConfig::default()
+            },
+            mempool: MempoolConfig::default(),
+            clock: Clock::from_fn(|| {
+                turmoil::since_epoch()
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }),
+        };
+        let (genesis, store) = (genesis.clone(), stores[h].clone());
+        sim.host(name.as_str(), move || {
+            let (genesis, node, connector) = (genesis.clone(), node.clone(), connector.clone());
+            let store: Arc<dyn Store> = store.clone();
+            async move {
+                let incoming = net::incoming().await?;
+                run_validator(
+                    genesis,
+                    store,
+                    node,
+                    incoming,
+                    None,
+                    connector,
+                    std::future::pending(),
+                )
+                .await?;
+                Ok(())
+            }
+        });
+    }
+
+    let log = Arc::new(Mutex::new(UserLog {
+        running: USERS,
+        ..UserLog::default()
+    }));
+    for u in 0..USERS {
+        let log = log.clone();
+        let seed = config.seed;
+        sim.client(format!("user{u}").as_str(), async move {
+            let result = user(u, n, seed, log.clone()).await;
+            log.lock().expect("user log").running -= 1;
+            result
+        });
+    }
+
+    // No cuts between the twins and the others: both copies reach every
+    // validator (each honest one sees both proposals of a twin leader),
+    // and each honest validator's own messages reach one copy.
+    let twin_cuts = BTreeSet::new();
+
+    let mut world = World {
+        sim,
+        n,
+        down: vec![0; hosts.len()],
+        hosts,
+        copies,
+        stores,
+        twin_cuts,
+        cuts: Cuts::default(),
+        active: Vec::new(),
+        trace: Vec::new(),
+        verbose: config.verbose,
+    };
+    world.apply_cuts();
+    let mut checker = Checker::new(world.stores.len(), honest.clone(), supply);
+    let mut pending: Vec<Scheduled> = schedule.faults.clone();
+    pending.reverse();
+    let mut faults = 0;
+    let mut healed = false;
+    let mut height_at_heal = 0;
+    let mut now = 0;
+    loop {
+        // Faults due now: ends first, then starts.
+        let mut i = 0;
+        while i < world.active.len() {
+            if world.active[i].0.until_ms <= now || (now >= HEAL_MS && !healed) {
+                if world.end(now, i).is_some() {
+                    // What users saw committed survives the restart.
+                    let seen = log.lock().expect("user log").committed.clone();
+                    checker.check_seen(now, &world.stores, &seen);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        while pending.last().is_some_and(|s| s.at_ms <= now) {
+            let s = pending.pop().expect("checked");
+            let round = checker.max_round + 1;
+            let leading = leader(round, n) as usize;
+            world.start(now, s, leading);
+            faults += 1;
+        }
+        if now >= HEAL_MS && !healed {
+            healed = true;
+            height_at_heal = honest.iter().map(|v| checker.height(*v)).max().unwrap_or(0);
+            world.log(now, format!("final heal at height {height_at_heal}"));
+        }
+
+        if let Err(e) = world.sim.step() {
+            checker
+                .violations
+                .push(format!("t={now} ms: a validator stopped: {e}"));
+        }
+        now = u64::try_from(world.sim.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let seen = world.trace.len();
+        checker.check(now, &world.stores, &mut world.trace);
+        if world.verbose {
+            for line in &world.trace[seen..] {
+                println!("{line}");
+            }
+        }
+        if !checker.violations.is_empty() {
+            break;
+        }
+        if healed {
+            let done = {
+                let l = log.lock().expect("user log");
+                l.running == 0 && settled(&checker, &l, height_at_heal)
+            };
+            if done {
+                world.log(now, "settled".into());
+                break;
+            }
+            if now > HEAL_MS + SETTLE_MS {
+                let l = log.lock().expect("user log");
+                let unconfirmed = l
+                    .submitted
+                    .iter()
+                    .filter(|(id, at)| **at >= HEAL_MS && !l.committed.contains_key(id))
+                    .count();
+                let heights: Vec<u64> = honest.iter().map(|v| checker.height(*v)).collect();
+                checker.violations.push(format!(
+                    "t={now} ms: not settled {SETTLE_MS} ms after the final heal: heights {heights:?} (at heal {height_at_heal}), {unconfirmed} payments submitted after the heal not committed"
+                ));
+                break;
+            }
+        }
+    }
+    let seen = log.lock().expect("user log").committed.clone();
+    if checker.violations.is_empty() {
+        checker.check_seen(now, &world.stores, &seen);
+    }
+    let height = honest.iter().map(|v| checker.height(*v)).max().unwrap_or(0);
+    let mut trace = world.trace;
+    trace.insert(
+        0,
+        format!("seed {} validators {n}\n{schedule}", config.seed),
+    );
+    Outcome {
+        seed: config.seed,
+        validators: n,
+        schedule,
+        faults,
+        rounds: checker.max_round,
+        height,
+        committed: seen.len(),
+        simulated_ms: now,
+        trace,
+        violations: checker.violations,
+    }
+}
+
+/// After the heal: every honest validator committed past the height at the
+/// heal, all at one height with one block, and every payment submitted after
+/// the heal is committed.
+fn settled(checker: &Checker, log: &UserLog, height_at_heal: u64) -> bool {
+    let honest = checker.honest();
+    let first = checker.height(honest[0]);
+    let same = honest.iter().all(|v| checker.height(*v) == first);
+    let all_committed = log
+        .submitted
+        .iter()
+        .filter(|(_, at)| **at >= HEAL_MS)
+        .all(|(id, _)| log.committed.contains_key(id));
+    same && first > height_at_heal && checker.block_at(first).is_some() && all_committed
+}

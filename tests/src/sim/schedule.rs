@@ -1,0 +1,179 @@
+//! Fault schedules drawn from a seed.
+
+use rand::Rng;
+use rand::rngs::SmallRng;
+use std::fmt;
+
+/// When the first fault may strike (ms of simulated time).
+pub const WARMUP_MS: u64 = 1_000;
+
+/// One fault, or its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// No traffic between the two groups, either way.
+    Split(Vec<usize>, Vec<usize>),
+    /// Cut the validator leading the current round off from all others.
+    IsolateLeader,
+    /// Traffic from `.0` to `.1` is dropped; the other way flows.
+    OneWay(usize, usize),
+    /// Everything `.0` sends is dropped; it still hears the others.
+    Mute(usize),
+    /// Messages between `.0` and every other validator take up to `.1` ms.
+    Slow(usize, u64),
+    /// Messages between `.0` and every other validator are held, then
+    /// delivered at once (late and bunched) when the fault ends.
+    Hold(usize),
+    /// The links of `.0` drop whatever is in flight with probability `.1`
+    /// per mille each millisecond.
+    Lossy(usize, u32),
+    /// The validator stops; it restarts from its store when the fault ends.
+    Crash(usize),
+    /// A power cut: the validator stops and loses its unsynced writes.
+    PowerCut(usize),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Split(a, b) => write!(f, "split {a:?} | {b:?}"),
+            Fault::IsolateLeader => write!(f, "isolate the leader"),
+            Fault::OneWay(a, b) => write!(f, "one-way cut v{a} -> v{b}"),
+            Fault::Mute(v) => write!(f, "mute v{v} (what it sends is dropped)"),
+            Fault::Slow(v, ms) => write!(f, "slow links of v{v} (up to {ms} ms)"),
+            Fault::Hold(v) => write!(f, "hold the traffic of v{v}"),
+            Fault::Lossy(v, p) => write!(f, "lossy links of v{v} ({p}‰/ms)"),
+            Fault::Crash(v) => write!(f, "crash v{v}"),
+            Fault::PowerCut(v) => write!(f, "power cut of v{v} (unsynced writes lost)"),
+        }
+    }
+}
+
+/// A fault and when it starts and ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    /// Start, ms of simulated time.
+    pub at_ms: u64,
+    /// End (the fault is undone), ms of simulated time.
+    pub until_ms: u64,
+    /// The fault.
+    pub fault: Fault,
+}
+
+/// Everything that goes wrong in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Faults by start time.
+    pub faults: Vec<Scheduled>,
+    /// The validator run twice with one key (equivocating), if any, with
+    /// the honest validators each copy talks to.
+    pub twins: Vec<Twin>,
+    /// When every fault is undone (the final heal).
+    pub heal_ms: u64,
+}
+
+/// A validator run twice with the same key; each copy sees half the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Twin {
+    /// The validator index both copies sign as.
+    pub validator: usize,
+    /// Honest validators whose messages go to the second copy (the rest
+    /// reach the first). Both copies send to every validator.
+    pub second_half: Vec<usize>,
+}
+
+impl Schedule {
+    /// Draws a schedule for `n` validators whose faults start between
+    /// [`WARMUP_MS`] and `heal_ms`.
+    pub fn draw(rng: &mut SmallRng, n: usize, heal_ms: u64) -> Self {
+        let f = (n - 1) / 3;
+        let mut twins = Vec::new();
+        // A third of the runs have f Twins validators.
+        if rng.random_ratio(1, 3) {
+            let mut chosen: Vec<usize> = Vec::new();
+            while chosen.len() < f {
+                let v = rng.random_range(0..n);
+                if !chosen.contains(&v) {
+                    chosen.push(v);
+                }
+            }
+            chosen.sort_unstable();
+            for validator in chosen {
+                let honest: Vec<usize> = (0..n).filter(|v| *v != validator).collect();
+                let second_half = honest
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.random_bool(0.5))
+                    .collect();
+                twins.push(Twin {
+                    validator,
+                    second_half,
+                });
+            }
+        }
+        let mut faults = Vec::new();
+        let mut at = WARMUP_MS + rng.random_range(0..500);
+        while at < heal_ms {
+            let length = rng.random_range(200..3_000);
+            let until = (at + length).min(heal_ms);
+            let fault = Self::draw_fault(rng, n);
+            faults.push(Scheduled {
+                at_ms: at,
+                until_ms: until,
+                fault,
+            });
+            at += rng.random_range(150..1_500);
+        }
+        Self {
+            faults,
+            twins,
+            heal_ms,
+        }
+    }
+
+    fn draw_fault(rng: &mut SmallRng, n: usize) -> Fault {
+        let v = rng.random_range(0..n);
+        let other = (v + rng.random_range(1..n)) % n;
+        match rng.random_range(0..10) {
+            0 => {
+                // A minority/majority split, or an even one.
+                let size = rng.random_range(1..=n / 2);
+                let mut all: Vec<usize> = (0..n).collect();
+                let mut a = Vec::new();
+                while a.len() < size {
+                    let i = rng.random_range(0..all.len());
+                    a.push(all.remove(i));
+                }
+                a.sort_unstable();
+                Fault::Split(a, all)
+            }
+            1 => Fault::IsolateLeader,
+            2 => Fault::OneWay(v, other),
+            3 => Fault::Slow(v, rng.random_range(20..400)),
+            4 => Fault::Hold(v),
+            5 => Fault::Lossy(v, rng.random_range(5..100)),
+            6 | 7 => Fault::Crash(v),
+            8 => Fault::PowerCut(v),
+            _ => Fault::Mute(v),
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for t in &self.twins {
+            writeln!(
+                f,
+                "  twins: v{} runs twice; {:?} send to the second copy",
+                t.validator, t.second_half
+            )?;
+        }
+        for s in &self.faults {
+            writeln!(
+                f,
+                "  {:>6} ms .. {:>6} ms  {}",
+                s.at_ms, s.until_ms, s.fault
+            )?;
+        }
+        write!(f, "  {:>6} ms  final heal", self.heal_ms)
+    }
+}
