@@ -61,8 +61,8 @@ pub struct NodeConfig {
 
 /// Where a validator reads wall-clock time, in milliseconds since the Unix
 /// epoch: block timestamps, round timers' notion of now, commit latency.
-/// Real validators use [`Clock::system`]; a simulation passes its own so a
-/// run depends only on its seed.
+/// Real validators use [`Clock::system`]; a simulation passes its simulated
+/// clock so a run does not depend on the machine's.
 #[derive(Clone)]
 pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
 

@@ -5,8 +5,10 @@
 //!
 //! The switches exist in every build, but they only act when the crate is
 //! built with the `mutations` feature: without it every accessor below is
-//! `false` at compile time and the code it guards is removed. Release
-//! binaries are built without it.
+//! `false` at compile time and the code it guards is removed. Only the test
+//! crate enables the feature (a workspace build that includes it, like
+//! `make bench`'s, compiles it in); even then nothing but the simulator sets
+//! a switch: no configuration, flag or environment variable reaches them.
 
 /// Which safety rules to break. All off by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,10 +51,5 @@ impl Mutations {
         } else {
             q
         }
-    }
-
-    /// Whether any switch is on (and honoured).
-    pub fn any(&self) -> bool {
-        ENABLED && *self != Self::NONE
     }
 }
