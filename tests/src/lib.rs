@@ -53,6 +53,43 @@ pub fn validator_key(i: usize) -> SecretKey {
     SecretKey::from_slice(&b).expect("a valid scalar")
 }
 
+/// A genesis whose validator `i` has [`validator_key`]`(i)` and address
+/// `addresses[i]`, funding `accounts`.
+pub fn test_genesis(
+    chain_id: &str,
+    fee_per_transfer: u64,
+    genesis_time_ms: u64,
+    addresses: &[String],
+    accounts: &[(&PublicKey, u64)],
+) -> Arc<Genesis> {
+    let file = GenesisFile {
+        chain_id: chain_id.into(),
+        hrp: "cp".into(),
+        decimals: 6,
+        symbol: "CPY".into(),
+        fee_per_transfer,
+        genesis_time_ms,
+        validators: addresses
+            .iter()
+            .enumerate()
+            .map(|(i, address)| ValidatorFile {
+                public_key: hex::encode(validator_key(i).public_key().as_bytes()),
+                network_address: address.clone(),
+            })
+            .collect(),
+        accounts: accounts
+            .iter()
+            .map(|(key, balance)| AccountFile {
+                address: Address::new("cp", (*key).clone())
+                    .expect("valid prefix")
+                    .to_string(),
+                balance: *balance,
+            })
+            .collect(),
+    };
+    Arc::new(Genesis::from_file(file).expect("a valid genesis"))
+}
+
 impl LocalNetwork {
     /// Starts `n` validators with fast timeouts (1 s rounds, 100 ms idle).
     pub async fn start(n: usize) -> Self {
@@ -86,27 +123,14 @@ impl LocalNetwork {
             .map(|l| l.local_addr().expect("bound"))
             .collect();
         let faucet = SecretKey::generate();
-        let file = GenesisFile {
-            chain_id: CHAIN_ID.into(),
-            hrp: "cp".into(),
-            decimals: 6,
-            symbol: "CPY".into(),
-            fee_per_transfer: FEE,
-            genesis_time_ms: 0,
-            validators: (0..n)
-                .map(|i| ValidatorFile {
-                    public_key: hex::encode(validator_key(i).public_key().as_bytes()),
-                    network_address: addrs[i].to_string(),
-                })
-                .collect(),
-            accounts: vec![AccountFile {
-                address: Address::new("cp", faucet.public_key().clone())
-                    .expect("valid prefix")
-                    .to_string(),
-                balance: FAUCET_BALANCE,
-            }],
-        };
-        let genesis = Arc::new(Genesis::from_file(file).expect("a valid genesis"));
+        let addresses: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        let genesis = test_genesis(
+            CHAIN_ID,
+            FEE,
+            0,
+            &addresses,
+            &[(faucet.public_key(), FAUCET_BALANCE)],
+        );
         let mut net = Self {
             genesis,
             faucet,

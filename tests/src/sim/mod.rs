@@ -24,17 +24,17 @@ pub mod check;
 pub mod net;
 pub mod schedule;
 
-use crate::validator_key;
+use crate::{test_genesis, validator_key};
 use chatpay_node::consensus::core::CoreConfig;
 use chatpay_node::consensus::leader::leader;
 use chatpay_node::consensus::mutations::Mutations;
-use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
+use chatpay_node::genesis::Genesis;
 use chatpay_node::mempool::MempoolConfig;
 use chatpay_node::node::{Clock, NodeConfig, run as run_validator};
 use chatpay_node::storage::{MemoryStore, Store, columns};
 use chatpay_proto::pb::client_client::ClientClient;
 use chatpay_proto::pb::get_transaction_response::Status as TxStatus;
-use chatpay_proto::{Address, Output, SecretKey, Transfer, TxId, pb};
+use chatpay_proto::{Output, PublicKey, SecretKey, Transfer, TxId, pb};
 use check::{Checker, SeenCommitted};
 use net::{PORT, SimConnector};
 use rand::rngs::SmallRng;
@@ -232,29 +232,13 @@ fn twin_host(v: usize) -> String {
 }
 
 fn genesis(n: usize) -> Arc<Genesis> {
-    let file = GenesisFile {
-        chain_id: CHAIN_ID.into(),
-        hrp: "cp".into(),
-        decimals: 6,
-        symbol: "CPY".into(),
-        fee_per_transfer: FEE,
-        genesis_time_ms: EPOCH_MS,
-        validators: (0..n)
-            .map(|i| ValidatorFile {
-                public_key: hex::encode(validator_key(i).public_key().as_bytes()),
-                network_address: format!("{}:{PORT}", host(i)),
-            })
-            .collect(),
-        accounts: (0..USERS)
-            .map(|u| AccountFile {
-                address: Address::new("cp", user_key(u).public_key().clone())
-                    .expect("valid prefix")
-                    .to_string(),
-                balance: USER_BALANCE,
-            })
-            .collect(),
-    };
-    Arc::new(Genesis::from_file(file).expect("a valid genesis"))
+    let addresses: Vec<String> = (0..n).map(|i| format!("{}:{PORT}", host(i))).collect();
+    let keys: Vec<SecretKey> = (0..USERS).map(user_key).collect();
+    let accounts: Vec<(&PublicKey, u64)> = keys
+        .iter()
+        .map(|k| (k.public_key(), USER_BALANCE))
+        .collect();
+    test_genesis(CHAIN_ID, FEE, EPOCH_MS, &addresses, &accounts)
 }
 
 fn now_ms() -> u64 {
