@@ -265,15 +265,25 @@ where
 }
 
 /// Runs one input through the core. Ledger and safety writes block on
-/// fsync, so on a multi-threaded runtime the worker is handed over first.
+/// fsync, so the worker is handed over first ([`blocking`]).
 fn step(core: &mut Core, clock: &Clock, input: Input) -> Vec<Output> {
     let now = clock.now_ms();
+    blocking(|| core.handle(now, input))
+}
+
+/// Runs blocking work (fsync, store reads, signature checks) from a task.
+/// On a multi-threaded runtime the worker first hands its other tasks to
+/// another thread, so they are not held up. On a current-thread runtime
+/// (tests, and every simulated host) it runs in place: work handed to an OS
+/// thread would finish at a moment no seed fixes, and a simulated run must
+/// depend on its seed alone.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     let multi = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::MultiThread;
     if multi {
-        tokio::task::block_in_place(|| core.handle(now, input))
+        tokio::task::block_in_place(f)
     } else {
-        core.handle(now, input)
+        f()
     }
 }
 

@@ -7,7 +7,7 @@ use chatpay_tests::sim::{self, Mutation, SimConfig};
 const BATCH: u64 = 200;
 
 #[test]
-fn a_seed_fixes_the_schedule_and_a_faulty_run_stays_safe() {
+fn a_seed_replays_exactly_and_a_faulty_run_stays_safe() {
     // Seed 0: 4 validators, a Twins validator, crashes, splits and losses.
     let config = SimConfig::for_seed(0);
     let first = sim::run(&config);
@@ -18,8 +18,19 @@ fn a_seed_fixes_the_schedule_and_a_faulty_run_stays_safe() {
         assert!(o.committed > 10, "{}", o.summary());
         assert!(o.trace.len() > 100, "a trace of {} lines", o.trace.len());
     }
-    assert_eq!(first.schedule, second.schedule);
     assert!(!first.schedule.twins.is_empty());
+    // The same schedule, and the same run to the millisecond: every fault,
+    // every validator's every round and commit, in the same order.
+    assert_eq!(first.schedule, second.schedule);
+    if let Some(i) = (0..first.trace.len()).find(|i| first.trace.get(*i) != second.trace.get(*i)) {
+        panic!(
+            "the replay diverged at trace line {i}: {:?} then {:?}",
+            first.trace[i],
+            second.trace.get(i)
+        );
+    }
+    assert_eq!(first.trace.len(), second.trace.len());
+    assert_eq!(first.summary(), second.summary());
     // Another seed draws another schedule.
     let other = sim::run(&SimConfig::for_seed(1));
     assert_ne!(first.schedule, other.schedule);

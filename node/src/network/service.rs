@@ -5,7 +5,7 @@ use crate::api::ApiState;
 use crate::consensus::core::Input;
 use crate::consensus::sync::{MAX_SYNC_BLOCKS, committed_block_by_hash, committed_range};
 use crate::consensus::wire::ConsensusMessage;
-use crate::node::CoreEvent;
+use crate::node::{CoreEvent, blocking};
 use chatpay_proto::{SignedTransfer, hash_field, pb};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -123,9 +123,9 @@ impl pb::validator_server::Validator for ValidatorService {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        let api = self.api.clone();
+        let api = &self.api;
         // Signature checks are CPU work: keep them off the I/O threads.
-        let admitted = tokio::task::spawn_blocking(move || {
+        let admitted = blocking(|| {
             let mut admitted = 0usize;
             for tx in transactions {
                 match api.admit(tx) {
@@ -135,9 +135,7 @@ impl pb::validator_server::Validator for ValidatorService {
                 }
             }
             Ok(admitted)
-        })
-        .await
-        .map_err(|_| Status::internal("admission task failed"))??;
+        })?;
         if admitted > 0 {
             // When the queue is full the wake-up is skipped: a waiting
             // leader still proposes at its idle interval.
@@ -188,12 +186,9 @@ impl pb::validator_server::Validator for ValidatorService {
         let to = r
             .to_height
             .min(r.from_height.saturating_add(4 * MAX_SYNC_BLOCKS - 1));
-        let store = self.api.ledger.store().clone();
-        let blocks =
-            tokio::task::spawn_blocking(move || committed_range(store.as_ref(), r.from_height, to))
-                .await
-                .map_err(|_| Status::internal("sync task failed"))?
-                .map_err(crate::api::internal)?;
+        let store = self.api.ledger.store();
+        let blocks = blocking(|| committed_range(store.as_ref(), r.from_height, to))
+            .map_err(crate::api::internal)?;
         let items: Vec<Result<pb::CertifiedBlock, Status>> =
             blocks.iter().map(|b| Ok(b.into())).collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))

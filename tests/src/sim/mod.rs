@@ -7,10 +7,9 @@
 //! fault schedule, the network's latencies and losses, the users' payments.
 //! After every simulated millisecond the [`check::Checker`] reads every
 //! honest validator's store and checks the invariants; a run stops at the
-//! first violation. A seed fixes the schedule, the network's randomness and
-//! the users' payments; the exact interleaving of one host's tasks within a
-//! simulated millisecond is not fixed yet, so two runs of a seed can drift
-//! apart (docs/testing.md).
+//! first violation. A seed fixes the whole run, down to the order in which
+//! each host's tasks run: a replay prints the same trace line for line
+//! (docs/testing.md).
 //!
 //! ```text
 //!   seed ─┬─▶ schedule (faults, twins) ─▶ applied at their times
