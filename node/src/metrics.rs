@@ -312,6 +312,12 @@ impl Store for TimedStore {
     fn put_high_qc(&self, bytes: &[u8]) -> R<()> {
         self.inner.put_high_qc(bytes)
     }
+    fn high_tc(&self) -> R<Option<Vec<u8>>> {
+        self.inner.high_tc()
+    }
+    fn put_high_tc(&self, bytes: &[u8]) -> R<()> {
+        self.inner.put_high_tc(bytes)
+    }
     fn last_header(&self) -> R<Option<BlockHeader>> {
         self.inner.last_header()
     }

@@ -10,7 +10,7 @@ use chatpay_proto::pb::client_client::ClientClient;
 use chatpay_proto::{
     Address, MerkleProof, Output, ReceiptCode, SecretKey, SignedTransfer, Transfer, merkle_leaf, pb,
 };
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -115,7 +115,7 @@ impl TestNode {
         let mut pool = self.state.mempool.lock().unwrap();
         let mut next =
             |k: &chatpay_proto::PublicKey| store.account(k).unwrap().map_or(1, |a| a.nonce + 1);
-        let txs = pool.batch(1_000, 1 << 20, &HashSet::new(), &mut next);
+        let txs = pool.batch(1_000, 1 << 20, &BTreeSet::new(), &mut next);
         let header = ledger.build_block(1, 0, 0, &txs).unwrap();
         let block = ledger.commit(header, txs, None).unwrap();
         let mut committed =

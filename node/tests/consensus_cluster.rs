@@ -69,6 +69,8 @@ struct Cluster {
     syncs: usize,
     /// Messages sent to this validator are also recorded in `tapped`.
     tap: Option<usize>,
+    /// Proposals are lost on the way (every round ends by timeout).
+    drop_proposals: bool,
     tapped: Vec<(usize, ConsensusMessage)>,
 }
 
@@ -117,6 +119,7 @@ impl Cluster {
             syncs: 0,
             tap: None,
             tapped: Vec::new(),
+            drop_proposals: false,
         }
     }
 
@@ -257,6 +260,9 @@ impl Cluster {
     fn send(&mut self, from: usize, to: usize, m: ConsensusMessage) {
         if self.tap == Some(to) && !self.down.contains(&from) {
             self.tapped.push((from, m.clone()));
+        }
+        if self.drop_proposals && matches!(m, ConsensusMessage::Proposal(_)) {
+            return;
         }
         if !self.down.contains(&from) && !self.down.contains(&to) {
             self.queue.push_back((
@@ -624,6 +630,40 @@ fn every_validator_crashing_at_once_resumes_from_what_it_recorded() {
         );
         c.assert_agreement();
     }
+}
+
+#[test]
+fn every_validator_restarting_after_timing_out_of_a_round_entered_by_timeout_resumes() {
+    let mut c = Cluster::new(4);
+    c.start();
+    assert!(c.run_until(3, 600_000));
+    // No proposal arrives: every round ends by a TC, and every validator
+    // times out of the round that TC took it into.
+    c.drop_proposals = true;
+    let before = c.nodes[0].core.round();
+    assert!(!c.run_until(u64::MAX, c.now_ms + 20_000));
+    for n in &c.nodes {
+        let s = n.core.stats();
+        // Timed out of a round after `before`, which only a TC entered.
+        assert!(s.last_voted_round > before, "{s:?}");
+    }
+    // All restart. Their safety records forbid a timeout below the round
+    // each timed out of, and no certificate of a lower round gets them
+    // there: only the recorded TC does (or they wait for each other).
+    c.queue.clear();
+    c.timers.clear();
+    c.drop_proposals = false;
+    for i in 0..4 {
+        c.restart(i);
+    }
+    let top = (0..4).map(|i| c.height(i)).max().unwrap();
+    assert!(
+        c.run_until(top + 3, c.now_ms + 600_000),
+        "stalled after a full restart: heights {:?}, rounds {:?}",
+        (0..4).map(|i| c.height(i)).collect::<Vec<_>>(),
+        c.nodes.iter().map(|n| n.core.round()).collect::<Vec<_>>()
+    );
+    c.assert_agreement();
 }
 
 /// A deterministic pseudo-random sequence for the fuzz test below.

@@ -145,6 +145,28 @@ fn each_rule_has_its_receipt() {
 }
 
 #[test]
+fn a_signature_vouched_for_is_not_checked_again_and_every_other_is() {
+    let g = genesis(&[1_000, 50]);
+    let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), g).unwrap();
+    let good = pay(1, 1, FEE, &[(2, 5)]);
+    let forged = SignedTransfer::new(good.transfer().clone(), Signature([1; 64]));
+    let code = |tx: &SignedTransfer, known_good: &dyn Fn(&SignedTransfer) -> bool| {
+        let out = ledger
+            .execute_on(&[], std::slice::from_ref(tx), known_good)
+            .unwrap();
+        out.receipts[0].code
+    };
+    // What the caller vouches for is taken as checked, even a forgery: the
+    // check really is skipped, so only signatures checked before qualify.
+    let vouch = |t: &SignedTransfer| t.signature() == forged.signature();
+    assert_eq!(code(&forged, &vouch), ReceiptCode::Success);
+    // Everything else is checked.
+    assert_eq!(code(&forged, &|_| false), ReceiptCode::BadSignature);
+    let only_good = |t: &SignedTransfer| t.signature() == good.signature();
+    assert_eq!(code(&forged, &only_good), ReceiptCode::BadSignature);
+}
+
+#[test]
 fn split_bill_self_transfer_and_new_accounts() {
     let g = genesis(&[1_000]);
     let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), g).unwrap();
@@ -222,12 +244,12 @@ fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
     let b_txs = vec![pay(5, 1, FEE, &[(6, 100)]), pay(1, 2, FEE, &[(6, 1)])];
     let a_header = ledger.build_block(1, 0, 0, &a_txs).unwrap();
     let a = Speculative {
-        output: ledger.execute_on(&[], &a_txs).unwrap(),
+        output: ledger.execute_on(&[], &a_txs, &|_| false).unwrap(),
         header: a_header.clone(),
         transactions: a_txs.clone(),
     };
     assert_eq!(a.output.state_digest, a_header.state_digest);
-    let on_branch = ledger.execute_on(&[&a], &b_txs).unwrap();
+    let on_branch = ledger.execute_on(&[&a], &b_txs, &|_| false).unwrap();
     assert!(
         on_branch.receipts.iter().all(|r| r.is_success()),
         "{:?}",
@@ -237,15 +259,15 @@ fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
     assert_eq!(ledger.store().committed_height().unwrap(), Some(0));
     assert_eq!(ledger.store().account(key(5).public_key()).unwrap(), None);
     // A transaction of the branch cannot be included again on top of it.
-    let err = ledger.execute_on(&[&a], &a_txs).unwrap_err();
+    let err = ledger.execute_on(&[&a], &a_txs, &|_| false).unwrap_err();
     assert!(err.to_string().contains("already in the branch"), "{err}");
     // A branch that does not extend the committed head is refused.
     let mut stray = a.clone();
     stray.header.parent_hash = chatpay_proto::sha256(b"elsewhere");
-    assert!(ledger.execute_on(&[&stray], &b_txs).is_err());
+    assert!(ledger.execute_on(&[&stray], &b_txs, &|_| false).is_err());
 
     ledger.commit(a_header, a_txs, None).unwrap();
-    let after_commit = ledger.execute_on(&[], &b_txs).unwrap();
+    let after_commit = ledger.execute_on(&[], &b_txs, &|_| false).unwrap();
     assert_eq!(
         after_commit, on_branch,
         "same receipts, accounts, burned, tx root and digest"

@@ -1,52 +1,72 @@
-//! The simulator itself: a seed fixes a run's schedule, and each broken
-//! safety rule is caught within the CI batch (`make sim` runs the batch).
+//! The simulator itself: a seed replays exactly, and each broken safety
+//! rule is caught within the CI batch (`make sim` runs the batch).
 
-use chatpay_tests::sim::{self, Mutation, SimConfig};
+use chatpay_tests::sim::{self, Mutation, Report};
+use std::path::Path;
+use std::process::Command;
 
 /// Seeds of the CI batch (`make sim` runs 0..200).
 const BATCH: u64 = 200;
 
-#[test]
-fn a_seed_replays_exactly_and_a_faulty_run_stays_safe() {
-    // Seed 0: 4 validators, a Twins validator, crashes, splits and losses.
-    let config = SimConfig::for_seed(0);
-    let first = sim::run(&config);
-    let second = sim::run(&config);
-    for o in [&first, &second] {
-        assert!(o.violations.is_empty(), "{:?}", o.violations);
-        assert!(o.faults > 5, "{}", o.summary());
-        assert!(o.committed > 10, "{}", o.summary());
-        assert!(o.trace.len() > 100, "a trace of {} lines", o.trace.len());
-    }
-    assert!(!first.schedule.twins.is_empty());
-    // The same schedule, and the same run to the millisecond: every fault,
-    // every validator's every round and commit, in the same order.
-    assert_eq!(first.schedule, second.schedule);
-    if let Some(i) = (0..first.trace.len()).find(|i| first.trace.get(*i) != second.trace.get(*i)) {
-        panic!(
-            "the replay diverged at trace line {i}: {:?} then {:?}",
-            first.trace[i],
-            second.trace.get(i)
-        );
-    }
-    assert_eq!(first.trace.len(), second.trace.len());
-    assert_eq!(first.summary(), second.summary());
-    // Another seed draws another schedule.
-    let other = sim::run(&SimConfig::for_seed(1));
-    assert_ne!(first.schedule, other.schedule);
+fn simulator() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_chatpay-sim"))
 }
 
-/// Runs the CI batch with `mutation` until a run reports a violation.
-fn caught(mutation: Mutation) -> (u64, String) {
-    for seed in 0..BATCH {
-        let mut config = SimConfig::for_seed(seed);
-        config.mutation = Some(mutation);
-        let o = sim::run(&config);
-        if let Some(v) = o.violations.first() {
-            return (seed, v.clone());
-        }
+/// What `SEED=seed make sim` prints, but the wall time.
+fn replay(seed: u64) -> Vec<String> {
+    let out = Command::new(simulator())
+        .args(["--seed", &seed.to_string()])
+        .output()
+        .expect("the simulator runs");
+    assert!(out.status.success(), "seed {seed}: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("text")
+        .lines()
+        .filter(|l| !l.ends_with("of wall time"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_seed_replays_exactly_and_a_faulty_run_stays_safe() {
+    // Seed 0: 4 validators, a Twins validator, crashes, splits and losses,
+    // as the batch runs it.
+    let reports = sim::run_batch(simulator(), &[0, 1], 2, None, false, |_| {});
+    let report = |seed| -> &Report { reports.iter().find(|r| r.seed == seed).unwrap() };
+    let first = report(0);
+    assert!(first.violations.is_empty(), "{:?}", first.violations);
+    assert!(first.faults > 5, "{}", first.summary);
+    assert!(first.rounds > 50, "{}", first.summary);
+    assert!(first.schedule.contains("twins"), "{}", first.schedule);
+    // Another seed draws another schedule.
+    assert_ne!(first.schedule, report(1).schedule);
+    // The replay: the same schedule, and the same run to the millisecond
+    // (every fault, every validator's every round and commit, in order),
+    // twice, and the same outcome as in the batch.
+    let once = replay(0);
+    let again = replay(0);
+    assert!(once.len() > 100, "a trace of {} lines", once.len());
+    if let Some(i) = (0..once.len()).find(|i| once.get(*i) != again.get(*i)) {
+        panic!(
+            "the replay diverged at line {i}: {:?} then {:?}",
+            once[i],
+            again.get(i)
+        );
     }
-    panic!("mutation {mutation} was not caught by seeds 0..{BATCH}");
+    assert_eq!(once.len(), again.len());
+    assert!(once.contains(&first.summary), "{}", first.summary);
+}
+
+/// Runs the CI batch with `mutation` (two seeds at a time, as `make sim`)
+/// until a run reports a violation; returns the lowest seed that did.
+fn caught(mutation: Mutation) -> (u64, String) {
+    let seeds: Vec<u64> = (0..BATCH).collect();
+    let reports = sim::run_batch(simulator(), &seeds, 2, Some(mutation), true, |_| {});
+    reports
+        .iter()
+        .filter_map(|r| r.violations.first().map(|v| (r.seed, v.clone())))
+        .min()
+        .unwrap_or_else(|| panic!("mutation {mutation} was not caught by seeds 0..{BATCH}"))
 }
 
 #[test]
@@ -61,6 +81,14 @@ fn skipping_the_fsync_of_safety_data_is_caught() {
     println!("skip-safety-fsync caught by seed {seed}: {v}");
 }
 
-// Committing on a 1-chain and certificates of 2f votes are not caught by
-// the batch yet (docs/testing.md, Mutations): the schedules rarely strand a
-// certified block or split the validators evenly for long enough.
+#[test]
+fn committing_on_a_one_chain_is_caught() {
+    let (seed, v) = caught(Mutation::OneChainCommit);
+    println!("one-chain-commit caught by seed {seed}: {v}");
+}
+
+#[test]
+fn certificates_of_two_f_votes_are_caught() {
+    let (seed, v) = caught(Mutation::WeakQuorum);
+    println!("weak-quorum caught by seed {seed}: {v}");
+}

@@ -7,7 +7,7 @@
 
 use super::messages::{Timeout, TimeoutCertificate, TimeoutSignature, ValidatorIndex, Vote};
 use chatpay_proto::{Hash, QuorumCertificate, ValidatorSignature, quorum};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Two signed votes of one validator for different blocks in one round.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,14 +33,14 @@ pub enum VoteOutcome {
 
 #[derive(Default)]
 struct RoundVotes {
-    by_voter: HashMap<ValidatorIndex, Vote>,
-    by_block: HashMap<Hash, Vec<ValidatorSignature>>,
+    by_voter: BTreeMap<ValidatorIndex, Vote>,
+    by_block: BTreeMap<Hash, Vec<ValidatorSignature>>,
     certified: Option<Hash>,
 }
 
 #[derive(Default)]
 struct RoundTimeouts {
-    by_sender: HashMap<ValidatorIndex, TimeoutSignature>,
+    by_sender: BTreeMap<ValidatorIndex, TimeoutSignature>,
     high_qc: Option<QuorumCertificate>,
     done: bool,
 }

@@ -11,7 +11,7 @@
 use super::messages::Block;
 use super::mutations::Mutations;
 use chatpay_proto::{BlockHeader, Hash, QuorumCertificate};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Most uncommitted blocks held (forks included).
 pub const MAX_PENDING_BLOCKS: usize = 1_024;
@@ -62,8 +62,8 @@ pub enum TreeError {
 pub struct BlockTree {
     root: BlockHeader,
     root_hash: Hash,
-    blocks: HashMap<Hash, Block>,
-    certificates: HashMap<Hash, QuorumCertificate>,
+    blocks: BTreeMap<Hash, Block>,
+    certificates: BTreeMap<Hash, QuorumCertificate>,
     high_qc: QuorumCertificate,
     mutations: Mutations,
 }
@@ -75,8 +75,8 @@ impl BlockTree {
         Self {
             root,
             root_hash,
-            blocks: HashMap::new(),
-            certificates: HashMap::new(),
+            blocks: BTreeMap::new(),
+            certificates: BTreeMap::new(),
             high_qc: root_qc,
             mutations: Mutations::NONE,
         }
@@ -216,7 +216,7 @@ impl BlockTree {
         self.root_hash = new_root.hash();
         self.root = new_root;
         // Keep only descendants of the new root.
-        let mut keep: HashMap<Hash, Block> = HashMap::new();
+        let mut keep: BTreeMap<Hash, Block> = BTreeMap::new();
         let mut frontier = vec![self.root_hash];
         while let Some(parent) = frontier.pop() {
             let children: Vec<Hash> = self

@@ -15,7 +15,7 @@
 use super::aggregator::{Aggregator, Equivocation, VoteOutcome};
 use super::block_tree::BlockTree;
 use super::leader::leader;
-use super::messages::{Block, Proposal, Timeout, ValidatorIndex, Vote};
+use super::messages::{Block, Proposal, Timeout, TimeoutCertificate, ValidatorIndex, Vote};
 use super::mutations::Mutations;
 use super::pacemaker::{NewRound, Pacemaker};
 use super::safety::SafetyRules;
@@ -25,9 +25,9 @@ use crate::execution::{BranchView, StateView};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
 use crate::mempool::Mempool;
 use chatpay_proto::pb;
-use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, TxId};
+use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, SignedTransfer, TxId};
 use prost::Message as _;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Node-local consensus parameters.
@@ -173,9 +173,9 @@ pub struct Core {
     tree: BlockTree,
     aggregator: Aggregator,
     pacemaker: Pacemaker,
-    speculative: HashMap<Hash, Speculative>,
-    certificates: HashMap<Hash, QuorumCertificate>,
-    proposals_seen: HashMap<u64, Hash>,
+    speculative: BTreeMap<Hash, Speculative>,
+    certificates: BTreeMap<Hash, QuorumCertificate>,
+    proposals_seen: BTreeMap<u64, Hash>,
     waiting_to_propose: Option<u64>,
     /// The round whose proposal waits for the block of the highest certificate.
     blocked_proposal: Option<u64>,
@@ -186,9 +186,9 @@ pub struct Core {
     /// The newest proposal whose ancestors are being fetched.
     pending: Option<(ValidatorIndex, Proposal)>,
     /// Fetched blocks whose parents are being fetched.
-    orphans: HashMap<Hash, Block>,
+    orphans: BTreeMap<Hash, Block>,
     /// Blocks asked for and not received yet (others are not accepted).
-    expected: HashSet<Hash>,
+    expected: BTreeSet<Hash>,
     /// No new fetch or sync request before this time (one in flight).
     request_until_ms: u64,
     /// This validator's own messages to itself, handled after the current
@@ -259,16 +259,16 @@ impl Core {
             ledger,
             mempool,
             safety,
-            speculative: HashMap::new(),
-            certificates: HashMap::new(),
-            proposals_seen: HashMap::new(),
+            speculative: BTreeMap::new(),
+            certificates: BTreeMap::new(),
+            proposals_seen: BTreeMap::new(),
             waiting_to_propose: None,
             blocked_proposal: None,
             recorded_high_qc_round: 0,
             recovering: false,
             pending: None,
-            orphans: HashMap::new(),
-            expected: HashSet::new(),
+            orphans: BTreeMap::new(),
+            expected: BTreeSet::new(),
             request_until_ms: 0,
             to_self: VecDeque::new(),
             commit_to_announce: false,
@@ -449,7 +449,7 @@ impl Core {
         let parent = branch
             .last()
             .map_or_else(|| self.tree.root().clone(), |b| b.header.clone());
-        let exclude: HashSet<TxId> = branch
+        let exclude: BTreeSet<TxId> = branch
             .iter()
             .flat_map(|b| b.transactions.iter().map(|t| t.tx_id()))
             .collect();
@@ -466,6 +466,8 @@ impl Core {
             &mut next_nonce,
         );
         drop(pool);
+        // Taken from the mempool, so every signature was checked on admission.
+        let checked: BTreeSet<TxId> = transactions.iter().map(|t| t.tx_id()).collect();
         tracing::debug!(
             round,
             pending,
@@ -473,7 +475,8 @@ impl Core {
             branch = branch.len(),
             "proposing"
         );
-        let output = match self.ledger.execute_on(&branch, &transactions) {
+        let known_good = |t: &SignedTransfer| checked.contains(&t.tx_id());
+        let output = match self.ledger.execute_on(&branch, &transactions, &known_good) {
             Ok(output) => output,
             Err(LedgerError::Store(e)) => panic!("ledger storage failed while proposing: {e}"),
             Err(e) => {
@@ -566,9 +569,7 @@ impl Core {
         }
         self.process_qc(p.block.justify.clone());
         if let Some(tc) = p.timeout_certificate.clone() {
-            if let Some(new) = self.pacemaker.on_tc(tc) {
-                self.enter(new);
-            }
+            self.on_tc(tc);
         }
         if self.speculative.contains_key(&hash) {
             return; // already handled (our own proposal echoed, or a resend)
@@ -612,7 +613,22 @@ impl Core {
         let Some(branch) = self.branch_to(&block.header.parent_hash) else {
             return false;
         };
-        let output = match self.ledger.execute_on(&branch, &block.transactions) {
+        // Each signature is checked once per validator: those it admitted
+        // (most, forwarded before the proposal) are not checked again.
+        let checked: BTreeSet<TxId> = {
+            let pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            block
+                .transactions
+                .iter()
+                .filter(|t| pool.holds(t))
+                .map(|t| t.tx_id())
+                .collect()
+        };
+        let known_good = |t: &SignedTransfer| checked.contains(&t.tx_id());
+        let output = match self
+            .ledger
+            .execute_on(&branch, &block.transactions, &known_good)
+        {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(from, round, error = %e, "block does not execute");
@@ -721,6 +737,21 @@ impl Core {
         let high = self.tree.high_qc().round;
         self.recorded_high_qc_round = high;
         self.pacemaker.on_qc(high);
+        // The round entered by timeout, if above: `Input::Start` enters it.
+        if let Some(bytes) = store
+            .high_tc()
+            .expect("reading the timeout certificate failed: storage is broken")
+        {
+            match pb::TimeoutCertificate::decode(bytes.as_slice())
+                .ok()
+                .and_then(|t| TimeoutCertificate::try_from(t).ok())
+            {
+                Some(tc) => {
+                    self.pacemaker.on_tc(tc);
+                }
+                None => tracing::warn!("unreadable recorded timeout certificate ignored"),
+            }
+        }
         self.recovering = false;
         if recovered > 0 {
             tracing::info!(
@@ -989,11 +1020,7 @@ impl Core {
         if let Some(tc) = t.last_round_tc.take() {
             if tc.round + 1 == t.round && tc.round >= self.pacemaker.round() {
                 match self.safety.verify_tc(Some(&tc)) {
-                    Ok(()) => {
-                        if let Some(new) = self.pacemaker.on_tc(tc) {
-                            self.enter(new);
-                        }
-                    }
+                    Ok(()) => self.on_tc(tc),
                     Err(e) => {
                         tracing::warn!(from, error = %e, "timeout with a bad timeout certificate");
                     }
@@ -1002,9 +1029,28 @@ impl Core {
         }
         if let Some((tc, _)) = self.aggregator.add_timeout(t) {
             self.stats.tcs_formed += 1;
-            if let Some(new) = self.pacemaker.on_tc(tc) {
-                self.enter(new);
-            }
+            self.on_tc(tc);
+        }
+    }
+
+    /// Enters the round after a verified `tc` if that is ahead, recording
+    /// the TC first. A restart then resumes in that round: the safety record
+    /// may hold a timeout signed in it, and only this TC lets the validator
+    /// sign that timeout again (without it, validators that all restarted
+    /// after timing out of a round they entered by TC wait for each other).
+    fn on_tc(&mut self, tc: TimeoutCertificate) {
+        if tc.round < self.pacemaker.round() {
+            return;
+        }
+        if !self.recovering {
+            let bytes = pb::TimeoutCertificate::from(&tc).encode_to_vec();
+            self.ledger
+                .store()
+                .put_high_tc(&bytes)
+                .expect("recording the timeout certificate failed: storage is broken");
+        }
+        if let Some(new) = self.pacemaker.on_tc(tc) {
+            self.enter(new);
         }
     }
 

@@ -16,7 +16,7 @@
 mod tests;
 
 use chatpay_proto::{Account, PublicKey, SignatureError, SignedTransfer, TxId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Limits of the mempool (node-local configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,8 +172,8 @@ pub struct Mempool {
     config: MempoolConfig,
     chain_id: String,
     min_fee: u64,
-    by_id: HashMap<TxId, Entry>,
-    by_sender: HashMap<PublicKey, BTreeMap<u64, TxId>>,
+    by_id: BTreeMap<TxId, Entry>,
+    by_sender: BTreeMap<PublicKey, BTreeMap<u64, TxId>>,
     by_arrival: BTreeMap<u64, TxId>,
     next_seq: u64,
     bytes: usize,
@@ -191,8 +191,8 @@ impl Mempool {
             config,
             chain_id: chain_id.into(),
             min_fee,
-            by_id: HashMap::new(),
-            by_sender: HashMap::new(),
+            by_id: BTreeMap::new(),
+            by_sender: BTreeMap::new(),
             by_arrival: BTreeMap::new(),
             next_seq: 0,
             bytes: 0,
@@ -227,6 +227,14 @@ impl Mempool {
     /// A pending transaction by id.
     pub fn get(&self, id: &TxId) -> Option<&SignedTransfer> {
         self.by_id.get(id).map(|e| &e.tx)
+    }
+
+    /// Whether `tx` is pending with this very signature, which was then
+    /// checked on admission (a block need not check it again).
+    pub fn holds(&self, tx: &SignedTransfer) -> bool {
+        self.by_id
+            .get(&tx.tx_id())
+            .is_some_and(|e| e.tx.signature() == tx.signature())
     }
 
     /// Admits `tx`. `sender` is the sender's committed account and
@@ -380,12 +388,12 @@ impl Mempool {
         &self,
         max_count: usize,
         max_bytes: usize,
-        exclude: &HashSet<TxId>,
+        exclude: &BTreeSet<TxId>,
         next_nonce: &mut dyn FnMut(&PublicKey) -> u64,
     ) -> Vec<SignedTransfer> {
         let mut out = Vec::new();
         let mut bytes = 0;
-        let mut expected: HashMap<&PublicKey, u64> = HashMap::new();
+        let mut expected: BTreeMap<&PublicKey, u64> = BTreeMap::new();
         for id in self.by_arrival.values() {
             if out.len() >= max_count {
                 break;
@@ -426,7 +434,7 @@ impl Mempool {
         for tx in included {
             self.remove(&tx.tx_id());
         }
-        let senders: HashSet<PublicKey> = included
+        let senders: BTreeSet<PublicKey> = included
             .iter()
             .map(|t| t.transfer().sender().clone())
             .collect();

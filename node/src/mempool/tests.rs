@@ -65,11 +65,15 @@ fn admits_once_and_dedupes_by_id() {
     // Same content, another signature: same transaction.
     let resigned = SignedTransfer::new(t.transfer().clone(), Signature([3; 64]));
     assert_eq!(
-        m.admit(resigned, rich(), None),
+        m.admit(resigned.clone(), rich(), None),
         Ok(Admission::AlreadyPending)
     );
     assert_eq!(m.len(), 1);
     assert!(m.get(&t.tx_id()).is_some());
+    // Only the signature checked on admission is vouched for.
+    assert!(m.holds(&t));
+    assert!(!m.holds(&resigned));
+    assert!(!m.holds(&tx(1, 2, 5)));
 }
 
 #[test]
@@ -213,7 +217,7 @@ fn batch_keeps_each_senders_nonces_consecutive() {
     }
     let mut next = |_: &PublicKey| 1;
     let got: Vec<(u8, u64)> = m
-        .batch(10, 1 << 20, &HashSet::new(), &mut next)
+        .batch(10, 1 << 20, &BTreeSet::new(), &mut next)
         .iter()
         .map(|t| {
             let from = (1..=3)
@@ -224,13 +228,13 @@ fn batch_keeps_each_senders_nonces_consecutive() {
         .collect();
     assert_eq!(got, vec![(2, 1), (1, 1), (1, 2), (3, 1)]);
     // Limits and exclusions.
-    assert_eq!(m.batch(2, 1 << 20, &HashSet::new(), &mut next).len(), 2);
-    let excluded: HashSet<TxId> = [tx(2, 1, 5).tx_id()].into();
+    assert_eq!(m.batch(2, 1 << 20, &BTreeSet::new(), &mut next).len(), 2);
+    let excluded: BTreeSet<TxId> = [tx(2, 1, 5).tx_id()].into();
     let rest = m.batch(10, 1 << 20, &excluded, &mut next);
     assert_eq!(rest.len(), 3);
     assert!(rest.iter().all(|t| t.tx_id() != tx(2, 1, 5).tx_id()));
     let one = size_of(&tx(1, 1, 5));
-    assert_eq!(m.batch(10, one, &HashSet::new(), &mut next).len(), 1);
+    assert_eq!(m.batch(10, one, &BTreeSet::new(), &mut next).len(), 1);
 }
 
 #[test]

@@ -14,7 +14,9 @@ pub const ACCOUNTS: &str = "accounts";
 /// public key (33) ‖ height (u64) ‖ index (u32) → tx id (32).
 pub const HISTORY: &str = "history";
 /// fixed key → consensus safety data (opaque bytes owned by consensus);
-/// `HIGH_QC_KEY` → the highest quorum certificate seen (`pb::QuorumCertificate`).
+/// `HIGH_QC_KEY` → the highest quorum certificate seen (`pb::QuorumCertificate`);
+/// `HIGH_TC_KEY` → the timeout certificate of the highest round entered by
+/// timeout (`pb::TimeoutCertificate`).
 pub const SAFETY: &str = "safety";
 /// height (u64) ‖ block hash (32) → `pb::Block`: uncommitted blocks this
 /// validator accepted, for recovery after a crash; pruned as blocks commit.
@@ -43,3 +45,6 @@ pub const META_BURNED: &[u8] = b"burned";
 pub const SAFETY_KEY: &[u8] = b"safety";
 /// `SAFETY` key of the highest quorum certificate seen.
 pub const HIGH_QC_KEY: &[u8] = b"high_qc";
+/// `SAFETY` key of the timeout certificate of the highest round entered by
+/// timeout.
+pub const HIGH_TC_KEY: &[u8] = b"high_tc";

@@ -308,4 +308,13 @@ impl<B: Backend> Store for KvStore<B> {
         self.backend
             .write(vec![put(cf::SAFETY, cf::HIGH_QC_KEY, bytes)], false)
     }
+
+    fn high_tc(&self) -> Result<Option<Vec<u8>>> {
+        self.backend.get(cf::SAFETY, cf::HIGH_TC_KEY)
+    }
+
+    fn put_high_tc(&self, bytes: &[u8]) -> Result<()> {
+        self.backend
+            .write(vec![put(cf::SAFETY, cf::HIGH_TC_KEY, bytes)], false)
+    }
 }

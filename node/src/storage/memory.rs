@@ -10,12 +10,12 @@
 use super::Result;
 use super::columns;
 use super::kv::{Backend, KvStore, Put, Scan};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Mutex;
 
 type Column = BTreeMap<Vec<u8>, Vec<u8>>;
-type Columns = HashMap<&'static str, Column>;
+type Columns = BTreeMap<&'static str, Column>;
 
 /// One write not yet synced.
 enum Op {

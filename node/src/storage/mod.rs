@@ -184,6 +184,15 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::put_pending_block`]).
     fn put_high_qc(&self, bytes: &[u8]) -> Result<()>;
 
+    /// The timeout certificate that took consensus into its highest round,
+    /// as recorded (opaque bytes).
+    fn high_tc(&self) -> Result<Option<Vec<u8>>>;
+
+    /// Records the timeout certificate of the highest round entered by
+    /// timeout (not synced on its own: the safety record's synced write
+    /// before a timeout in that round leaves makes it durable).
+    fn put_high_tc(&self, bytes: &[u8]) -> Result<()>;
+
     /// Header of the last committed block, or `None` before genesis.
     fn last_header(&self) -> Result<Option<BlockHeader>> {
         match self.committed_height()? {

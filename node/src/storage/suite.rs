@@ -237,6 +237,18 @@ pub(crate) fn keeps_certificates_and_safety_data(store: &dyn Store) {
         store.safety_data().unwrap().as_deref(),
         Some(&b"round 8"[..])
     );
+    // The highest certificates sit beside the safety record, each its own.
+    assert_eq!(store.high_qc().unwrap(), None);
+    assert_eq!(store.high_tc().unwrap(), None);
+    store.put_high_qc(b"qc 6").unwrap();
+    store.put_high_tc(b"tc 7").unwrap();
+    store.put_high_tc(b"tc 8").unwrap();
+    assert_eq!(store.high_qc().unwrap().as_deref(), Some(&b"qc 6"[..]));
+    assert_eq!(store.high_tc().unwrap().as_deref(), Some(&b"tc 8"[..]));
+    assert_eq!(
+        store.safety_data().unwrap().as_deref(),
+        Some(&b"round 8"[..])
+    );
 }
 
 macro_rules! store_suite {

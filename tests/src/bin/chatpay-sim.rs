@@ -9,10 +9,9 @@
 //! Exits with 1 if any run broke an invariant (or, with `--mutation`, if none
 //! did).
 
-use chatpay_tests::sim::{self, Mutation, Outcome, SimConfig};
+use chatpay_tests::sim::{self, Mutation, Report, SimConfig};
 use clap::Parser;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -38,9 +37,14 @@ struct Args {
     /// File of seeds that once failed, run before the batch.
     #[arg(long, default_value = "tests/sim-regressions.txt")]
     regressions: String,
-    /// Runs at once (default: the machine's cores).
+    /// Runs at once (default: the machine's cores), each in a process of
+    /// its own.
     #[arg(long)]
     jobs: Option<usize>,
+    /// With --seed: print only a one-line JSON report (how a batch runs
+    /// each seed).
+    #[arg(long, requires = "seed")]
+    report: bool,
 }
 
 fn regression_seeds(path: &str) -> Vec<u64> {
@@ -53,12 +57,12 @@ fn regression_seeds(path: &str) -> Vec<u64> {
         .collect()
 }
 
-fn print_outcome(o: &Outcome, schedule: bool) {
-    println!("{}", o.summary());
-    if schedule {
-        println!("{}", o.schedule);
+fn print_report(r: &Report, schedule: bool) {
+    println!("{} ({:.1} s)", r.summary, r.wall_ms as f64 / 1000.0);
+    if schedule && !r.schedule.is_empty() {
+        println!("{}", r.schedule);
     }
-    for v in o.violations.iter().skip(1) {
+    for v in r.violations.iter().skip(1) {
         println!("  also: {v}");
     }
 }
@@ -86,16 +90,24 @@ fn main() {
     }
     if let Some(seed) = args.seed {
         let mut config = SimConfig::for_seed(seed);
-        config.verbose = true;
+        config.verbose = !args.report;
         config.mutation = args.mutation;
         if let Some(v) = args.validators {
             config.validators = v;
         }
+        if args.report {
+            // One line for the batch that started this process.
+            println!("{}", Report::of(&sim::run(&config)).to_json());
+            return;
+        }
         println!("seed {seed}, {} validators; schedule:", config.validators);
-        let started = Instant::now();
         let o = sim::run(&config);
-        print_outcome(&o, true);
-        println!("{:.1} s of wall time", started.elapsed().as_secs_f64());
+        println!("{}", o.summary());
+        println!("{}", o.schedule);
+        for v in o.violations.iter().skip(1) {
+            println!("  also: {v}");
+        }
+        println!("{:.1} s of wall time", o.wall_ms as f64 / 1000.0);
         let ok = o.violations.is_empty() == args.mutation.is_none();
         std::process::exit(i32::from(!ok));
     }
@@ -107,9 +119,6 @@ fn main() {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     let started = Instant::now();
     println!(
         "{} regression seeds + seeds {}..{}, {jobs} at a time{}",
@@ -119,29 +128,14 @@ fn main() {
         args.mutation
             .map_or(String::new(), |m| format!(", mutation {m}"))
     );
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| {
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&seed) = seeds.get(i) else { return };
-                    let mut config = SimConfig::for_seed(seed);
-                    config.mutation = args.mutation;
-                    let o = sim::run(&config);
-                    print_outcome(&o, !o.violations.is_empty() || args.mutation.is_none());
-                    if args.mutation.is_some() && !o.violations.is_empty() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    outcomes.lock().expect("outcomes").push(o);
-                }
-            });
-        }
+    let print = Mutex::new(());
+    let exe = std::env::current_exe().expect("the path of this program");
+    let stop_at_violation = args.mutation.is_some();
+    let outcomes = sim::run_batch(&exe, &seeds, jobs, args.mutation, stop_at_violation, |r| {
+        let _one_at_a_time = print.lock().expect("print");
+        print_report(r, !r.violations.is_empty() || args.mutation.is_none());
     });
-    let outcomes = outcomes.into_inner().expect("outcomes");
-    let violations: Vec<&Outcome> = outcomes
+    let violations: Vec<&Report> = outcomes
         .iter()
         .filter(|o| !o.violations.is_empty())
         .collect();

@@ -41,7 +41,10 @@ use rand::{Rng, SeedableRng};
 use schedule::{Fault, Schedule, Scheduled};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::Path;
+use std::process::Command;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tonic::transport::Channel;
@@ -180,6 +183,8 @@ pub struct Outcome {
     pub trace: Vec<String>,
     /// Invariants broken (a run stops at the first step that breaks one).
     pub violations: Vec<String>,
+    /// Wall-clock time the run took, ms (the one thing a seed does not fix).
+    pub wall_ms: u64,
 }
 
 impl Outcome {
@@ -440,9 +445,20 @@ impl<'a> World<'a> {
         }
     }
 
-    fn start(&mut self, now: u64, scheduled: Scheduled, leader_now: usize) {
+    /// Starts `scheduled`; faults aimed at leaders aim at those of `round`
+    /// (the round after the highest one voted in) and the rounds after it.
+    fn start(&mut self, now: u64, scheduled: Scheduled, round: u64) {
+        let leading = |r: u64| leader(r, self.n) as usize;
         let fault = match scheduled.fault {
-            Fault::IsolateLeader => Fault::Split(vec![leader_now], self.others(leader_now)),
+            Fault::IsolateLeader => Fault::Split(vec![leading(round)], self.others(leading(round))),
+            Fault::MuteLeader => Fault::Mute(leading(round)),
+            Fault::SplitAtLeaders => {
+                let f = (self.n as u64 - 1) / 3;
+                let mut side: Vec<usize> = (round..=round + f).map(leading).collect();
+                side.sort_unstable();
+                let rest = (0..self.n).filter(|v| !side.contains(v)).collect();
+                Fault::Split(side, rest)
+            }
             ref f => f.clone(),
         };
         self.log(
@@ -450,7 +466,12 @@ impl<'a> World<'a> {
             format!("fault: {fault} until {} ms", scheduled.until_ms),
         );
         match &fault {
-            Fault::Split(..) | Fault::OneWay(..) | Fault::Mute(_) | Fault::IsolateLeader => {}
+            Fault::Split(..)
+            | Fault::OneWay(..)
+            | Fault::Mute(_)
+            | Fault::IsolateLeader
+            | Fault::MuteLeader
+            | Fault::SplitAtLeaders => {}
             Fault::Slow(v, ms) => {
                 self.each_link(*v, |sim, a, b| {
                     sim.set_link_max_message_latency(a, b, Duration::from_millis(*ms))
@@ -506,7 +527,12 @@ impl<'a> World<'a> {
                     restarted = Some(h);
                 }
             }
-            Fault::Split(..) | Fault::OneWay(..) | Fault::Mute(_) | Fault::IsolateLeader => {}
+            Fault::Split(..)
+            | Fault::OneWay(..)
+            | Fault::Mute(_)
+            | Fault::IsolateLeader
+            | Fault::MuteLeader
+            | Fault::SplitAtLeaders => {}
         }
         self.apply_cuts();
         restarted
@@ -515,6 +541,7 @@ impl<'a> World<'a> {
 
 /// Runs one simulation.
 pub fn run(config: &SimConfig) -> Outcome {
+    let started = std::time::Instant::now();
     let n = config.validators;
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let schedule = Schedule::draw(&mut rng, n, HEAL_MS);
@@ -642,6 +669,9 @@ pub fn run(config: &SimConfig) -> Outcome {
     let mut faults = 0;
     let mut healed = false;
     let mut height_at_heal = 0;
+    // The highest height once every payment is committed: every honest
+    // validator must reach it.
+    let mut target: Option<u64> = None;
     let mut now = 0;
     loop {
         // Faults due now: ends first, then starts.
@@ -659,9 +689,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         }
         while pending.last().is_some_and(|s| s.at_ms <= now) {
             let s = pending.pop().expect("checked");
-            let round = checker.max_round + 1;
-            let leading = leader(round, n) as usize;
-            world.start(now, s, leading);
+            world.start(now, s, checker.max_round + 1);
             faults += 1;
         }
         if now >= HEAL_MS && !healed {
@@ -687,11 +715,14 @@ pub fn run(config: &SimConfig) -> Outcome {
             break;
         }
         if healed {
-            let done = {
+            let payments_done = {
                 let l = log.lock().expect("user log");
-                l.running == 0 && settled(&checker, &l, height_at_heal)
+                l.running == 0 && all_committed(&l)
             };
-            if done {
+            if payments_done && target.is_none() {
+                target = honest.iter().map(|v| checker.height(*v)).max();
+            }
+            if target.is_some_and(|t| reached(&checker, t, height_at_heal)) {
                 world.log(now, "settled".into());
                 break;
             }
@@ -731,20 +762,174 @@ pub fn run(config: &SimConfig) -> Outcome {
         simulated_ms: now,
         trace,
         violations: checker.violations,
+        wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }
 }
 
-/// After the heal: every honest validator committed past the height at the
-/// heal, all at one height with one block, and every payment submitted after
-/// the heal is committed.
-fn settled(checker: &Checker, log: &UserLog, height_at_heal: u64) -> bool {
-    let honest = checker.honest();
-    let first = checker.height(honest[0]);
-    let same = honest.iter().all(|v| checker.height(*v) == first);
-    let all_committed = log
-        .submitted
+/// One run as a batch sees it: what the run's own process reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// [`Outcome::summary`].
+    pub summary: String,
+    /// The schedule, as printed.
+    pub schedule: String,
+    /// [`Outcome::rounds`].
+    pub rounds: u64,
+    /// [`Outcome::faults`].
+    pub faults: usize,
+    /// [`Outcome::simulated_ms`].
+    pub simulated_ms: u64,
+    /// [`Outcome::violations`].
+    pub violations: Vec<String>,
+    /// [`Outcome::wall_ms`].
+    pub wall_ms: u64,
+}
+
+impl Report {
+    /// The report of `o`.
+    pub fn of(o: &Outcome) -> Self {
+        Self {
+            seed: o.seed,
+            summary: o.summary(),
+            schedule: o.schedule.to_string(),
+            rounds: o.rounds,
+            faults: o.faults,
+            simulated_ms: o.simulated_ms,
+            violations: o.violations.clone(),
+            wall_ms: o.wall_ms,
+        }
+    }
+
+    /// One line of JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "seed": self.seed,
+            "summary": self.summary,
+            "schedule": self.schedule,
+            "rounds": self.rounds,
+            "faults": self.faults,
+            "simulated_ms": self.simulated_ms,
+            "violations": self.violations,
+            "wall_ms": self.wall_ms,
+        })
+        .to_string()
+    }
+
+    /// Reads [`Report::to_json`]'s line back.
+    pub fn from_json(line: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let text = |k: &str| v.get(k)?.as_str().map(str::to_owned);
+        let number = |k: &str| v.get(k)?.as_u64();
+        Some(Self {
+            seed: number("seed")?,
+            summary: text("summary")?,
+            schedule: text("schedule")?,
+            rounds: number("rounds")?,
+            faults: usize::try_from(number("faults")?).ok()?,
+            simulated_ms: number("simulated_ms")?,
+            violations: v
+                .get("violations")?
+                .as_array()?
+                .iter()
+                .map(|x| x.as_str().map(str::to_owned))
+                .collect::<Option<_>>()?,
+            wall_ms: number("wall_ms")?,
+        })
+    }
+}
+
+/// Runs each of `seeds` (in list order, `jobs` at a time) in a process of
+/// its own, `exe --seed N --report` (the `chatpay-sim` binary), and hands
+/// each report to `report` as it comes; with `stop_at_violation`, no seed
+/// is started after a run found a violation. A run in its own process is
+/// exactly the run `SEED=N make sim` replays: nothing a previous run left in
+/// the process can change it (tokio numbers tasks from one global counter,
+/// and that number decides in which order a crashed host's tasks are
+/// dropped, so in which order its connections close). A process that fails
+/// is reported as a violation. Returns the reports in the order they came.
+pub fn run_batch(
+    exe: &Path,
+    seeds: &[u64],
+    jobs: usize,
+    mutation: Option<Mutation>,
+    stop_at_violation: bool,
+    report: impl Fn(&Report) + Sync,
+) -> Vec<Report> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let reports = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else { return };
+                    let r = run_child(exe, seed, mutation);
+                    report(&r);
+                    if stop_at_violation && !r.violations.is_empty() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    reports.lock().expect("reports").push(r);
+                }
+            });
+        }
+    });
+    reports.into_inner().expect("reports")
+}
+
+/// Runs one seed in a child process and reads its report.
+fn run_child(exe: &Path, seed: u64, mutation: Option<Mutation>) -> Report {
+    let mut command = Command::new(exe);
+    command.args(["--seed", &seed.to_string(), "--report"]);
+    if let Some(m) = mutation {
+        command.args(["--mutation", m.name()]);
+    }
+    let failed = |what: String| Report {
+        seed,
+        summary: format!("seed {seed}: VIOLATION {what}"),
+        schedule: String::new(),
+        rounds: 0,
+        faults: 0,
+        simulated_ms: 0,
+        violations: vec![what],
+        wall_ms: 0,
+    };
+    let output = match command.env_remove("SEED").output() {
+        Ok(o) => o,
+        Err(e) => return failed(format!("could not start {}: {e}", exe.display())),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().last().and_then(Report::from_json) {
+        Some(r) => r,
+        None => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            failed(format!(
+                "the run's process ended with {} and no report: {}",
+                output.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ))
+        }
+    }
+}
+
+/// Every payment submitted after the heal is committed.
+fn all_committed(log: &UserLog) -> bool {
+    log.submitted
         .iter()
         .filter(|(_, at)| **at >= HEAL_MS)
-        .all(|(id, _)| log.committed.contains_key(id));
-    same && first > height_at_heal && checker.block_at(first).is_some() && all_committed
+        .all(|(id, _)| log.committed.contains_key(id))
+}
+
+/// Every honest validator committed `target`, a height above the one at the
+/// heal (one block there: a second would have been reported as a fork).
+fn reached(checker: &Checker, target: u64, height_at_heal: u64) -> bool {
+    target > height_at_heal
+        && checker.block_at(target).is_some()
+        && checker
+            .honest()
+            .iter()
+            .all(|v| checker.height(*v) >= target)
 }

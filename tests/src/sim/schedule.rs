@@ -14,6 +14,16 @@ pub enum Fault {
     Split(Vec<usize>, Vec<usize>),
     /// Cut the validator leading the current round off from all others.
     IsolateLeader,
+    /// Mute the validator leading the current round: it still hears the
+    /// votes of the round before and certifies that block, but nobody learns
+    /// of the certificate. The others time out and propose again at the same
+    /// height, so a validator that committed on the certificate alone forks.
+    MuteLeader,
+    /// Split the current round's leader and the f after it from the others,
+    /// for three times as long as other faults. They certify a block among
+    /// themselves (a quorum only if quorums are too small) while the others,
+    /// unaware, time out and certify another at the same height.
+    SplitAtLeaders,
     /// Traffic from `.0` to `.1` is dropped; the other way flows.
     OneWay(usize, usize),
     /// Everything `.0` sends is dropped; it still hears the others.
@@ -37,6 +47,8 @@ impl fmt::Display for Fault {
         match self {
             Fault::Split(a, b) => write!(f, "split {a:?} | {b:?}"),
             Fault::IsolateLeader => write!(f, "isolate the leader"),
+            Fault::MuteLeader => write!(f, "mute the leader"),
+            Fault::SplitAtLeaders => write!(f, "split the next f + 1 leaders from the rest"),
             Fault::OneWay(a, b) => write!(f, "one-way cut v{a} -> v{b}"),
             Fault::Mute(v) => write!(f, "mute v{v} (what it sends is dropped)"),
             Fault::Slow(v, ms) => write!(f, "slow links of v{v} (up to {ms} ms)"),
@@ -69,6 +81,9 @@ pub struct Schedule {
     pub twins: Vec<Twin>,
     /// When every fault is undone (the final heal).
     pub heal_ms: u64,
+    /// Faults come one at a time (each starts after the last ended), so
+    /// the validators make progress under each; otherwise they overlap.
+    pub one_at_a_time: bool,
 }
 
 /// A validator run twice with the same key; each copy sees half the others.
@@ -110,30 +125,41 @@ impl Schedule {
                 });
             }
         }
+        // In a third of the runs faults come one at a time: the chain keeps
+        // committing under each, which is where a broken commit or quorum
+        // rule shows. Overlapping faults mostly stop it.
+        let one_at_a_time = rng.random_ratio(1, 3);
         let mut faults = Vec::new();
         let mut at = WARMUP_MS + rng.random_range(0..500);
         while at < heal_ms {
-            let length = rng.random_range(200..3_000);
-            let until = (at + length).min(heal_ms);
+            let mut length = rng.random_range(200..3_000);
             let fault = Self::draw_fault(rng, n);
+            if fault == Fault::SplitAtLeaders {
+                // Long enough for the side without the certificate to time
+                // out of the rounds the other side leads (1 + 2 + 4 s of
+                // backed-off timeouts) and certify a block of its own.
+                length *= 3;
+            }
+            let until = (at + length).min(heal_ms);
             faults.push(Scheduled {
                 at_ms: at,
                 until_ms: until,
                 fault,
             });
-            at += rng.random_range(150..1_500);
+            at = if one_at_a_time { until } else { at } + rng.random_range(150..1_500);
         }
         Self {
             faults,
             twins,
             heal_ms,
+            one_at_a_time,
         }
     }
 
     fn draw_fault(rng: &mut SmallRng, n: usize) -> Fault {
         let v = rng.random_range(0..n);
         let other = (v + rng.random_range(1..n)) % n;
-        match rng.random_range(0..10) {
+        match rng.random_range(0..12) {
             0 => {
                 // A minority/majority split, or an even one.
                 let size = rng.random_range(1..=n / 2);
@@ -153,13 +179,18 @@ impl Schedule {
             5 => Fault::Lossy(v, rng.random_range(5..100)),
             6 | 7 => Fault::Crash(v),
             8 => Fault::PowerCut(v),
-            _ => Fault::Mute(v),
+            9 => Fault::Mute(v),
+            10 => Fault::MuteLeader,
+            _ => Fault::SplitAtLeaders,
         }
     }
 }
 
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.one_at_a_time {
+            writeln!(f, "  faults one at a time")?;
+        }
         for t in &self.twins {
             writeln!(
                 f,

@@ -26,6 +26,8 @@ use crate::storage::{Store, StoreError};
 use chatpay_proto::{
     Hash, PublicKey, QuorumCertificate, SecretKey, Signature, proposal_signing_bytes,
 };
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Why safety rules refused to sign, or could not.
@@ -109,7 +111,22 @@ pub struct SafetyRules {
     store: Arc<dyn Store>,
     data: SafetyData,
     mutations: Mutations,
+    /// Certificates verified lately, newest last. The same certificate
+    /// arrives in the proposal, the votes' next proposal and every timeout
+    /// of a round; an identical one is not checked again (its validity is a
+    /// function of its contents and the fixed validator set).
+    verified: RefCell<VecDeque<Verified>>,
 }
+
+/// A certificate that verified.
+#[derive(PartialEq, Eq)]
+enum Verified {
+    Quorum(QuorumCertificate),
+    Timeout(TimeoutCertificate),
+}
+
+/// Verified certificates remembered (a few rounds' worth).
+const VERIFIED_MEMORY: usize = 16;
 
 impl SafetyRules {
     /// Loads the persisted record (or starts fresh) for validator `me`.
@@ -140,6 +157,7 @@ impl SafetyRules {
             store,
             data,
             mutations: Mutations::NONE,
+            verified: RefCell::new(VecDeque::with_capacity(VERIFIED_MEMORY)),
         })
     }
 
@@ -166,20 +184,40 @@ impl SafetyRules {
                 ))
             };
         }
-        let need = self.mutations.quorum(self.validators.len());
-        qc.verify_with_quorum(&self.validators, need)
-            .map_err(|e| SafetyError::BadCertificate(e.to_string()))
+        self.verify_once(Verified::Quorum(qc.clone()), |need| {
+            qc.verify_with_quorum(&self.validators, need)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// Checks a timeout certificate, if there is one.
     pub fn verify_tc(&self, tc: Option<&TimeoutCertificate>) -> Result<(), SafetyError> {
-        let need = self.mutations.quorum(self.validators.len());
         match tc {
-            Some(tc) => tc
-                .verify_with_quorum(&self.validators, need)
-                .map_err(|e| SafetyError::BadCertificate(e.to_string())),
+            Some(tc) => self.verify_once(Verified::Timeout(tc.clone()), |need| {
+                tc.verify_with_quorum(&self.validators, need)
+                    .map_err(|e| e.to_string())
+            }),
             None => Ok(()),
         }
+    }
+
+    /// Runs `check` (given the signatures needed) unless `certificate`
+    /// verified lately; remembers it if it verifies now.
+    fn verify_once(
+        &self,
+        certificate: Verified,
+        check: impl FnOnce(usize) -> Result<(), String>,
+    ) -> Result<(), SafetyError> {
+        if self.verified.borrow().contains(&certificate) {
+            return Ok(());
+        }
+        check(self.mutations.quorum(self.validators.len())).map_err(SafetyError::BadCertificate)?;
+        let mut verified = self.verified.borrow_mut();
+        if verified.len() == VERIFIED_MEMORY {
+            verified.pop_front();
+        }
+        verified.push_back(certificate);
+        Ok(())
     }
 
     /// Makes `next` the record: asserts it only moves forward, then persists
