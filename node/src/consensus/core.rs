@@ -202,6 +202,15 @@ pub struct Core {
     stats: CoreStats,
 }
 
+/// Decodes what this validator recorded for a restart (`None` if unreadable).
+fn decode_record<P, T>(bytes: &[u8]) -> Option<T>
+where
+    P: prost::Message + Default,
+    T: TryFrom<P>,
+{
+    P::decode(bytes).ok().and_then(|p| T::try_from(p).ok())
+}
+
 /// The certificate of the genesis block (no signatures).
 pub fn genesis_certificate(genesis: &BlockHeader) -> QuorumCertificate {
     QuorumCertificate {
@@ -698,10 +707,7 @@ impl Core {
             .expect("reading recorded blocks failed: storage is broken");
         let mut recovered = 0usize;
         for bytes in blocks {
-            let decoded = pb::Block::decode(bytes.as_slice())
-                .ok()
-                .and_then(|b| Block::try_from(b).ok());
-            let Some(block) = decoded else {
+            let Some(block) = decode_record::<pb::Block, Block>(&bytes) else {
                 tracing::warn!("skipping an unreadable recorded block");
                 continue;
             };
@@ -719,10 +725,7 @@ impl Core {
             .high_qc()
             .expect("reading the highest certificate failed: storage is broken")
         {
-            match pb::QuorumCertificate::decode(bytes.as_slice())
-                .ok()
-                .and_then(|q| QuorumCertificate::try_from(q).ok())
-            {
+            match decode_record::<pb::QuorumCertificate, QuorumCertificate>(&bytes) {
                 Some(qc) if qc.round > self.tree.high_qc().round => {
                     self.certificates
                         .entry(qc.block_hash)
@@ -742,10 +745,7 @@ impl Core {
             .high_tc()
             .expect("reading the timeout certificate failed: storage is broken")
         {
-            match pb::TimeoutCertificate::decode(bytes.as_slice())
-                .ok()
-                .and_then(|t| TimeoutCertificate::try_from(t).ok())
-            {
+            match decode_record::<pb::TimeoutCertificate, TimeoutCertificate>(&bytes) {
                 Some(tc) => {
                     self.pacemaker.on_tc(tc);
                 }
