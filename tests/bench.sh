@@ -4,8 +4,21 @@
 # figures printed and written to target/bench/result.json.
 # Settings (environment): VALIDATORS (4), RATE (500), DURATION (20),
 # ACCOUNTS (200), MEMO (0 bytes); MAX=1 searches the highest rate that
-# commits >= 99% with p99 <= 1 s (`make bench-max`, from RATE up).
+# commits >= 99% with p99 <= 1 s (`make bench-max`, from RATE up; every
+# run is kept in target/bench/runs/ for the plot, the best in
+# target/bench/max.json); OVERLOAD=1 offers 3x the rate in max.json (or
+# RATE, if set) for DURATION (60) seconds and fails unless every validator
+# still answers, each stayed under RSS_BOUND_MIB (1024) of memory and the
+# clients were refused with a reason (`make bench-overload`).
 set -eu
+if [ "${OVERLOAD:-0}" = 1 ]; then
+    DURATION=${DURATION:-60}
+    if [ -z "${RATE:-}" ]; then
+        [ -f target/bench/max.json ] || { echo "run make bench-max first, or set RATE"; exit 1; }
+        RATE=$(python3 -c "import json; print(3 * round(json.load(open('target/bench/max.json'))['offered_tps']))")
+    fi
+    OUT=${OUT:-target/bench/overload.json}
+fi
 VALIDATORS=${VALIDATORS:-4}
 RATE=${RATE:-500}
 DURATION=${DURATION:-20}
@@ -13,8 +26,14 @@ ACCOUNTS=${ACCOUNTS:-200}
 MEMO=${MEMO:-0}
 OUT=${OUT:-target/bench/result.json}
 
-cargo build --release --locked --bin chatpay-node --bin chatpay-loadgen
-bin=target/release
+# BIN=DIR runs the chatpay-node and chatpay-loadgen found there instead
+# (to compare builds side by side).
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+else
+    cargo build --release --locked --bin chatpay-node --bin chatpay-loadgen
+    bin=target/release
+fi
 dir=$(mktemp -d)
 pids=""
 cleanup() {
@@ -66,10 +85,12 @@ if [ "${MAX:-0}" = 1 ]; then
     ok() {
         python3 -c "import json,sys; r=json.load(open('$1')); sys.exit(0 if r['committed_fraction'] >= 0.99 and r['latency_ms']['p99'] <= 1000 else 1)"
     }
+    mkdir -p target/bench/runs
     for step in 1 2 3 4 5 6 7 8; do
         run "$rate" "$dir/r$step.json"
+        cp "$dir/r$step.json" "target/bench/runs/v$VALIDATORS-r$rate.json"
         if ok "$dir/r$step.json"; then
-            good=$rate; cp "$dir/r$step.json" "$OUT"
+            good=$rate; cp "$dir/r$step.json" "$OUT"; cp "$dir/r$step.json" target/bench/max.json
         else
             bad=$rate
         fi
@@ -77,6 +98,29 @@ if [ "${MAX:-0}" = 1 ]; then
         [ "$bad" != 0 ] && [ $((bad - good)) -le $((bad / 10)) ] && break
     done
     echo "bench-max: highest rate meeting >= 99% committed and p99 <= 1 s: $good transfers/s (result: $OUT)"
+elif [ "${OVERLOAD:-0}" = 1 ]; then
+    run "$RATE" "$OUT"
+    python3 - "$OUT" "${RSS_BOUND_MIB:-1024}" <<'CHECK'
+import json, sys
+r, bound = json.load(open(sys.argv[1])), float(sys.argv[2])
+refused = {k: v for k, v in r["rejected"].items() if k != "client_backlog"}
+problems = []
+if not all(r["validators_serving_after"]):
+    problems.append(f"validators serving after the load: {r['validators_serving_after']}")
+if max(r["validator_peak_rss_mib"]) > bound:
+    problems.append(f"peak RSS {r['validator_peak_rss_mib']} MiB over the bound of {bound:.0f} MiB")
+unclear = [k for k in refused if not k.islower()]
+if unclear:
+    problems.append(f"refusals without a reason: {unclear}")
+if not refused:
+    problems.append("overload was never refused")
+print(f"overload: peak RSS {max(r['validator_peak_rss_mib']):.0f} MiB (bound {bound:.0f}), "
+      f"refused {sum(refused.values())} with {sorted(refused)}, "
+      f"{r['committed_tps']:.0f} transfers/s committed")
+for p in problems:
+    print("overload: FAILED:", p)
+sys.exit(1 if problems else 0)
+CHECK
 else
     run "$RATE" "$OUT"
     echo "result: $OUT"

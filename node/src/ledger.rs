@@ -9,11 +9,14 @@
 //! leaves the node (subscriptions, API answers) depends on state that a crash
 //! could lose.
 
-use crate::execution::{BranchView, ChainRules, ExecutionOutput, ParentState, execute};
+use crate::execution::{
+    BranchView, ChainRules, ExecutionOutput, ParentState, check_signature, execute,
+};
 use crate::genesis::Genesis;
 use crate::storage::{BlockCommit, Store, StoreError};
-use chatpay_proto::{BlockHeader, Hash, QuorumCertificate, Receipt, SignedTransfer};
-use std::sync::Arc;
+use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, Receipt, SignedTransfer};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
 /// Committed blocks kept for slow subscribers before they must re-read from
@@ -61,6 +64,40 @@ pub struct CommittedBlock {
     pub transactions: Vec<SignedTransfer>,
     /// Receipts in the same order.
     pub receipts: Vec<Receipt>,
+    /// Positions of each participant's transactions, built by the first
+    /// subscriber that asks, so N subscribers cost one pass, not N.
+    by_participant: OnceLock<BTreeMap<PublicKey, Vec<u32>>>,
+}
+
+impl CommittedBlock {
+    /// A committed block with its transactions and their receipts.
+    pub fn new(
+        header: BlockHeader,
+        transactions: Vec<SignedTransfer>,
+        receipts: Vec<Receipt>,
+    ) -> Self {
+        Self {
+            header,
+            transactions,
+            receipts,
+            by_participant: OnceLock::new(),
+        }
+    }
+
+    /// Indexes, in block order, of the transactions `key` sends or receives.
+    pub fn positions_of(&self, key: &PublicKey) -> &[u32] {
+        let index = self.by_participant.get_or_init(|| {
+            let mut index: BTreeMap<PublicKey, Vec<u32>> = BTreeMap::new();
+            for (i, tx) in self.transactions.iter().enumerate() {
+                let i = u32::try_from(i).expect("block tx count is a u32");
+                for key in tx.transfer().participants() {
+                    index.entry(key.clone()).or_default().push(i);
+                }
+            }
+            index
+        });
+        index.get(key).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// A block executed on top of uncommitted ancestors (speculatively).
@@ -166,13 +203,13 @@ impl Ledger {
     /// uncommitted blocks, oldest first, the first extending the committed
     /// head (an empty branch means the committed head itself). This is how a
     /// leader fills, and a voter checks, the header of a block whose parent
-    /// is certified but not yet committed. Signatures are checked but for
-    /// those `known_good` vouches for (see [`execute`]).
+    /// is certified but not yet committed. `signature_valid` checks
+    /// signatures (see [`execute`]).
     pub fn execute_on(
         &self,
         branch: &[&Speculative],
         transactions: &[SignedTransfer],
-        known_good: &dyn Fn(&SignedTransfer) -> bool,
+        signature_valid: &dyn Fn(&SignedTransfer) -> bool,
     ) -> Result<ExecutionOutput, LedgerError> {
         let head = self.last_header()?;
         let mut parent = &head;
@@ -215,7 +252,7 @@ impl Ledger {
             &view,
             &state,
             transactions,
-            known_good,
+            signature_valid,
         )?)
     }
 
@@ -230,7 +267,7 @@ impl Ledger {
         transactions: &[SignedTransfer],
     ) -> Result<BlockHeader, LedgerError> {
         let parent = self.last_header()?;
-        let out = self.execute_on(&[], transactions, &|_| false)?;
+        let out = self.execute_on(&[], transactions, &check_signature)?;
         Ok(BlockHeader {
             genesis_hash: self.genesis.hash(),
             height: parent.height + 1,
@@ -255,7 +292,7 @@ impl Ledger {
         transactions: Vec<SignedTransfer>,
         certificate: Option<QuorumCertificate>,
     ) -> Result<Arc<CommittedBlock>, LedgerError> {
-        let out = self.execute_on(&[], &transactions, &|_| false)?;
+        let out = self.execute_on(&[], &transactions, &check_signature)?;
         self.commit_executed(header, transactions, certificate, out)
     }
 
@@ -313,11 +350,11 @@ impl Ledger {
             burned: out.burned,
         };
         self.store.commit_block(&commit)?;
-        let block = Arc::new(CommittedBlock {
-            header: commit.header,
-            transactions: commit.transactions,
-            receipts: commit.receipts,
-        });
+        let block = Arc::new(CommittedBlock::new(
+            commit.header,
+            commit.transactions,
+            commit.receipts,
+        ));
         // No subscribers is fine; they read the store when they come.
         let _ = self.events.send(block.clone());
         Ok(block)

@@ -1,8 +1,10 @@
 //! Execution through the ledger on both stores: per-rule receipts, and
 //! property tests over thousands of random valid and invalid transfers.
 
+use chatpay_node::execution::check_signature;
 use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::ledger::Ledger;
+use chatpay_node::mempool::SignatureCache;
 use chatpay_node::storage::{MemoryStore, RocksStore, Store};
 use chatpay_proto::{
     Address, Output, PublicKey, ReceiptCode, SecretKey, Signature, SignedTransfer, Transfer,
@@ -150,20 +152,26 @@ fn a_signature_vouched_for_is_not_checked_again_and_every_other_is() {
     let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), g).unwrap();
     let good = pay(1, 1, FEE, &[(2, 5)]);
     let forged = SignedTransfer::new(good.transfer().clone(), Signature([1; 64]));
-    let code = |tx: &SignedTransfer, known_good: &dyn Fn(&SignedTransfer) -> bool| {
+    let code = |tx: &SignedTransfer, signature_valid: &dyn Fn(&SignedTransfer) -> bool| {
         let out = ledger
-            .execute_on(&[], std::slice::from_ref(tx), known_good)
+            .execute_on(&[], std::slice::from_ref(tx), signature_valid)
             .unwrap();
         out.receipts[0].code
     };
-    // What the caller vouches for is taken as checked, even a forgery: the
-    // check really is skipped, so only signatures checked before qualify.
+    // Execution takes the verifier's word, even for a forgery: it checks
+    // nothing itself, so a cache of checked signatures really saves work.
     let vouch = |t: &SignedTransfer| t.signature() == forged.signature();
     assert_eq!(code(&forged, &vouch), ReceiptCode::Success);
-    // Everything else is checked.
-    assert_eq!(code(&forged, &|_| false), ReceiptCode::BadSignature);
-    let only_good = |t: &SignedTransfer| t.signature() == good.signature();
-    assert_eq!(code(&forged, &only_good), ReceiptCode::BadSignature);
+    assert_eq!(code(&forged, &check_signature), ReceiptCode::BadSignature);
+    assert_eq!(code(&good, &check_signature), ReceiptCode::Success);
+    // A validator's cache answers as a fresh check would, remembered or not.
+    let cache = SignatureCache::new(16);
+    let cached = |t: &SignedTransfer| cache.is_valid(t);
+    for _ in 0..2 {
+        assert_eq!(code(&good, &cached), ReceiptCode::Success);
+        assert_eq!(code(&forged, &cached), ReceiptCode::BadSignature);
+    }
+    assert_eq!(cache.len(), 1);
 }
 
 #[test]
@@ -244,12 +252,12 @@ fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
     let b_txs = vec![pay(5, 1, FEE, &[(6, 100)]), pay(1, 2, FEE, &[(6, 1)])];
     let a_header = ledger.build_block(1, 0, 0, &a_txs).unwrap();
     let a = Speculative {
-        output: ledger.execute_on(&[], &a_txs, &|_| false).unwrap(),
+        output: ledger.execute_on(&[], &a_txs, &check_signature).unwrap(),
         header: a_header.clone(),
         transactions: a_txs.clone(),
     };
     assert_eq!(a.output.state_digest, a_header.state_digest);
-    let on_branch = ledger.execute_on(&[&a], &b_txs, &|_| false).unwrap();
+    let on_branch = ledger.execute_on(&[&a], &b_txs, &check_signature).unwrap();
     assert!(
         on_branch.receipts.iter().all(|r| r.is_success()),
         "{:?}",
@@ -259,15 +267,21 @@ fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
     assert_eq!(ledger.store().committed_height().unwrap(), Some(0));
     assert_eq!(ledger.store().account(key(5).public_key()).unwrap(), None);
     // A transaction of the branch cannot be included again on top of it.
-    let err = ledger.execute_on(&[&a], &a_txs, &|_| false).unwrap_err();
+    let err = ledger
+        .execute_on(&[&a], &a_txs, &check_signature)
+        .unwrap_err();
     assert!(err.to_string().contains("already in the branch"), "{err}");
     // A branch that does not extend the committed head is refused.
     let mut stray = a.clone();
     stray.header.parent_hash = chatpay_proto::sha256(b"elsewhere");
-    assert!(ledger.execute_on(&[&stray], &b_txs, &|_| false).is_err());
+    assert!(
+        ledger
+            .execute_on(&[&stray], &b_txs, &check_signature)
+            .is_err()
+    );
 
     ledger.commit(a_header, a_txs, None).unwrap();
-    let after_commit = ledger.execute_on(&[], &b_txs, &|_| false).unwrap();
+    let after_commit = ledger.execute_on(&[], &b_txs, &check_signature).unwrap();
     assert_eq!(
         after_commit, on_branch,
         "same receipts, accounts, burned, tx root and digest"

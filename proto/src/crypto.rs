@@ -82,9 +82,16 @@ impl PublicKey {
         if bytes[0] != 0x02 && bytes[0] != 0x03 {
             return Err(SignatureError::InvalidPoint);
         }
+        #[cfg(feature = "key-cache")]
+        if let Some(key) = key_cache::get(&bytes) {
+            return Ok(key);
+        }
         let key =
             VerifyingKey::from_sec1_bytes(&bytes).map_err(|_| SignatureError::InvalidPoint)?;
-        Ok(Self { bytes, key })
+        let key = Self { bytes, key };
+        #[cfg(feature = "key-cache")]
+        key_cache::put(&key);
+        Ok(key)
     }
 
     /// The 33-byte compressed SEC1 encoding.
@@ -107,6 +114,41 @@ impl PublicKey {
         self.key
             .verify_prehash(digest.as_bytes(), &sig)
             .map_err(|_| SignatureError::Invalid)
+    }
+}
+
+/// Keys parsed lately (feature `key-cache`, which validators enable).
+///
+/// Parsing a key decompresses its point, a field square root that costs an
+/// eighth of a signature check, and a validator parses each sender and
+/// recipient several times: on submission or forwarding, in the proposal
+/// that orders it, in sync. A key is only ever cached after it parsed, and
+/// a hit must match all 33 bytes, so the cache changes speed, never
+/// results. Slots are picked by x-coordinate bytes; keys chosen to collide
+/// only evict each other.
+#[cfg(feature = "key-cache")]
+mod key_cache {
+    use super::PublicKey;
+    use std::sync::{LazyLock, Mutex};
+
+    /// Slots (16,384 × about 150 bytes: 2.4 MiB).
+    const SLOTS: usize = 1 << 14;
+
+    static CACHE: LazyLock<Box<[Mutex<Option<PublicKey>>]>> =
+        LazyLock::new(|| (0..SLOTS).map(|_| Mutex::new(None)).collect());
+
+    fn slot(bytes: &[u8; 33]) -> &'static Mutex<Option<PublicKey>> {
+        let x = u16::from_le_bytes([bytes[1], bytes[2]]);
+        &CACHE[usize::from(x) % SLOTS]
+    }
+
+    pub(super) fn get(bytes: &[u8; 33]) -> Option<PublicKey> {
+        let slot = slot(bytes).lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().filter(|k| &k.bytes == bytes).cloned()
+    }
+
+    pub(super) fn put(key: &PublicKey) {
+        *slot(&key.bytes).lock().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
     }
 }
 
@@ -260,6 +302,43 @@ mod tests {
         let mut bytes = [0u8; 32];
         bytes[31] = n;
         SecretKey::from_slice(&bytes).unwrap()
+    }
+
+    /// Keys that share a cache slot, or differ only in the parity byte,
+    /// come back as themselves; a point off the curve is refused each time.
+    #[test]
+    fn parsing_a_key_again_gives_the_same_key() {
+        let keys: Vec<PublicKey> = (1..=40).map(|n| key(n).public_key().clone()).collect();
+        for _ in 0..2 {
+            for k in &keys {
+                let parsed = PublicKey::from_slice(k.as_bytes()).unwrap();
+                assert_eq!(parsed, *k);
+                assert_eq!(parsed.key, k.key);
+                let mut flipped = *k.as_bytes();
+                flipped[0] ^= 1; // 0x02 <-> 0x03: the negated point
+                let negated = PublicKey::from_slice(&flipped).unwrap();
+                assert_ne!(negated.key, k.key);
+                assert_eq!(negated.as_bytes(), &flipped);
+            }
+        }
+        // Same first x bytes (same slot), another key: never a stale hit.
+        let mut other = *keys[0].as_bytes();
+        for tail in 3..33u8 {
+            other[usize::from(tail)] = tail;
+            match PublicKey::from_slice(&other) {
+                Ok(parsed) => assert_eq!(parsed.as_bytes(), &other),
+                Err(e) => assert_eq!(e, SignatureError::InvalidPoint),
+            }
+        }
+        let mut off_curve = [0u8; 33];
+        off_curve[0] = 2;
+        off_curve[32] = 5; // x = 5: 5^3 + 7 = 132 is not a square mod p
+        for _ in 0..2 {
+            assert_eq!(
+                PublicKey::from_slice(&off_curve).unwrap_err(),
+                SignatureError::InvalidPoint
+            );
+        }
     }
 
     #[test]

@@ -129,14 +129,14 @@ async fn live(
     tx: &Sender,
 ) -> Result<(), Stop> {
     let height = block.header.height;
-    for (i, (t, receipt)) in block.transactions.iter().zip(&block.receipts).enumerate() {
-        let index = u32::try_from(i).expect("block tx count is a u32");
+    for &index in block.positions_of(key) {
         if (height, index) < *cursor {
             continue;
         }
-        if !t.transfer().participants().contains(&key) {
-            continue;
-        }
+        let (t, receipt) = (
+            &block.transactions[index as usize],
+            &block.receipts[index as usize],
+        );
         send(
             tx,
             pb::CommittedTransaction {

@@ -23,7 +23,7 @@ use super::sync::{MAX_FETCH_DEPTH, SyncedBlock, certificate_of};
 use super::wire::ConsensusMessage;
 use crate::execution::{BranchView, StateView};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, SignatureCache};
 use chatpay_proto::pb;
 use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, SignedTransfer, TxId};
 use prost::Message as _;
@@ -169,6 +169,8 @@ pub struct Core {
     config: CoreConfig,
     ledger: Arc<Ledger>,
     mempool: Arc<Mutex<Mempool>>,
+    /// Signatures this validator checked (shared with its mempool).
+    signatures: Arc<SignatureCache>,
     safety: SafetyRules,
     tree: BlockTree,
     aggregator: Aggregator,
@@ -254,6 +256,11 @@ impl Core {
                 }
             })
         };
+        let signatures = mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .signatures()
+            .clone();
         let mut pacemaker = Pacemaker::new(config.base_timeout_ms, config.max_timeout_ms);
         if root_qc.round > 0 {
             pacemaker.on_qc(root_qc.round);
@@ -267,6 +274,7 @@ impl Core {
             tree: BlockTree::new(root, root_qc).with_mutations(config.mutations),
             ledger,
             mempool,
+            signatures,
             safety,
             speculative: BTreeMap::new(),
             certificates: BTreeMap::new(),
@@ -475,8 +483,6 @@ impl Core {
             &mut next_nonce,
         );
         drop(pool);
-        // Taken from the mempool, so every signature was checked on admission.
-        let checked: BTreeSet<TxId> = transactions.iter().map(|t| t.tx_id()).collect();
         tracing::debug!(
             round,
             pending,
@@ -484,8 +490,12 @@ impl Core {
             branch = branch.len(),
             "proposing"
         );
-        let known_good = |t: &SignedTransfer| checked.contains(&t.tx_id());
-        let output = match self.ledger.execute_on(&branch, &transactions, &known_good) {
+        // Taken from the mempool: each signature was checked on admission.
+        let signature_valid = |t: &SignedTransfer| self.signatures.is_valid(t);
+        let output = match self
+            .ledger
+            .execute_on(&branch, &transactions, &signature_valid)
+        {
             Ok(output) => output,
             Err(LedgerError::Store(e)) => panic!("ledger storage failed while proposing: {e}"),
             Err(e) => {
@@ -623,20 +633,12 @@ impl Core {
             return false;
         };
         // Each signature is checked once per validator: those it admitted
-        // (most, forwarded before the proposal) are not checked again.
-        let checked: BTreeSet<TxId> = {
-            let pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            block
-                .transactions
-                .iter()
-                .filter(|t| pool.holds(t))
-                .map(|t| t.tx_id())
-                .collect()
-        };
-        let known_good = |t: &SignedTransfer| checked.contains(&t.tx_id());
+        // are not checked again, and those checked here are not checked on
+        // admission when the transfer is forwarded after its proposal.
+        let signature_valid = |t: &SignedTransfer| self.signatures.is_valid(t);
         let output = match self
             .ledger
-            .execute_on(&branch, &block.transactions, &known_good)
+            .execute_on(&branch, &block.transactions, &signature_valid)
         {
             Ok(o) => o,
             Err(e) => {

@@ -45,6 +45,12 @@ impl<V: StateView + ?Sized> StateView for BranchView<'_, V> {
     }
 }
 
+/// Checks a transaction's signature (for [`execute`] when nothing was
+/// checked before).
+pub fn check_signature(tx: &SignedTransfer) -> bool {
+    tx.verify().is_ok()
+}
+
 /// The chain parameters execution needs (from genesis).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainRules {
@@ -102,9 +108,11 @@ impl<V: StateView + ?Sized> Overlay<'_, V> {
 }
 
 /// Executes `transactions` in order on `view` (the state after `parent`).
-/// A transaction for which `known_good` says yes skips its signature
-/// check: the caller checked that very signature over that very tx id
-/// before (a validator, on admission to its mempool).
+/// `signature_valid` answers whether a transaction's signature verifies:
+/// [`check_signature`] checks it; a validator passes its
+/// [`SignatureCache`](crate::mempool::SignatureCache), which checks each
+/// signature once and remembers the answer. It is asked only for
+/// transactions on this chain.
 ///
 /// # Errors
 /// Only when reading the parent state fails; ledger rule violations are
@@ -118,7 +126,7 @@ pub fn execute<V: StateView + ?Sized>(
     view: &V,
     parent: &ParentState,
     transactions: &[SignedTransfer],
-    known_good: &dyn Fn(&SignedTransfer) -> bool,
+    signature_valid: &dyn Fn(&SignedTransfer) -> bool,
 ) -> Result<ExecutionOutput, StoreError> {
     let mut overlay = Overlay {
         view,
@@ -128,7 +136,7 @@ pub fn execute<V: StateView + ?Sized>(
     let mut burned = parent.burned;
     let mut receipts = Vec::with_capacity(transactions.len());
     for tx in transactions {
-        let code = match apply_one(rules, &mut overlay, tx, known_good(tx))? {
+        let code = match apply_one(rules, &mut overlay, tx, signature_valid)? {
             Ok(fee) => {
                 burned = burned.checked_add(fee).expect("burned ≤ supply ≤ u64::MAX");
                 ReceiptCode::Success
@@ -160,13 +168,13 @@ fn apply_one<V: StateView + ?Sized>(
     rules: &ChainRules,
     overlay: &mut Overlay<'_, V>,
     tx: &SignedTransfer,
-    signature_checked: bool,
+    signature_valid: &dyn Fn(&SignedTransfer) -> bool,
 ) -> Result<Result<u64, ReceiptCode>, StoreError> {
     let t = tx.transfer();
     if t.chain_id() != rules.chain_id {
         return Ok(Err(ReceiptCode::WrongChain));
     }
-    if !signature_checked && tx.verify().is_err() {
+    if !signature_valid(tx) {
         return Ok(Err(ReceiptCode::BadSignature));
     }
     if t.outputs().iter().any(|o| o.amount == 0) {

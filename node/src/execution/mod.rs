@@ -20,5 +20,7 @@
 mod apply;
 mod digest;
 
-pub use apply::{BranchView, ChainRules, ExecutionOutput, ParentState, StateView, execute};
+pub use apply::{
+    BranchView, ChainRules, ExecutionOutput, ParentState, StateView, check_signature, execute,
+};
 pub use digest::{genesis_state_digest, next_state_digest};

@@ -10,13 +10,19 @@
 //!
 //! Invariants: at most `max_txs` entries and `max_bytes` bytes in total and
 //! `max_per_sender` per sender; at most one entry per (sender, nonce); every
-//! entry's signature verified exactly once, on admission.
+//! entry's signature verified, through the validator's [`SignatureCache`]:
+//! a transfer already checked in a proposal is not checked again, nor is
+//! one admitted here when a proposal orders it.
 
+mod signatures;
 #[cfg(test)]
 mod tests;
 
+pub use signatures::SignatureCache;
+
 use chatpay_proto::{Account, PublicKey, SignatureError, SignedTransfer, TxId};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Limits of the mempool (node-local configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +183,7 @@ pub struct Mempool {
     by_arrival: BTreeMap<u64, TxId>,
     next_seq: u64,
     bytes: usize,
+    signatures: Arc<SignatureCache>,
 }
 
 /// Size a transaction is accounted for: signing bytes + 64-byte signature.
@@ -196,7 +203,15 @@ impl Mempool {
             by_arrival: BTreeMap::new(),
             next_seq: 0,
             bytes: 0,
+            // As many as can be pending: what waits here is not checked
+            // again when a proposal orders it.
+            signatures: Arc::new(SignatureCache::new(config.max_txs)),
         }
+    }
+
+    /// The validator's cache of checked signatures (shared with execution).
+    pub fn signatures(&self) -> &Arc<SignatureCache> {
+        &self.signatures
     }
 
     /// Pending count.
@@ -227,14 +242,6 @@ impl Mempool {
     /// A pending transaction by id.
     pub fn get(&self, id: &TxId) -> Option<&SignedTransfer> {
         self.by_id.get(id).map(|e| &e.tx)
-    }
-
-    /// Whether `tx` is pending with this very signature, which was then
-    /// checked on admission (a block need not check it again).
-    pub fn holds(&self, tx: &SignedTransfer) -> bool {
-        self.by_id
-            .get(&tx.tx_id())
-            .is_some_and(|e| e.tx.signature() == tx.signature())
     }
 
     /// Admits `tx`. `sender` is the sender's committed account and
@@ -270,7 +277,9 @@ impl Mempool {
             });
         }
         // Last and most expensive: everything else is cheap and read-only.
-        tx.verify().map_err(AdmitError::BadSignature)?;
+        self.signatures
+            .verify(&tx)
+            .map_err(AdmitError::BadSignature)?;
         self.insert(tx, bytes, debit);
         Ok(Admission::Admitted)
     }

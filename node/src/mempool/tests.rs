@@ -70,10 +70,11 @@ fn admits_once_and_dedupes_by_id() {
     );
     assert_eq!(m.len(), 1);
     assert!(m.get(&t.tx_id()).is_some());
-    // Only the signature checked on admission is vouched for.
-    assert!(m.holds(&t));
-    assert!(!m.holds(&resigned));
-    assert!(!m.holds(&tx(1, 2, 5)));
+    // The signature checked on admission is remembered, for execution.
+    assert_eq!(m.signatures().len(), 1);
+    assert!(m.signatures().is_valid(&t));
+    assert!(!m.signatures().is_valid(&resigned));
+    assert_eq!(m.signatures().len(), 1);
 }
 
 #[test]

@@ -176,6 +176,18 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Peak resident set size of a process in MiB (VmHWM), 0 if unknown.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0.0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 /// Signature verifications per second on one core.
 fn verify_rate() -> f64 {
     let key = account(0);
@@ -380,6 +392,13 @@ async fn run(r: Run) -> Result<(), String> {
     let _ = stop_follow.send(true);
     while followers.join_next().await.is_some() {}
     let elapsed = started.elapsed().as_secs_f64();
+    // After the load, every validator must still answer.
+    let mut serving = Vec::with_capacity(clients.len());
+    for c in &clients {
+        let answer = c.clone().get_status(pb::GetStatusRequest {}).await;
+        serving.push(answer.is_ok());
+    }
+    let rss: Vec<f64> = r.pids.iter().map(|p| peak_rss_mib(*p)).collect();
     let cpu: Vec<f64> = r
         .pids
         .iter()
@@ -425,6 +444,8 @@ async fn run(r: Run) -> Result<(), String> {
         },
         "rejected": *rejected.lock().unwrap(),
         "validator_cpu_s": cpu,
+        "validator_peak_rss_mib": rss,
+        "validators_serving_after": serving,
         "elapsed_s": elapsed,
         "verify_per_s_per_core": ceiling_per_core,
         "cores": cores,
@@ -456,6 +477,8 @@ async fn run(r: Run) -> Result<(), String> {
     );
     println!("rejected     {:?}", rejected.lock().unwrap());
     println!("cpu s        {cpu:.1?} (validators)");
+    println!("peak rss MiB {rss:.0?} (validators)");
+    println!("serving      {serving:?} (validators, after the load)");
     println!(
         "ceiling      {ceiling:.0} transfers/s = {cores} cores x {ceiling_per_core:.0} verifications/s / {validators} validators"
     );

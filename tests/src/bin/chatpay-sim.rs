@@ -1,7 +1,7 @@
 //! Runs seeded simulations of whole clusters (see `chatpay_tests::sim`).
 //!
 //! ```text
-//! chatpay-sim                      # the CI batch: regressions + seeds 0..200
+//! chatpay-sim                      # regressions + seeds 0..200 (make test: --seeds 100)
 //! chatpay-sim --seeds 5000         # a longer batch
 //! chatpay-sim --seed 17            # replay one run, printing its trace
 //! chatpay-sim --mutation vote-twice   # a broken rule: expect a violation
