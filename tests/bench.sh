@@ -5,8 +5,8 @@
 # Settings (environment): VALIDATORS (4), RATE (500), DURATION (20),
 # ACCOUNTS (200), MEMO (0 bytes); MAX=1 searches the highest rate that
 # commits >= 99% with p99 <= 1 s (`make bench-max`, from RATE up; every
-# run is kept in target/bench/runs/ for the plot, the best in
-# target/bench/max.json); OVERLOAD=1 offers 3x the rate in max.json (or
+# run is kept in target/bench/runs/ and drawn by tests/plot.py in
+# target/bench/bench.svg, the best in target/bench/max.json); OVERLOAD=1 offers 3x the rate in max.json (or
 # RATE, if set) for DURATION (60) seconds and fails unless every validator
 # still answers, each stayed under RSS_BOUND_MIB (1024) of memory and the
 # clients were refused with a reason (`make bench-overload`).
@@ -98,6 +98,7 @@ if [ "${MAX:-0}" = 1 ]; then
         [ "$bad" != 0 ] && [ $((bad - good)) -le $((bad / 10)) ] && break
     done
     echo "bench-max: highest rate meeting >= 99% committed and p99 <= 1 s: $good transfers/s (result: $OUT)"
+    python3 tests/plot.py target/bench/runs target/bench/bench.svg
 elif [ "${OVERLOAD:-0}" = 1 ]; then
     run "$RATE" "$OUT"
     python3 - "$OUT" "${RSS_BOUND_MIB:-1024}" <<'CHECK'

@@ -27,8 +27,8 @@ W, H, M = 460, 300, 56  # one panel, margin
 
 
 def nice_max(v):
-    for step in [1, 2, 2.5, 5]:
-        for exp in range(0, 7):
+    for exp in range(0, 8):
+        for step in [1, 2, 2.5, 5]:
             top = step * 10**exp
             if top >= v:
                 return top
@@ -66,7 +66,9 @@ for i, (n, runs) in enumerate(sorted(series.items())):
     committed.append((f"{n} validators", color, [(r["offered_tps"], r["committed_tps"]) for r in runs], ""))
     for p, dash in [("p50", "4,3"), ("p99", "")]:
         pts = [(r["offered_tps"], r["latency_ms"][p]) for r in runs]
-        latency.append((f"{n} validators {p}", color, pts, dash))
+        latency.append((f"{n} validators {p}" + (" (dashed)" if dash else ""), color, pts, dash))
+top = max(r["offered_tps"] for runs in series.values() for r in runs)
+committed.append(("all offered committed", "#999", [(0, 0), (top, top)], "2,2"))
 body = panel(0, "Throughput", "committed transfers/s", committed)
 body += panel(W + 20, "Finality (submit to commit notice)", "ms", latency)
 svg = (

@@ -236,18 +236,26 @@ async fn run(r: Run) -> Result<(), String> {
     // Pre-sign: account i sends to i + 1, nonces in order.
     let total = r.rate * r.duration;
     let keys: Vec<SecretKey> = (0..r.accounts).map(account).collect();
-    // Continue each account's nonces (the network may have run load before).
+    // Continue each account's nonces (the network may have run load before),
+    // from the validator furthest ahead: one still catching up would hand
+    // out nonces already used, and the same transfers again.
     let mut nonces = Vec::with_capacity(keys.len());
     for k in &keys {
         let address = Address::new(HRP, k.public_key().clone())
             .expect("valid prefix")
             .to_string();
-        let r = clients[0]
-            .clone()
-            .get_account(pb::GetAccountRequest { address })
-            .await
-            .map_err(|e| e.message().to_string())?;
-        nonces.push(r.into_inner().account.map_or(0, |a| a.nonce));
+        let mut nonce = 0;
+        for c in &clients {
+            let r = c
+                .clone()
+                .get_account(pb::GetAccountRequest {
+                    address: address.clone(),
+                })
+                .await
+                .map_err(|e| e.message().to_string())?;
+            nonce = nonce.max(r.into_inner().account.map_or(0, |a| a.nonce));
+        }
+        nonces.push(nonce);
     }
     let memo = vec![b'm'; r.memo_bytes];
     let signed: Vec<SignedTransfer> = (0..total)
