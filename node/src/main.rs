@@ -186,6 +186,10 @@ fn main() -> ExitCode {
             Command::Status { node } => cmd_status(&node).await,
         }
     });
+    // Dropping a runtime waits for every blocking task without end; a step
+    // still running when the shutdown bound passed must not keep the
+    // process alive (a node told to stop once kept running for minutes).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

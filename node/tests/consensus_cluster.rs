@@ -451,16 +451,23 @@ fn an_equivocating_leader_causes_no_fork_and_is_reported() {
 #[test]
 fn a_quiet_chain_advances_at_the_idle_interval() {
     let mut c = Cluster::new(4);
+    // A transfer behind a nonce gap (nonce 2, nothing with nonce 1) cannot
+    // be ordered yet, so it is no reason to propose.
+    for i in 0..4 {
+        c.submit(i, 2);
+    }
     c.start();
     // Nothing to order: about one block per idle interval (1 s), not a spin.
     assert!(!c.run_until(1_000, 10_000));
     let h = c.height(0);
     assert!((5..=11).contains(&h), "height {h} after 10 s idle");
+    assert_eq!(c.committed_transfers(0), 0);
     c.assert_agreement();
     // A transfer reaching the validators (as forwarding will do) is proposed
     // by the next leader at once (a waiting one, or the next to enter its
     // round), and commits well within one idle interval: the block holding it
     // needs two certified descendants, at most two heights above the top.
+    // It fills the gap, so the waiting transfer commits with it.
     for i in 0..4 {
         c.submit(i, 1);
         let out = c.nodes[i]
@@ -471,7 +478,7 @@ fn a_quiet_chain_advances_at_the_idle_interval() {
     let before = c.now_ms;
     let top = (0..4).map(|i| c.height(i)).max().unwrap();
     assert!(c.run_until(top + 2, before + 10_000));
-    assert_eq!(c.committed_transfers(0), 1);
+    assert_eq!(c.committed_transfers(0), 2);
     assert!(
         c.now_ms - before < 1_000,
         "committed in {} ms",
@@ -486,6 +493,10 @@ fn a_single_validator_chain_commits() {
     for nonce in 1..=5 {
         c.submit(0, nonce);
     }
+    // Behind a gap (no nonce 6): pending, never ordered, no reason to
+    // propose (before, a lone validator proposed empty blocks forever
+    // without returning from a step).
+    c.submit(0, 7);
     c.start();
     assert!(c.run_until(3, 60_000));
     assert_eq!(c.committed_transfers(0), 5);

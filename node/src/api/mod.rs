@@ -54,6 +54,20 @@ impl ApiState {
         let store = self.ledger.store();
         let committed_at = store.transaction(&tx.tx_id())?.map(|r| r.height);
         let sender = store.account(tx.transfer().sender())?;
+        // The signature is checked between two holds of the mempool, not
+        // under it, so admissions (client calls, forwarded batches) check
+        // signatures in parallel. The second hold checks every rule again.
+        let signatures = {
+            let pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            match pool.check(&tx, sender, committed_at) {
+                Ok(true) => pool.signatures().clone(),
+                Ok(false) => return Ok(Ok(Admission::AlreadyPending)),
+                Err(e) => return Ok(Err(e)),
+            }
+        };
+        if let Err(e) = signatures.verify(&tx) {
+            return Ok(Err(AdmitError::BadSignature(e)));
+        }
         let forward = self.admitted.as_ref().map(|_| tx.clone());
         let admitted = self
             .mempool

@@ -414,24 +414,38 @@ impl Core {
         }
     }
 
-    /// Whether a block now would order something: pending transactions,
-    /// uncommitted ancestors holding transactions (which need certified
-    /// descendants to commit), or a commit of transactions that only this
-    /// validator knows of yet.
+    /// Whether a block now would order something: a pending transaction it
+    /// could take (its sender's next nonce), uncommitted ancestors holding
+    /// transactions (which need certified descendants to commit), or a
+    /// commit of transactions that only this validator knows of yet.
+    /// Transfers waiting behind a nonce gap are not work: a leader that
+    /// counted them would propose empty blocks back to back for as long as
+    /// the gap lasts (and a lone validator would never stop).
     fn has_work(&self) -> bool {
         if self.commit_to_announce {
             return true;
         }
-        if !self
-            .mempool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-        {
+        let pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(branch) = self.branch_to(&self.tree.high_qc().block_hash) else {
+            // Proposing fetches the certified block first.
+            return !pool.is_empty();
+        };
+        if branch.iter().any(|s| !s.transactions.is_empty()) {
             return true;
         }
-        self.branch_to(&self.tree.high_qc().block_hash)
-            .is_some_and(|b| b.iter().any(|s| !s.transactions.is_empty()))
+        // The branch orders nothing, so nothing pending is excluded.
+        let outputs: Vec<_> = branch.iter().map(|b| &b.output).collect();
+        let view = BranchView::new(self.ledger.store().as_ref(), &outputs);
+        let mut next_nonce =
+            |k: &PublicKey| view.account(k).ok().flatten().map_or(1, |a| a.nonce + 1);
+        !pool
+            .batch(
+                1,
+                self.config.max_block_bytes,
+                &BTreeSet::new(),
+                &mut next_nonce,
+            )
+            .is_empty()
     }
 
     /// Uncommitted ancestors of `hash`, oldest first (empty for the root).

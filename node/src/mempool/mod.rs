@@ -252,19 +252,50 @@ impl Mempool {
         sender: Option<Account>,
         committed_at: Option<u64>,
     ) -> Result<Admission, AdmitError> {
-        let id = tx.tx_id();
-        if self.by_id.contains_key(&id) {
+        let Some((bytes, debit)) = self.check_cheap(&tx, sender, committed_at)? else {
             return Ok(Admission::AlreadyPending);
+        };
+        // Last and most expensive: everything else is cheap and read-only.
+        self.signatures
+            .verify(&tx)
+            .map_err(AdmitError::BadSignature)?;
+        self.insert(tx, bytes, debit);
+        Ok(Admission::Admitted)
+    }
+
+    /// Every admission rule but the signature, with `admit`'s arguments:
+    /// `Ok(true)` if `tx` would be admitted should its signature verify,
+    /// `Ok(false)` if it is already pending. Lets a caller check the
+    /// signature without holding the mempool, then [`Mempool::admit`]
+    /// (which checks everything again and finds the signature cached).
+    pub fn check(
+        &self,
+        tx: &SignedTransfer,
+        sender: Option<Account>,
+        committed_at: Option<u64>,
+    ) -> Result<bool, AdmitError> {
+        Ok(self.check_cheap(tx, sender, committed_at)?.is_some())
+    }
+
+    /// The cheap rules; `Some((bytes, debit))` when `tx` is not pending.
+    fn check_cheap(
+        &self,
+        tx: &SignedTransfer,
+        sender: Option<Account>,
+        committed_at: Option<u64>,
+    ) -> Result<Option<(usize, u64)>, AdmitError> {
+        if self.by_id.contains_key(&tx.tx_id()) {
+            return Ok(None);
         }
         if let Some(height) = committed_at {
             return Err(AdmitError::AlreadyCommitted { height });
         }
-        let debit = self.check_stateless(&tx)?;
+        let debit = self.check_stateless(tx)?;
         let t = tx.transfer();
         let account = sender.ok_or(AdmitError::UnknownSender)?;
         self.check_nonce(t.sender(), t.nonce(), account.nonce)?;
         self.check_funds(t.sender(), t.nonce(), debit, account.balance)?;
-        let bytes = size_of(&tx);
+        let bytes = size_of(tx);
         if self.by_id.len() >= self.config.max_txs || self.bytes + bytes > self.config.max_bytes {
             return Err(AdmitError::PoolFull {
                 count: self.by_id.len(),
@@ -276,12 +307,7 @@ impl Mempool {
                 limit: self.config.max_per_sender,
             });
         }
-        // Last and most expensive: everything else is cheap and read-only.
-        self.signatures
-            .verify(&tx)
-            .map_err(AdmitError::BadSignature)?;
-        self.insert(tx, bytes, debit);
-        Ok(Admission::Admitted)
+        Ok(Some((bytes, debit)))
     }
 
     /// Chain id, outputs and fee; returns Σ amounts + fee.

@@ -254,3 +254,40 @@ fn commit_drops_included_and_stale() {
     assert!(m.get(&tx(2, 1, 5).tx_id()).is_some());
     assert_eq!(m.bytes(), 2 * size_of(&tx(1, 3, 5)));
 }
+
+/// `check` answers what `admit` would, but for the signature, and changes
+/// nothing: a caller checks the signature in between without the mempool.
+#[test]
+fn check_answers_as_admit_would_and_changes_nothing() {
+    let mut m = pool(2, 4);
+    let t = tx(1, 1, 5);
+    assert_eq!(m.check(&t, rich(), None), Ok(true));
+    assert!(m.is_empty());
+    assert!(m.signatures().is_empty(), "check verifies no signature");
+    // A forgery passes the cheap rules; only admit refuses it.
+    let forged = SignedTransfer::new(tx(1, 1, 6).transfer().clone(), Signature([1; 64]));
+    assert_eq!(m.check(&forged, rich(), None), Ok(true));
+    assert!(matches!(
+        m.admit(forged, rich(), None),
+        Err(AdmitError::BadSignature(_))
+    ));
+    assert_eq!(m.admit(t.clone(), rich(), None), Ok(Admission::Admitted));
+    assert_eq!(m.check(&t, rich(), None), Ok(false));
+    assert_eq!(
+        m.check(&tx(1, 1, 7), rich(), None),
+        Err(AdmitError::NonceTaken {
+            nonce: 1,
+            pending: t.tx_id()
+        })
+    );
+    assert_eq!(
+        m.check(&tx(2, 1, 5), rich(), Some(9)),
+        Err(AdmitError::AlreadyCommitted { height: 9 })
+    );
+    m.admit(tx(2, 1, 5), rich(), None).unwrap();
+    assert!(matches!(
+        m.check(&tx(3, 1, 5), rich(), None),
+        Err(AdmitError::PoolFull { count: 2, .. })
+    ));
+    assert_eq!(m.len(), 2);
+}
