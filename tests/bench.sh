@@ -3,7 +3,9 @@
 # 127.0.0.1, the load generator for DURATION seconds at RATE transfers/s,
 # figures printed and written to target/bench/result.json.
 # Settings (environment): VALIDATORS (4), RATE (500), DURATION (20),
-# ACCOUNTS (200), MEMO (0 bytes); MAX=1 searches the highest rate that
+# ACCOUNTS (200), MEMO (0 bytes), BATCH (0: each transfer on its own
+# SubmitTransaction call; N: SubmitTransactions calls of up to N, what
+# falls due within 5 ms per validator, as a gateway would); MAX=1 searches the highest rate that
 # commits >= 99% with p99 <= 1 s (`make bench-max`, from RATE up; every
 # run is kept in target/bench/runs/ and drawn by tests/plot.py in
 # target/bench/bench.svg, the best in target/bench/max.json); OVERLOAD=1 offers 3x the rate in max.json (or
@@ -24,6 +26,7 @@ RATE=${RATE:-500}
 DURATION=${DURATION:-20}
 ACCOUNTS=${ACCOUNTS:-200}
 MEMO=${MEMO:-0}
+BATCH=${BATCH:-0}
 OUT=${OUT:-target/bench/result.json}
 
 # BIN=DIR runs the chatpay-node and chatpay-loadgen found there instead
@@ -74,9 +77,9 @@ until [ "$(height || echo 0)" -ge 3 ] 2>/dev/null; do
     sleep 0.1
 done
 run() {
-    echo "bench: $VALIDATORS validators, $1 transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes"
+    echo "bench: $VALIDATORS validators, $1 transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes, batch $BATCH"
     "$bin/chatpay-loadgen" run --nodes "$nodes" --accounts "$ACCOUNTS" --rate "$1" \
-        --duration "$DURATION" --memo-bytes "$MEMO" --pids "$(echo $pids | tr ' ' ',')" --out "$2"
+        --duration "$DURATION" --memo-bytes "$MEMO" --batch "$BATCH" --pids "$(echo $pids | tr ' ' ',')" --out "$2"
 }
 if [ "${MAX:-0}" = 1 ]; then
     # `make bench-max`: double the rate while >= 99% commits with p99 <= 1 s,

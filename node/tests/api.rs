@@ -1,7 +1,7 @@
 //! The client gRPC API over a real socket: every RPC with good input and with
 //! each bad input it can get.
 
-use chatpay_node::api::{ApiState, MAX_REQUEST_BYTES, serve};
+use chatpay_node::api::{ApiState, MAX_REQUEST_BYTES, MAX_SUBMIT_BATCH, serve};
 use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::ledger::Ledger;
 use chatpay_node::mempool::{Mempool, MempoolConfig};
@@ -244,6 +244,78 @@ async fn submit_is_idempotent_and_refusals_are_precise() {
         (taken.code(), reason(&taken).as_str()),
         (Code::Aborted, "nonce_taken")
     );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_admitted_transaction_by_transaction() {
+    let mut node = TestNode::start().await;
+    node.submit(&pay(1, 3, 1, 100)).await.unwrap();
+    let forged = SignedTransfer::new(pay(1, 3, 3, 1).transfer().clone(), key(9).sign(b"x"));
+    let mut malformed = pb::SignedTransaction::from(&pay(1, 3, 4, 1));
+    malformed.signature = vec![1; 3];
+    let batch = vec![
+        pb::SignedTransaction::from(&pay(1, 3, 1, 100)),
+        pb::SignedTransaction::from(&pay(1, 3, 2, 100)),
+        pb::SignedTransaction::from(&forged),
+        malformed,
+        pb::SignedTransaction::from(&pay(2, 3, 1, 491)),
+        pb::SignedTransaction::from(&pay(1, 3, 3, 5)),
+    ];
+    let results = node
+        .client
+        .submit_transactions(pb::SubmitTransactionsRequest {
+            transactions: batch.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let seen: Vec<(i32, Code, &str)> = results
+        .iter()
+        .map(|r| (r.status, Code::from(r.code as i32), r.reason.as_str()))
+        .collect();
+    let refused = pb::AdmissionStatus::Unspecified as i32;
+    assert_eq!(
+        seen,
+        [
+            (pb::AdmissionStatus::AlreadyPending as i32, Code::Ok, ""),
+            (pb::AdmissionStatus::Admitted as i32, Code::Ok, ""),
+            (refused, Code::Unauthenticated, "bad_signature"),
+            (refused, Code::InvalidArgument, "malformed"),
+            (refused, Code::FailedPrecondition, "insufficient_funds"),
+            (pb::AdmissionStatus::Admitted as i32, Code::Ok, ""),
+        ]
+    );
+    // Ids of what could be decoded, messages naming what is wrong.
+    assert_eq!(results[1].tx_id, pay(1, 3, 2, 100).tx_id().0.to_vec());
+    assert!(results[3].tx_id.is_empty());
+    assert!(
+        results[3].message.contains("signature"),
+        "{}",
+        results[3].message
+    );
+    assert!(
+        results[4].message.starts_with("insufficient_funds"),
+        "{}",
+        results[4].message
+    );
+    assert_eq!(node.state.mempool.lock().unwrap().len(), 3);
+
+    // Too many in one call: refused whole, nothing admitted.
+    let too_many = (0..=MAX_SUBMIT_BATCH as u64)
+        .map(|n| pb::SignedTransaction::from(&pay(1, 3, 10 + n, 1)))
+        .collect();
+    let err = node
+        .client
+        .submit_transactions(pb::SubmitTransactionsRequest {
+            transactions: too_many,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("at most 256"), "{}", err.message());
+    assert_eq!(node.state.mempool.lock().unwrap().len(), 3);
     node.stop().await;
 }
 

@@ -227,6 +227,15 @@ mod liar {
                 status: pb::AdmissionStatus::Admitted as i32,
             }))
         }
+        async fn submit_transactions(
+            &self,
+            r: Request<pb::SubmitTransactionsRequest>,
+        ) -> Result<Response<pb::SubmitTransactionsResponse>, Status> {
+            self.honest
+                .clone()
+                .submit_transactions(r.into_inner())
+                .await
+        }
         async fn get_account(
             &self,
             r: Request<pb::GetAccountRequest>,

@@ -13,7 +13,7 @@ mod service;
 mod subscribe;
 
 pub(crate) use service::internal;
-pub use service::{ClientApi, MAX_REQUEST_BYTES};
+pub use service::{ClientApi, MAX_REQUEST_BYTES, MAX_SUBMIT_BATCH};
 
 use crate::ledger::Ledger;
 use crate::mempool::{Admission, AdmitError, Mempool};
@@ -32,8 +32,8 @@ pub struct ApiState {
     pub ledger: Arc<Ledger>,
     /// Pending transactions.
     pub mempool: Arc<Mutex<Mempool>>,
-    /// Told of every newly admitted transaction (the node forwards them to
-    /// the other validators and wakes a waiting leader). Bounded: when full,
+    /// Told of every transaction newly admitted from a client (the node
+    /// forwards them to the other validators and wakes a waiting leader). Bounded: when full,
     /// the transaction stays in this validator's mempool only.
     pub admitted: Option<mpsc::Sender<SignedTransfer>>,
 }
@@ -48,9 +48,29 @@ impl ApiState {
         }
     }
 
-    /// Checks `tx` against committed state and admits it to the mempool;
-    /// a newly admitted one is passed to the admission listener.
+    /// Checks `tx` from a client against committed state and admits it to
+    /// the mempool; a newly admitted one is passed to the admission listener
+    /// (which forwards it to the other validators).
     pub fn admit(&self, tx: SignedTransfer) -> Result<Result<Admission, AdmitError>, StoreError> {
+        self.admit_from(tx, true)
+    }
+
+    /// [`ApiState::admit`] for a transaction another validator forwarded:
+    /// its origin forwards it to every validator, so it is not passed on
+    /// again (passing it on sent each transaction to each validator up to
+    /// n times).
+    pub fn admit_forwarded(
+        &self,
+        tx: SignedTransfer,
+    ) -> Result<Result<Admission, AdmitError>, StoreError> {
+        self.admit_from(tx, false)
+    }
+
+    fn admit_from(
+        &self,
+        tx: SignedTransfer,
+        pass_on: bool,
+    ) -> Result<Result<Admission, AdmitError>, StoreError> {
         let store = self.ledger.store();
         let committed_at = store.transaction(&tx.tx_id())?.map(|r| r.height);
         let sender = store.account(tx.transfer().sender())?;
@@ -68,14 +88,14 @@ impl ApiState {
         if let Err(e) = signatures.verify(&tx) {
             return Ok(Err(AdmitError::BadSignature(e)));
         }
-        let forward = self.admitted.as_ref().map(|_| tx.clone());
+        let listener = self.admitted.as_ref().filter(|_| pass_on);
+        let forward = listener.map(|_| tx.clone());
         let admitted = self
             .mempool
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .admit(tx, sender, committed_at);
-        if let (Ok(Admission::Admitted), Some(listener), Some(tx)) =
-            (&admitted, &self.admitted, forward)
+        if let (Ok(Admission::Admitted), Some(listener), Some(tx)) = (&admitted, listener, forward)
         {
             if listener.try_send(tx).is_err() {
                 tracing::debug!("admission listener full; transaction stays local");

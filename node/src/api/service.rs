@@ -14,8 +14,11 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
-/// Largest request the API decodes (a maximal transaction is ~3.2 KiB).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest request the API decodes: a batch of [`MAX_SUBMIT_BATCH`] maximal
+/// transactions (~3.2 KiB each) fits.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// Most transactions in one `SubmitTransactions` call.
+pub const MAX_SUBMIT_BATCH: usize = 256;
 /// Default and maximum page size of `ListTransactions`.
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
@@ -137,6 +140,13 @@ fn tx_id(bytes: &[u8]) -> Result<TxId, Status> {
     })
 }
 
+fn admission_status(admission: Admission) -> pb::AdmissionStatus {
+    match admission {
+        Admission::Admitted => pb::AdmissionStatus::Admitted,
+        Admission::AlreadyPending => pb::AdmissionStatus::AlreadyPending,
+    }
+}
+
 /// The gRPC status for a refused transaction.
 pub fn admit_status(e: &AdmitError) -> Status {
     let code = match e {
@@ -198,8 +208,7 @@ impl pb::client_server::Client for ClientApi {
         let id = tx.tx_id();
         let admitted = self.state.admit(tx).map_err(internal)?;
         let status = match admitted {
-            Ok(Admission::Admitted) => pb::AdmissionStatus::Admitted,
-            Ok(Admission::AlreadyPending) => pb::AdmissionStatus::AlreadyPending,
+            Ok(admission) => admission_status(admission),
             Err(e) => {
                 tracing::debug!(tx_id = %id, reason = e.reason(), "transaction refused");
                 return Err(admit_status(&e));
@@ -209,6 +218,60 @@ impl pb::client_server::Client for ClientApi {
             tx_id: id.0.to_vec(),
             status: status as i32,
         }))
+    }
+
+    async fn submit_transactions(
+        &self,
+        request: Request<pb::SubmitTransactionsRequest>,
+    ) -> Result<Response<pb::SubmitTransactionsResponse>, Status> {
+        let wires = request.into_inner().transactions;
+        if wires.len() > MAX_SUBMIT_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_SUBMIT_BATCH} transactions per call, got {}",
+                wires.len()
+            )));
+        }
+        let state = &self.state;
+        // Signature checks are CPU work: keep them off the I/O threads.
+        let results = crate::node::blocking(|| {
+            wires
+                .into_iter()
+                .map(|wire| {
+                    let tx = match SignedTransfer::try_from(wire) {
+                        Ok(tx) => tx,
+                        Err(e) => {
+                            return Ok(pb::SubmitResult {
+                                code: Code::InvalidArgument as u32,
+                                message: e.to_string(),
+                                reason: "malformed".into(),
+                                ..Default::default()
+                            });
+                        }
+                    };
+                    let id = tx.tx_id();
+                    Ok(match state.admit(tx)? {
+                        Ok(admission) => pb::SubmitResult {
+                            tx_id: id.0.to_vec(),
+                            status: admission_status(admission) as i32,
+                            ..Default::default()
+                        },
+                        Err(e) => {
+                            tracing::debug!(tx_id = %id, reason = e.reason(), "transaction refused");
+                            let status = admit_status(&e);
+                            pb::SubmitResult {
+                                tx_id: id.0.to_vec(),
+                                status: pb::AdmissionStatus::Unspecified as i32,
+                                code: status.code() as u32,
+                                message: status.message().to_string(),
+                                reason: e.reason().into(),
+                            }
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .map_err(internal)?;
+        Ok(Response::new(pb::SubmitTransactionsResponse { results }))
     }
 
     async fn get_account(

@@ -1,6 +1,6 @@
-//! Links to the other validators: one bounded queue and one long-lived
-//! stream per peer for consensus messages, one queue for forwarded
-//! transactions, and request/response calls for catch-up.
+//! Links to the other validators: per peer, one bounded queue and one
+//! long-lived stream for consensus messages, the same for forwarded
+//! transaction batches, and request/response calls for catch-up.
 
 use super::{
     Connector, FORWARD_QUEUE, MAX_BACKOFF, MAX_FORWARD_TXS, MAX_PEER_MESSAGE_BYTES, MIN_BACKOFF,
@@ -10,22 +10,33 @@ use crate::consensus::messages::{Block, ValidatorIndex};
 use crate::consensus::sync::{MAX_SYNC_BLOCKS, SyncedBlock};
 use crate::metrics::Metrics;
 use chatpay_proto::{Hash, pb};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
 use tonic::transport::Channel;
 
 type Client = pb::validator_client::ValidatorClient<Channel>;
 
-/// Messages buffered inside one open stream (on top of the peer queue).
+/// An open client-streaming call, until it ends.
+type Call =
+    Pin<Box<dyn Future<Output = Result<tonic::Response<pb::DeliverResponse>, Status>> + Send>>;
+
+/// Consensus messages buffered inside one open stream (on top of the peer
+/// queue).
 const STREAM_BUFFER: usize = 256;
+/// Forwarded batches buffered inside one open stream (on top of
+/// [`FORWARD_QUEUE`]): a batch holds up to [`MAX_FORWARD_TXS`] transactions.
+const FORWARD_STREAM_BUFFER: usize = 8;
 
 struct Link {
     client: Client,
     consensus: mpsc::Sender<pb::ConsensusMessage>,
-    forward: mpsc::Sender<Arc<Vec<pb::SignedTransaction>>>,
+    forward: mpsc::Sender<pb::ForwardTransactionsRequest>,
 }
 
 /// The other validators, by index (no link to this validator itself).
@@ -63,14 +74,16 @@ impl Peers {
                 client.clone(),
                 queue,
                 stop.clone(),
-                metrics.clone(),
+                (STREAM_BUFFER, Some(metrics.clone())),
+                |mut c, s| Box::pin(async move { c.stream(s).await }),
             )));
-            tasks.push(tokio::spawn(forward_to_peer(
-                me,
+            tasks.push(tokio::spawn(stream_to_peer(
                 index,
                 client.clone(),
                 batches,
                 stop.clone(),
+                (FORWARD_STREAM_BUFFER, None),
+                |mut c, s| Box::pin(async move { c.forward_stream(s).await }),
             )));
             links.push(Some(Link {
                 client,
@@ -105,9 +118,13 @@ impl Peers {
     }
 
     /// Queues a batch of admitted transactions for every other validator.
-    pub fn forward(&self, batch: Arc<Vec<pb::SignedTransaction>>) {
+    pub fn forward(&self, batch: &[pb::SignedTransaction]) {
         for link in self.links.iter().flatten() {
-            if link.forward.try_send(batch.clone()).is_err() {
+            let request = pb::ForwardTransactionsRequest {
+                sender: self.me,
+                transactions: batch.to_vec(),
+            };
+            if link.forward.try_send(request).is_err() {
                 tracing::debug!("forward queue full; batch stays local for that peer");
             }
         }
@@ -212,22 +229,30 @@ impl Peers {
     }
 }
 
-/// Keeps one `Stream` call open to `peer`, feeding it from `queue`; on
-/// failure waits (exponential backoff) and opens another. A message in
-/// flight when a stream breaks is lost, which consensus tolerates.
-async fn stream_to_peer(
+/// Keeps one streaming call (`open`: consensus messages, or forwarded
+/// batches) open to `peer`, feeding it from `queue`; on failure waits
+/// (exponential backoff) and opens another. A message in flight when a
+/// stream breaks is lost, which consensus tolerates (and a forwarded
+/// transaction stays in this validator's mempool). `buffer` messages wait
+/// inside the open stream; `metrics`, when given, tracks whether the peer
+/// is connected.
+async fn stream_to_peer<M: Send + 'static>(
     peer: ValidatorIndex,
     client: Client,
-    mut queue: mpsc::Receiver<pb::ConsensusMessage>,
+    mut queue: mpsc::Receiver<M>,
     mut stop: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
+    (buffer, metrics): (usize, Option<Arc<Metrics>>),
+    open: fn(Client, ReceiverStream<M>) -> Call,
 ) {
+    let connected = |up| {
+        if let Some(m) = &metrics {
+            m.peer_connected(peer, up);
+        }
+    };
     let mut backoff = MIN_BACKOFF;
     loop {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let mut call_client = client.clone();
-        let call = call_client.stream(ReceiverStream::new(rx));
-        tokio::pin!(call);
+        let (tx, rx) = mpsc::channel(buffer);
+        let mut call = open(client.clone(), ReceiverStream::new(rx));
         let opened = tokio::time::Instant::now();
         let mut marked = false;
         let ended = loop {
@@ -237,7 +262,7 @@ async fn stream_to_peer(
                 result = &mut call => break result.err(),
                 // A stream still open after a second is taken as connected.
                 () = tokio::time::sleep_until(opened + Duration::from_secs(1)), if !marked => {
-                    metrics.peer_connected(peer, true);
+                    connected(true);
                     marked = true;
                 }
                 message = queue.recv() => match message {
@@ -254,7 +279,7 @@ async fn stream_to_peer(
                 },
             }
         };
-        metrics.peer_connected(peer, false);
+        connected(false);
         if opened.elapsed() > Duration::from_secs(10) {
             backoff = MIN_BACKOFF;
         }
@@ -270,35 +295,5 @@ async fn stream_to_peer(
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-/// Sends forwarded transaction batches to `peer`, one call per batch; a
-/// failed batch is dropped (the transactions stay in this mempool).
-async fn forward_to_peer(
-    me: ValidatorIndex,
-    peer: ValidatorIndex,
-    mut client: Client,
-    mut batches: mpsc::Receiver<Arc<Vec<pb::SignedTransaction>>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let batch = tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            batch = batches.recv() => match batch {
-                None => return,
-                Some(b) => b,
-            },
-        };
-        let request = pb::ForwardTransactionsRequest {
-            sender: me,
-            transactions: batch.as_ref().clone(),
-        };
-        match tokio::time::timeout(RPC_TIMEOUT, client.forward_transactions(request)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(status)) => tracing::debug!(peer, code = ?status.code(), "forwarding refused"),
-            Err(_) => tracing::debug!(peer, "forwarding timed out"),
-        }
     }
 }

@@ -63,53 +63,13 @@ impl ValidatorService {
             .await
             .map_err(|_| Status::unavailable("validator is shutting down"))
     }
-}
 
-type BlockStream = Pin<Box<dyn Stream<Item = Result<pb::CertifiedBlock, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl pb::validator_server::Validator for ValidatorService {
-    async fn stream(
-        &self,
-        request: Request<Streaming<pb::ConsensusMessage>>,
-    ) -> Result<Response<pb::DeliverResponse>, Status> {
-        let remote = request.remote_addr();
-        let mut messages = request.into_inner();
-        let mut stopping = self.stopping.clone();
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = stopping.wait_for(|s| *s) => {
-                    return Err(Status::unavailable("validator is shutting down"));
-                }
-                next = messages.message() => next?,
-            };
-            let Some(message) = next else {
-                return Ok(Response::new(pb::DeliverResponse {}));
-            };
-            if let Err(status) = self.deliver(message).await {
-                tracing::warn!(?remote, error = status.message(), "dropping a peer stream");
-                return Err(status);
-            }
-        }
-    }
-
-    async fn deliver(
-        &self,
-        request: Request<pb::ConsensusMessage>,
-    ) -> Result<Response<pb::DeliverResponse>, Status> {
-        ValidatorService::deliver(self, request.into_inner()).await?;
-        Ok(Response::new(pb::DeliverResponse {}))
-    }
-
-    async fn forward_transactions(
-        &self,
-        request: Request<pb::ForwardTransactionsRequest>,
-    ) -> Result<Response<pb::DeliverResponse>, Status> {
-        let request = request.into_inner();
+    /// Decodes a forwarded batch (all or nothing), admits each transaction
+    /// and wakes the core if any was new.
+    fn admit_forwarded(&self, request: pb::ForwardTransactionsRequest) -> Result<(), Status> {
         if request.transactions.len() > MAX_FORWARD_TXS {
             return Err(Status::invalid_argument(format!(
-                "at most {MAX_FORWARD_TXS} transactions per call, got {}",
+                "at most {MAX_FORWARD_TXS} transactions per batch, got {}",
                 request.transactions.len()
             )));
         }
@@ -128,7 +88,7 @@ impl pb::validator_server::Validator for ValidatorService {
         let admitted = blocking(|| {
             let mut admitted = 0usize;
             for tx in transactions {
-                match api.admit(tx) {
+                match api.admit_forwarded(tx) {
                     Ok(Ok(crate::mempool::Admission::Admitted)) => admitted += 1,
                     Ok(_) => {}
                     Err(e) => return Err(crate::api::internal(e)),
@@ -143,6 +103,76 @@ impl pb::validator_server::Validator for ValidatorService {
                 .events
                 .try_send(CoreEvent::Input(Input::TransactionsAvailable));
         }
+        Ok(())
+    }
+}
+
+/// The next message of a peer's stream: `None` when the peer ends it, an
+/// error when it breaks or this validator stops.
+async fn next_message<T>(
+    stream: &mut Streaming<T>,
+    stopping: &mut watch::Receiver<bool>,
+) -> Result<Option<T>, Status> {
+    tokio::select! {
+        biased;
+        _ = stopping.wait_for(|s| *s) => Err(Status::unavailable("validator is shutting down")),
+        next = stream.message() => next,
+    }
+}
+
+type BlockStream = Pin<Box<dyn Stream<Item = Result<pb::CertifiedBlock, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::validator_server::Validator for ValidatorService {
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::ConsensusMessage>>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        let remote = request.remote_addr();
+        let mut messages = request.into_inner();
+        let mut stopping = self.stopping.clone();
+        while let Some(message) = next_message(&mut messages, &mut stopping).await? {
+            if let Err(status) = self.deliver(message).await {
+                tracing::warn!(?remote, error = status.message(), "dropping a peer stream");
+                return Err(status);
+            }
+        }
+        Ok(Response::new(pb::DeliverResponse {}))
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<pb::ConsensusMessage>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        ValidatorService::deliver(self, request.into_inner()).await?;
+        Ok(Response::new(pb::DeliverResponse {}))
+    }
+
+    async fn forward_stream(
+        &self,
+        request: Request<Streaming<pb::ForwardTransactionsRequest>>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        let remote = request.remote_addr();
+        let mut batches = request.into_inner();
+        let mut stopping = self.stopping.clone();
+        while let Some(batch) = next_message(&mut batches, &mut stopping).await? {
+            if let Err(status) = self.admit_forwarded(batch) {
+                tracing::warn!(
+                    ?remote,
+                    error = status.message(),
+                    "dropping a forward stream"
+                );
+                return Err(status);
+            }
+        }
+        Ok(Response::new(pb::DeliverResponse {}))
+    }
+
+    async fn forward_transactions(
+        &self,
+        request: Request<pb::ForwardTransactionsRequest>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        self.admit_forwarded(request.into_inner())?;
         Ok(Response::new(pb::DeliverResponse {}))
     }
 

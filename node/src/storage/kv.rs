@@ -38,6 +38,10 @@ pub trait Backend: Send + Sync + 'static {
     fn write(&self, puts: Vec<Put>, sync: bool) -> Result<()>;
     /// Deletes `keys` of `cf` (absent ones are fine); durable when `sync`.
     fn delete(&self, cf: &'static str, keys: Vec<Vec<u8>>, sync: bool) -> Result<()>;
+    /// Deletes every key of `cf` in `from..to` without reading them (a
+    /// scan over deleted keys costs more the more were deleted before);
+    /// durable when `sync`.
+    fn delete_range(&self, cf: &'static str, from: &[u8], to: &[u8], sync: bool) -> Result<()>;
     /// Visits entries of `cf` from `start` in `direction` until `visit`
     /// returns false.
     fn scan(
@@ -279,25 +283,14 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn prune_pending_blocks(&self, up_to_height: u64) -> Result<()> {
-        let mut keys = Vec::new();
+        // Keys are height (big-endian) ++ hash: heights 0..=up_to_height.
+        let Some(end) = up_to_height.checked_add(1) else {
+            return self
+                .backend
+                .delete_range(cf::PENDING_BLOCKS, &[], &[0xff; 9], false);
+        };
         self.backend
-            .scan(cf::PENDING_BLOCKS, &[], Scan::Forward, &mut |k, _| {
-                let height = k
-                    .get(..8)
-                    .and_then(|h| h.try_into().ok())
-                    .map(u64::from_be_bytes);
-                match height {
-                    Some(h) if h <= up_to_height => {
-                        keys.push(k.to_vec());
-                        true
-                    }
-                    _ => false,
-                }
-            })?;
-        if keys.is_empty() {
-            return Ok(());
-        }
-        self.backend.delete(cf::PENDING_BLOCKS, keys, false)
+            .delete_range(cf::PENDING_BLOCKS, &[], &end.to_be_bytes(), false)
     }
 
     fn high_qc(&self) -> Result<Option<Vec<u8>>> {

@@ -151,6 +151,18 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn delete_range(&self, cf: &'static str, from: &[u8], to: &[u8], sync: bool) -> Result<()> {
+        self.with(|d| {
+            let keys: Vec<Vec<u8>> = d.live.get(cf).map_or_else(Vec::new, |col| {
+                col.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            });
+            d.record(vec![Op::Delete(cf, keys)], sync, &[cf]);
+        });
+        Ok(())
+    }
+
     fn scan(
         &self,
         cf: &'static str,

@@ -81,6 +81,14 @@ impl Backend for RocksBackend {
         self.db.write_opt(batch, &opts).map_err(db_error)
     }
 
+    fn delete_range(&self, cf: &'static str, from: &[u8], to: &[u8], sync: bool) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(cf)?, from, to);
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts).map_err(db_error)
+    }
+
     fn scan(
         &self,
         cf: &'static str,

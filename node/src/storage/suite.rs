@@ -251,6 +251,39 @@ pub(crate) fn keeps_certificates_and_safety_data(store: &dyn Store) {
     );
 }
 
+pub(crate) fn prunes_pending_blocks_by_height(store: &dyn Store) {
+    let hash = |n: u8| sha256(&[n]);
+    store.put_pending_block(3, &hash(3), b"three").unwrap();
+    store.put_pending_block(1, &hash(1), b"one").unwrap();
+    store.put_pending_block(2, &hash(2), b"two").unwrap();
+    store.put_pending_block(2, &hash(22), b"two'").unwrap();
+    store.put_pending_block(256, &hash(9), b"256").unwrap();
+    // Height order (keys are big-endian heights), whatever the write order;
+    // then hash order within a height.
+    let twos = if hash(2) < hash(22) {
+        [&b"two"[..], b"two'"]
+    } else {
+        [&b"two'"[..], b"two"]
+    };
+    assert_eq!(
+        store.pending_blocks().unwrap(),
+        [&b"one"[..], twos[0], twos[1], b"three", b"256"]
+            .map(<[u8]>::to_vec)
+            .to_vec()
+    );
+    store.prune_pending_blocks(2).unwrap();
+    assert_eq!(
+        store.pending_blocks().unwrap(),
+        vec![b"three".to_vec(), b"256".to_vec()]
+    );
+    // Pruning again, or below what is left, removes nothing more.
+    store.prune_pending_blocks(2).unwrap();
+    store.prune_pending_blocks(0).unwrap();
+    assert_eq!(store.pending_blocks().unwrap().len(), 2);
+    store.prune_pending_blocks(u64::MAX).unwrap();
+    assert!(store.pending_blocks().unwrap().is_empty());
+}
+
 macro_rules! store_suite {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -275,6 +308,11 @@ macro_rules! store_suite {
             fn refuses_commits_that_do_not_extend() {
                 let (_guard, store) = $make;
                 super::super::suite::refuses_commits_that_do_not_extend(&store);
+            }
+            #[test]
+            fn prunes_pending_blocks_by_height() {
+                let (_guard, store) = $make;
+                super::super::suite::prunes_pending_blocks_by_height(&store);
             }
             #[test]
             fn keeps_certificates_and_safety_data() {

@@ -61,6 +61,11 @@ enum Command {
         /// Memo bytes per transfer.
         #[arg(long, default_value_t = 0)]
         memo_bytes: usize,
+        /// Submit through `SubmitTransactions`, up to this many per call
+        /// (what is due within 5 ms, per validator), as a gateway relaying
+        /// many users' payments would; 0 submits each on its own call.
+        #[arg(long, default_value_t = 0)]
+        batch: usize,
         /// Validator process ids (for CPU seconds), comma separated.
         #[arg(long, value_delimiter = ',')]
         pids: Vec<u32>,
@@ -105,6 +110,7 @@ fn main() -> Result<(), String> {
             rate,
             duration,
             memo_bytes,
+            batch,
             pids,
             out,
         } => rt.block_on(run(Run {
@@ -113,6 +119,7 @@ fn main() -> Result<(), String> {
             rate,
             duration,
             memo_bytes,
+            batch,
             pids,
             out,
         })),
@@ -158,6 +165,7 @@ struct Run {
     rate: u64,
     duration: u64,
     memo_bytes: usize,
+    batch: usize,
     pids: Vec<u32>,
     out: Option<PathBuf>,
 }
@@ -211,6 +219,14 @@ fn verify_rate() -> f64 {
         n += 1;
     }
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A refusal's stable reason (`chatpay-reason`), else its gRPC code.
+fn status_reason(s: &tonic::Status) -> String {
+    s.metadata()
+        .get("chatpay-reason")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| format!("{:?}", s.code()), str::to_string)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -339,44 +355,81 @@ async fn run(r: Run) -> Result<(), String> {
         });
     }
 
-    // Open loop: transfer k leaves at start + k / rate, whatever happened before.
+    // Open loop: transfer k is due at start + k / rate, whatever happened
+    // before; its latency counts from then.
     let started = Instant::now();
+    let due = |k: usize| started + Duration::from_secs_f64(k as f64 / r.rate as f64);
     let limit = Arc::new(tokio::sync::Semaphore::new(512));
     let mut tasks = tokio::task::JoinSet::new();
-    for (k, tx) in signed.iter().enumerate() {
-        let due = started + Duration::from_secs_f64(k as f64 / r.rate as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            *rejected
-                .lock()
-                .unwrap()
-                .entry("client_backlog".into())
-                .or_default() += 1;
-            continue;
-        };
-        let mut c = clients[k % clients.len()].clone();
-        let wire: pb::SignedTransaction = tx.into();
-        let (submitted, rejected) = (submitted.clone(), rejected.clone());
-        tasks.spawn(async move {
-            let at = Instant::now();
-            match c
-                .submit_transaction(pb::SubmitTransactionRequest {
+    let refuse = |rejected: &Mutex<BTreeMap<String, u64>>, reason: String, n: u64| {
+        *rejected.lock().unwrap().entry(reason).or_default() += n;
+    };
+    let wires: Vec<pb::SignedTransaction> = signed.iter().map(Into::into).collect();
+    if r.batch == 0 {
+        for (k, wire) in wires.into_iter().enumerate() {
+            tokio::time::sleep_until(due(k).into()).await;
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                refuse(&rejected, "client_backlog".into(), 1);
+                continue;
+            };
+            let mut c = clients[k % clients.len()].clone();
+            let (submitted, rejected) = (submitted.clone(), rejected.clone());
+            let at = due(k);
+            tasks.spawn(async move {
+                let request = pb::SubmitTransactionRequest {
                     transaction: Some(wire),
-                })
-                .await
-            {
-                Ok(_) => submitted.lock().unwrap()[k] = Some(at),
-                Err(s) => {
-                    let reason = s
-                        .metadata()
-                        .get("chatpay-reason")
-                        .and_then(|v| v.to_str().ok())
-                        .map_or_else(|| format!("{:?}", s.code()), str::to_string);
-                    *rejected.lock().unwrap().entry(reason).or_default() += 1;
+                };
+                match c.submit_transaction(request).await {
+                    Ok(_) => submitted.lock().unwrap()[k] = Some(at),
+                    Err(s) => refuse(&rejected, status_reason(&s), 1),
+                }
+                drop(permit);
+            });
+        }
+    } else {
+        // Every 5 ms, what fell due goes to its validator, `batch` per call.
+        let window = Duration::from_millis(5);
+        let mut wires = wires.into_iter().enumerate().peekable();
+        let mut tick = started;
+        while wires.peek().is_some() {
+            tick += window;
+            tokio::time::sleep_until(tick.into()).await;
+            let mut per_node: Vec<Vec<(usize, pb::SignedTransaction)>> =
+                vec![Vec::new(); clients.len()];
+            while let Some((k, wire)) = wires.next_if(|(k, _)| due(*k) <= tick) {
+                per_node[k % clients.len()].push((k, wire));
+            }
+            for (node, items) in per_node.into_iter().enumerate() {
+                for chunk in items.chunks(r.batch) {
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        refuse(&rejected, "client_backlog".into(), chunk.len() as u64);
+                        continue;
+                    };
+                    let mut c = clients[node].clone();
+                    let (submitted, rejected) = (submitted.clone(), rejected.clone());
+                    let (ks, transactions): (Vec<usize>, Vec<_>) = chunk.iter().cloned().unzip();
+                    let dues: Vec<Instant> = ks.iter().map(|k| due(*k)).collect();
+                    tasks.spawn(async move {
+                        let request = pb::SubmitTransactionsRequest { transactions };
+                        match c.submit_transactions(request).await {
+                            Ok(response) => {
+                                let results = response.into_inner().results;
+                                let mut submitted = submitted.lock().unwrap();
+                                for ((k, at), result) in ks.iter().zip(dues).zip(&results) {
+                                    if result.reason.is_empty() {
+                                        submitted[*k] = Some(at);
+                                    } else {
+                                        refuse(&rejected, result.reason.clone(), 1);
+                                    }
+                                }
+                            }
+                            Err(s) => refuse(&rejected, status_reason(&s), ks.len() as u64),
+                        }
+                        drop(permit);
+                    });
                 }
             }
-            drop(permit);
-        });
+        }
     }
     while tasks.join_next().await.is_some() {}
     let offered_secs = started.elapsed().as_secs_f64();
@@ -406,6 +459,11 @@ async fn run(r: Run) -> Result<(), String> {
         let answer = c.clone().get_status(pb::GetStatusRequest {}).await;
         serving.push(answer.is_ok());
     }
+    let end_height = status
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_or(start_height, |s| s.into_inner().committed_height);
+    let blocks = end_height.saturating_sub(start_height);
     let rss: Vec<f64> = r.pids.iter().map(|p| peak_rss_mib(*p)).collect();
     let cpu: Vec<f64> = r
         .pids
@@ -439,6 +497,7 @@ async fn run(r: Run) -> Result<(), String> {
         "accounts": r.accounts,
         "duration_s": r.duration,
         "memo_bytes": r.memo_bytes,
+        "submit_batch": r.batch,
         "offered_tps": total as f64 / offered_secs,
         "admitted": admitted,
         "committed": committed_count,
@@ -451,6 +510,8 @@ async fn run(r: Run) -> Result<(), String> {
             "max": latencies.last().copied().unwrap_or(0.0),
         },
         "rejected": *rejected.lock().unwrap(),
+        "blocks": blocks,
+        "blocks_per_s": blocks as f64 / elapsed,
         "validator_cpu_s": cpu,
         "validator_peak_rss_mib": rss,
         "validators_serving_after": serving,
@@ -484,6 +545,11 @@ async fn run(r: Run) -> Result<(), String> {
         latencies.last().copied().unwrap_or(0.0)
     );
     println!("rejected     {:?}", rejected.lock().unwrap());
+    println!(
+        "blocks       {blocks} ({:.1}/s, {:.1} transfers each)",
+        blocks as f64 / elapsed,
+        committed_count as f64 / blocks.max(1) as f64
+    );
     println!("cpu s        {cpu:.1?} (validators)");
     println!("peak rss MiB {rss:.0?} (validators)");
     println!("serving      {serving:?} (validators, after the load)");
