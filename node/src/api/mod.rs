@@ -18,7 +18,7 @@ pub use service::{ClientApi, MAX_REQUEST_BYTES, MAX_SUBMIT_BATCH};
 use crate::ledger::Ledger;
 use crate::mempool::{Admission, AdmitError, Mempool};
 use crate::storage::StoreError;
-use chatpay_proto::{SignedTransfer, pb};
+use chatpay_proto::{Account, SignedTransfer, pb};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
@@ -72,8 +72,14 @@ impl ApiState {
         pass_on: bool,
     ) -> Result<Result<Admission, AdmitError>, StoreError> {
         let store = self.ledger.store();
-        let committed_at = store.transaction(&tx.tx_id())?.map(|r| r.height);
         let sender = store.account(tx.transfer().sender())?;
+        // Only a transfer whose nonce the sender has used can be committed:
+        // one read fewer for every fresh transfer.
+        let used = |a: &Account| tx.transfer().nonce() <= a.nonce;
+        let committed_at = match &sender {
+            Some(a) if used(a) => store.transaction(&tx.tx_id())?.map(|r| r.height),
+            _ => None,
+        };
         // The signature is checked between two holds of the mempool, not
         // under it, so admissions (client calls, forwarded batches) check
         // signatures in parallel. The second hold checks every rule again.

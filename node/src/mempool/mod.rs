@@ -170,7 +170,6 @@ struct Entry {
     tx: SignedTransfer,
     seq: u64,
     bytes: usize,
-    debit: u64,
 }
 
 /// Pending transactions.
@@ -179,7 +178,9 @@ pub struct Mempool {
     chain_id: String,
     min_fee: u64,
     by_id: BTreeMap<TxId, Entry>,
-    by_sender: BTreeMap<PublicKey, BTreeMap<u64, TxId>>,
+    /// Each sender's pending nonces, with the tx id and debit (amounts +
+    /// fee) of each, so the funds check needs no lookup per transaction.
+    by_sender: BTreeMap<PublicKey, BTreeMap<u64, (TxId, u64)>>,
     by_arrival: BTreeMap<u64, TxId>,
     next_seq: u64,
     bytes: usize,
@@ -351,7 +352,7 @@ impl Mempool {
                 last,
             });
         }
-        if let Some(pending) = self.by_sender.get(sender).and_then(|m| m.get(&nonce)) {
+        if let Some((pending, _)) = self.by_sender.get(sender).and_then(|m| m.get(&nonce)) {
             return Err(AdmitError::NonceTaken {
                 nonce,
                 pending: *pending,
@@ -369,7 +370,7 @@ impl Mempool {
     ) -> Result<(), AdmitError> {
         let earlier: u128 = self.by_sender.get(sender).map_or(0, |m| {
             m.range(..nonce)
-                .map(|(_, id)| u128::from(self.by_id[id].debit))
+                .map(|(_, (_, debit))| u128::from(*debit))
                 .sum()
         });
         let needed = earlier + u128::from(debit);
@@ -387,18 +388,10 @@ impl Mempool {
         self.by_sender
             .entry(t.sender().clone())
             .or_default()
-            .insert(t.nonce(), id);
+            .insert(t.nonce(), (id, debit));
         self.by_arrival.insert(seq, id);
         self.bytes += bytes;
-        self.by_id.insert(
-            id,
-            Entry {
-                tx,
-                seq,
-                bytes,
-                debit,
-            },
-        );
+        self.by_id.insert(id, Entry { tx, seq, bytes });
     }
 
     fn remove(&mut self, id: &TxId) {
@@ -441,7 +434,7 @@ impl Mempool {
             }
             // Take this sender's consecutive run from here.
             let run = self.by_sender[sender].range(*next..);
-            for (nonce, run_id) in run {
+            for (nonce, (run_id, _)) in run {
                 if *nonce != *next || out.len() >= max_count {
                     break;
                 }
@@ -478,7 +471,7 @@ impl Mempool {
             let stale: Vec<TxId> = self
                 .by_sender
                 .get(&sender)
-                .map(|m| m.range(..=committed).map(|(_, id)| *id).collect())
+                .map(|m| m.range(..=committed).map(|(_, (id, _))| *id).collect())
                 .unwrap_or_default();
             for id in stale {
                 self.remove(&id);
