@@ -107,7 +107,7 @@ elif [ "${OVERLOAD:-0}" = 1 ]; then
     python3 - "$OUT" "${RSS_BOUND_MIB:-1024}" <<'CHECK'
 import json, sys
 r, bound = json.load(open(sys.argv[1])), float(sys.argv[2])
-refused = {k: v for k, v in r["rejected"].items() if k != "client_backlog"}
+refused = r["rejected"]
 problems = []
 if not all(r["validators_serving_after"]):
     problems.append(f"validators serving after the load: {r['validators_serving_after']}")

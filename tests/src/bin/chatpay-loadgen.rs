@@ -229,6 +229,129 @@ fn status_reason(s: &tonic::Status) -> String {
         .map_or_else(|| format!("{:?}", s.code()), str::to_string)
 }
 
+/// Attempts per transfer before the load generator gives up on it.
+const MAX_TRIES: usize = 10;
+/// Wait between attempts.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// Whether a wallet would submit a refused transfer again, unchanged.
+fn retryable(reason: &str) -> bool {
+    matches!(
+        reason,
+        "mempool_full"
+            | "sender_full"
+            | "nonce_too_far_ahead"
+            | "Unavailable"
+            | "DeadlineExceeded"
+            | "Cancelled"
+            | "ResourceExhausted"
+    )
+}
+
+/// What submitting tasks share.
+struct Submitter {
+    /// Calls in flight (512); a transfer waits for a free one.
+    limit: Arc<tokio::sync::Semaphore>,
+    /// When each admitted transfer fell due.
+    submitted: Arc<Mutex<Vec<Option<Instant>>>>,
+    /// Refusals (every attempt) by reason.
+    rejected: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Transfers never admitted.
+    abandoned: Mutex<u64>,
+}
+
+impl Submitter {
+    fn refused(&self, reason: &str) {
+        *self
+            .rejected
+            .lock()
+            .unwrap()
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    /// Submits transfer `k` (due `at`) on its own call, retrying what a
+    /// wallet would retry; `refused_once` when a batch call refused it.
+    async fn submit(
+        self: Arc<Self>,
+        mut client: ClientClient<tonic::transport::Channel>,
+        k: usize,
+        at: Instant,
+        wire: pb::SignedTransaction,
+        refused_once: bool,
+    ) {
+        let first = usize::from(refused_once);
+        for attempt in first..MAX_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+            // A full client waits for a free call, as a client library
+            // queues locally (polling would spin the load generator itself).
+            let _permit = self.limit.clone().acquire_owned().await;
+            let request = pb::SubmitTransactionRequest {
+                transaction: Some(wire.clone()),
+            };
+            match client.submit_transaction(request).await {
+                Ok(_) => {
+                    self.submitted.lock().unwrap()[k] = Some(at);
+                    return;
+                }
+                Err(s) => {
+                    let reason = status_reason(&s);
+                    self.refused(&reason);
+                    if !retryable(&reason) {
+                        break;
+                    }
+                }
+            }
+        }
+        *self.abandoned.lock().unwrap() += 1;
+    }
+
+    /// Submits `items` (transfer index, transfer) in one `SubmitTransactions`
+    /// call; what it refuses and a wallet would retry goes on [`Self::submit`].
+    async fn submit_batch(
+        self: Arc<Self>,
+        client: ClientClient<tonic::transport::Channel>,
+        items: Vec<(usize, pb::SignedTransaction)>,
+        dues: Vec<Instant>,
+    ) {
+        let results = match self.limit.clone().acquire_owned().await {
+            Err(_) => Vec::new(),
+            Ok(_permit) => {
+                let transactions = items.iter().map(|(_, w)| w.clone()).collect();
+                let request = pb::SubmitTransactionsRequest { transactions };
+                match client.clone().submit_transactions(request).await {
+                    Ok(response) => response.into_inner().results,
+                    Err(s) => {
+                        self.refused(&status_reason(&s));
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        let mut retries = tokio::task::JoinSet::new();
+        for (i, ((k, wire), at)) in items.into_iter().zip(dues).enumerate() {
+            match results.get(i) {
+                Some(result) if result.reason.is_empty() => {
+                    self.submitted.lock().unwrap()[k] = Some(at);
+                }
+                Some(result) if !retryable(&result.reason) => {
+                    self.refused(&result.reason);
+                    *self.abandoned.lock().unwrap() += 1;
+                }
+                result => {
+                    if let Some(result) = result {
+                        self.refused(&result.reason);
+                    }
+                    retries.spawn(self.clone().submit(client.clone(), k, at, wire, true));
+                }
+            }
+        }
+        while retries.join_next().await.is_some() {}
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -294,11 +417,14 @@ async fn run(r: Run) -> Result<(), String> {
             .sign(&keys[i])
         })
         .collect();
-    let ids: HashMap<TxId, usize> = signed
-        .iter()
-        .enumerate()
-        .map(|(k, t)| (t.tx_id(), k))
-        .collect();
+    // Shared by every follower (one copy per account ran out of memory).
+    let ids: Arc<HashMap<TxId, usize>> = Arc::new(
+        signed
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.tx_id(), k))
+            .collect(),
+    );
     let submitted: Arc<Mutex<Vec<Option<Instant>>>> =
         Arc::new(Mutex::new(vec![None; signed.len()]));
     let rejected: Arc<Mutex<BTreeMap<String, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
@@ -310,7 +436,9 @@ async fn run(r: Run) -> Result<(), String> {
         .into_inner()
         .committed_height;
     let cpu_before: Vec<f64> = r.pids.iter().map(|p| cpu_seconds(*p)).collect();
-    let ceiling_per_core = verify_rate();
+    // This machine's speed drifts within minutes: measure the verification
+    // rate before and after the load, and take the mean.
+    let verify_before = verify_rate();
 
     // Follow commits through the client API's subscription: one stream per
     // account, spread over the validators (a commit is seen when the first
@@ -356,35 +484,25 @@ async fn run(r: Run) -> Result<(), String> {
     }
 
     // Open loop: transfer k is due at start + k / rate, whatever happened
-    // before; its latency counts from then.
+    // before; its latency counts from then. A refusal a wallet would retry
+    // (the validator is busy, or an earlier nonce of the account is not in
+    // yet) is retried every RETRY_AFTER, up to MAX_TRIES attempts: dropping
+    // it would leave a nonce gap that stalls its account for the whole run.
     let started = Instant::now();
     let due = |k: usize| started + Duration::from_secs_f64(k as f64 / r.rate as f64);
-    let limit = Arc::new(tokio::sync::Semaphore::new(512));
+    let ctx = Arc::new(Submitter {
+        limit: Arc::new(tokio::sync::Semaphore::new(512)),
+        submitted: submitted.clone(),
+        rejected: rejected.clone(),
+        abandoned: Mutex::new(0),
+    });
     let mut tasks = tokio::task::JoinSet::new();
-    let refuse = |rejected: &Mutex<BTreeMap<String, u64>>, reason: String, n: u64| {
-        *rejected.lock().unwrap().entry(reason).or_default() += n;
-    };
     let wires: Vec<pb::SignedTransaction> = signed.iter().map(Into::into).collect();
     if r.batch == 0 {
         for (k, wire) in wires.into_iter().enumerate() {
             tokio::time::sleep_until(due(k).into()).await;
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                refuse(&rejected, "client_backlog".into(), 1);
-                continue;
-            };
-            let mut c = clients[k % clients.len()].clone();
-            let (submitted, rejected) = (submitted.clone(), rejected.clone());
-            let at = due(k);
-            tasks.spawn(async move {
-                let request = pb::SubmitTransactionRequest {
-                    transaction: Some(wire),
-                };
-                match c.submit_transaction(request).await {
-                    Ok(_) => submitted.lock().unwrap()[k] = Some(at),
-                    Err(s) => refuse(&rejected, status_reason(&s), 1),
-                }
-                drop(permit);
-            });
+            let c = clients[k % clients.len()].clone();
+            tasks.spawn(ctx.clone().submit(c, k, due(k), wire, false));
         }
     } else {
         // Every 5 ms, what fell due goes to its validator, `batch` per call.
@@ -401,38 +519,17 @@ async fn run(r: Run) -> Result<(), String> {
             }
             for (node, items) in per_node.into_iter().enumerate() {
                 for chunk in items.chunks(r.batch) {
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        refuse(&rejected, "client_backlog".into(), chunk.len() as u64);
-                        continue;
-                    };
-                    let mut c = clients[node].clone();
-                    let (submitted, rejected) = (submitted.clone(), rejected.clone());
-                    let (ks, transactions): (Vec<usize>, Vec<_>) = chunk.iter().cloned().unzip();
-                    let dues: Vec<Instant> = ks.iter().map(|k| due(*k)).collect();
-                    tasks.spawn(async move {
-                        let request = pb::SubmitTransactionsRequest { transactions };
-                        match c.submit_transactions(request).await {
-                            Ok(response) => {
-                                let results = response.into_inner().results;
-                                let mut submitted = submitted.lock().unwrap();
-                                for ((k, at), result) in ks.iter().zip(dues).zip(&results) {
-                                    if result.reason.is_empty() {
-                                        submitted[*k] = Some(at);
-                                    } else {
-                                        refuse(&rejected, result.reason.clone(), 1);
-                                    }
-                                }
-                            }
-                            Err(s) => refuse(&rejected, status_reason(&s), ks.len() as u64),
-                        }
-                        drop(permit);
-                    });
+                    let c = clients[node].clone();
+                    let dues: Vec<Instant> = chunk.iter().map(|(k, _)| due(*k)).collect();
+                    tasks.spawn(ctx.clone().submit_batch(c, chunk.to_vec(), dues));
                 }
             }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    // Offered over the span the transfers fell due in (retries may go on).
     let offered_secs = started.elapsed().as_secs_f64();
+    while tasks.join_next().await.is_some() {}
+    let abandoned = *ctx.abandoned.lock().unwrap();
     // Let what was admitted commit (bounded).
     let drain = Instant::now();
     loop {
@@ -471,6 +568,8 @@ async fn run(r: Run) -> Result<(), String> {
         .zip(&cpu_before)
         .map(|(p, b)| cpu_seconds(*p) - b)
         .collect();
+    let verify_after = verify_rate();
+    let ceiling_per_core = (verify_before + verify_after) / 2.0;
     let (s, c) = (
         submitted.lock().unwrap().clone(),
         committed.lock().unwrap().clone(),
@@ -510,6 +609,7 @@ async fn run(r: Run) -> Result<(), String> {
             "max": latencies.last().copied().unwrap_or(0.0),
         },
         "rejected": *rejected.lock().unwrap(),
+        "abandoned": abandoned,
         "blocks": blocks,
         "blocks_per_s": blocks as f64 / elapsed,
         "validator_cpu_s": cpu,
@@ -517,6 +617,7 @@ async fn run(r: Run) -> Result<(), String> {
         "validators_serving_after": serving,
         "elapsed_s": elapsed,
         "verify_per_s_per_core": ceiling_per_core,
+        "verify_per_s_per_core_before_after": [verify_before, verify_after],
         "cores": cores,
         "verification_ceiling_tps": ceiling,
         "efficiency": committed_rate / ceiling,
@@ -544,7 +645,10 @@ async fn run(r: Run) -> Result<(), String> {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0.0)
     );
-    println!("rejected     {:?}", rejected.lock().unwrap());
+    println!(
+        "rejected     {:?} (attempts; {abandoned} transfers given up after {MAX_TRIES} or a final refusal)",
+        rejected.lock().unwrap()
+    );
     println!(
         "blocks       {blocks} ({:.1}/s, {:.1} transfers each)",
         blocks as f64 / elapsed,
@@ -554,7 +658,8 @@ async fn run(r: Run) -> Result<(), String> {
     println!("peak rss MiB {rss:.0?} (validators)");
     println!("serving      {serving:?} (validators, after the load)");
     println!(
-        "ceiling      {ceiling:.0} transfers/s = {cores} cores x {ceiling_per_core:.0} verifications/s / {validators} validators"
+        "ceiling      {ceiling:.0} transfers/s = {cores} cores x {ceiling_per_core:.0} verifications/s / {validators} validators \
+         ({verify_before:.0} before the load, {verify_after:.0} after)"
     );
     println!("efficiency   {:.2}", committed_rate / ceiling);
     Ok(())
