@@ -37,8 +37,8 @@ pub const EVENT_QUEUE: usize = 4_096;
 /// Admitted transactions queued for forwarding.
 pub const ADMITTED_QUEUE: usize = 16_384;
 /// How long a forwarded batch waits for more transactions after its first:
-/// one call per peer per few milliseconds rather than one per transaction
-/// (each call costs both sides far more than a transaction's bytes).
+/// one message per peer every few milliseconds rather than one per
+/// transaction (each costs both sides far more than a transaction's bytes).
 pub const FORWARD_LINGER: Duration = Duration::from_millis(5);
 
 /// What the core task receives.
