@@ -320,6 +320,27 @@ async fn a_batch_is_admitted_transaction_by_transaction() {
 }
 
 #[tokio::test]
+async fn only_client_submissions_are_passed_on_for_forwarding() {
+    let node = TestNode::start().await;
+    let (listener, mut passed_on) = tokio::sync::mpsc::channel(8);
+    let state = ApiState {
+        ledger: node.state.ledger.clone(),
+        mempool: node.state.mempool.clone(),
+        admitted: Some(listener),
+    };
+    let from_client = pay(1, 3, 1, 5);
+    let from_peer = pay(1, 3, 2, 5);
+    assert!(state.admit(from_client.clone()).unwrap().is_ok());
+    assert!(state.admit_forwarded(from_peer).unwrap().is_ok());
+    // A resubmission is pending already: not passed on twice.
+    assert!(state.admit(from_client.clone()).unwrap().is_ok());
+    assert_eq!(node.state.mempool.lock().unwrap().len(), 2);
+    assert_eq!(passed_on.try_recv().unwrap().tx_id(), from_client.tx_id());
+    assert!(passed_on.try_recv().is_err());
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn malformed_and_oversize_requests_are_refused_and_the_node_keeps_serving() {
     let mut node = TestNode::start().await;
     let missing = node
