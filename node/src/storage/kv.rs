@@ -285,9 +285,11 @@ impl<B: Backend> Store for KvStore<B> {
     fn prune_pending_blocks(&self, up_to_height: u64) -> Result<()> {
         // Keys are height (big-endian) ++ hash: heights 0..=up_to_height.
         let Some(end) = up_to_height.checked_add(1) else {
+            // Every key: all 0xff and longer than any key sorts after them.
+            let past_all = [0xff; 8 + 32 + 1];
             return self
                 .backend
-                .delete_range(cf::PENDING_BLOCKS, &[], &[0xff; 9], false);
+                .delete_range(cf::PENDING_BLOCKS, &[], &past_all, false);
         };
         self.backend
             .delete_range(cf::PENDING_BLOCKS, &[], &end.to_be_bytes(), false)

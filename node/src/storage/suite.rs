@@ -258,6 +258,9 @@ pub(crate) fn prunes_pending_blocks_by_height(store: &dyn Store) {
     store.put_pending_block(2, &hash(2), b"two").unwrap();
     store.put_pending_block(2, &hash(22), b"two'").unwrap();
     store.put_pending_block(256, &hash(9), b"256").unwrap();
+    store
+        .put_pending_block(u64::MAX, &Hash([0xff; 32]), b"last")
+        .unwrap();
     // Height order (keys are big-endian heights), whatever the write order;
     // then hash order within a height.
     let twos = if hash(2) < hash(22) {
@@ -267,19 +270,19 @@ pub(crate) fn prunes_pending_blocks_by_height(store: &dyn Store) {
     };
     assert_eq!(
         store.pending_blocks().unwrap(),
-        [&b"one"[..], twos[0], twos[1], b"three", b"256"]
+        [&b"one"[..], twos[0], twos[1], b"three", b"256", b"last"]
             .map(<[u8]>::to_vec)
             .to_vec()
     );
     store.prune_pending_blocks(2).unwrap();
     assert_eq!(
         store.pending_blocks().unwrap(),
-        vec![b"three".to_vec(), b"256".to_vec()]
+        vec![b"three".to_vec(), b"256".to_vec(), b"last".to_vec()]
     );
     // Pruning again, or below what is left, removes nothing more.
     store.prune_pending_blocks(2).unwrap();
     store.prune_pending_blocks(0).unwrap();
-    assert_eq!(store.pending_blocks().unwrap().len(), 2);
+    assert_eq!(store.pending_blocks().unwrap().len(), 3);
     store.prune_pending_blocks(u64::MAX).unwrap();
     assert!(store.pending_blocks().unwrap().is_empty());
 }
