@@ -96,13 +96,8 @@ impl SignatureCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatpay_proto::{Output, SecretKey, Transfer};
-
-    fn key(n: u8) -> SecretKey {
-        let mut b = [0u8; 32];
-        b[31] = n;
-        SecretKey::from_slice(&b).unwrap()
-    }
+    use crate::storage::suite::key;
+    use chatpay_proto::{Output, Transfer};
 
     fn tx(nonce: u64) -> SignedTransfer {
         let out = Output {

@@ -22,7 +22,7 @@ mod kv;
 mod memory;
 mod rocks;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
 pub use kv::KvStore;
 pub use memory::MemoryStore;
