@@ -21,6 +21,7 @@
 //! max_txs = 50000
 //! max_bytes = 67108864
 //! max_per_sender = 64
+//! max_parked = 5000
 //! ```
 //! Every field can be overridden by an environment variable named after
 //! it: `CHATPAY_LISTEN`, `CHATPAY_LOG_FORMAT`, `CHATPAY_CONSENSUS_BASE_TIMEOUT_MS`,
@@ -107,6 +108,8 @@ pub struct MempoolSection {
     pub max_bytes: usize,
     /// Most pending transactions per sender.
     pub max_per_sender: usize,
+    /// Most pending transactions behind a nonce gap (within `max_txs`).
+    pub max_parked: usize,
 }
 
 impl Default for MempoolSection {
@@ -116,6 +119,7 @@ impl Default for MempoolSection {
             max_txs: m.max_txs,
             max_bytes: m.max_bytes,
             max_per_sender: m.max_per_sender,
+            max_parked: m.max_parked,
         }
     }
 }
@@ -269,7 +273,7 @@ impl Config {
             );
         }
         let m = &self.mempool;
-        if m.max_txs == 0 || m.max_bytes == 0 || m.max_per_sender == 0 {
+        if m.max_txs == 0 || m.max_bytes == 0 || m.max_per_sender == 0 || m.max_parked == 0 {
             return invalid("mempool", "every bound must be above 0".into());
         }
         Ok(())
@@ -294,6 +298,7 @@ impl Config {
             max_txs: self.mempool.max_txs,
             max_bytes: self.mempool.max_bytes,
             max_per_sender: self.mempool.max_per_sender,
+            max_parked: self.mempool.max_parked,
         }
     }
 

@@ -389,6 +389,7 @@ async fn cmd_start(home: &Path, log_format: Option<String>) -> Result<()> {
         mempool_max_txs = config.mempool.max_txs,
         mempool_max_bytes = config.mempool.max_bytes,
         mempool_max_per_sender = config.mempool.max_per_sender,
+        mempool_max_parked = config.mempool.max_parked,
         "effective settings"
     );
     let prepared = prepare(home, config).await?;

@@ -43,6 +43,7 @@ pub struct Metrics {
     commit_latency: Histogram,
     mempool_txs: Gauge,
     mempool_bytes: Gauge,
+    mempool_parked: Gauge,
     store_write_seconds: Histogram,
     peer_connected: Family<PeerLabel, Gauge>,
     last_stats: std::sync::Mutex<CoreStats>,
@@ -70,6 +71,7 @@ impl Metrics {
         let commit_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let mempool_txs = Gauge::default();
         let mempool_bytes = Gauge::default();
+        let mempool_parked = Gauge::default();
         // 50 µs … ~0.8 s.
         let store_write_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 15));
         let peer_connected = Family::<PeerLabel, Gauge>::default();
@@ -126,6 +128,11 @@ impl Metrics {
             mempool_bytes.clone(),
         );
         r.register(
+            "mempool_parked",
+            "Pending transactions behind a nonce gap (they give way when the pool is full)",
+            mempool_parked.clone(),
+        );
+        r.register(
             "store_write_seconds",
             "Durable write of one committed block",
             store_write_seconds.clone(),
@@ -148,6 +155,7 @@ impl Metrics {
             commit_latency,
             mempool_txs,
             mempool_bytes,
+            mempool_parked,
             store_write_seconds,
             peer_connected,
             last_stats: std::sync::Mutex::new(CoreStats::default()),
@@ -195,6 +203,8 @@ impl Metrics {
                 .set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
             self.mempool_bytes
                 .set(i64::try_from(pool.bytes()).unwrap_or(i64::MAX));
+            self.mempool_parked
+                .set(i64::try_from(pool.parked()).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

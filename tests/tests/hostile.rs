@@ -317,42 +317,13 @@ async fn a_flood_past_the_mempool_gets_resource_exhausted_and_memory_stays_bound
     // Fund four senders, then stop two validators: nothing commits, so the
     // flood piles up in the mempool.
     let senders: Vec<SecretKey> = (0..4).map(|_| SecretKey::generate()).collect();
-    let funding = Transfer::new(
-        CHAIN_ID,
-        net.faucet.public_key().clone(),
-        1,
-        FEE,
-        senders
-            .iter()
-            .map(|s| Output {
-                recipient: s.public_key().clone(),
-                amount: 1_000_000,
-            })
-            .collect(),
-        vec![],
-    )
-    .unwrap()
-    .sign(&net.faucet);
-    submit(&mut c, (&funding).into()).await.unwrap();
-    net.wait_for_nonce(net.faucet.public_key(), 1, WAIT).await;
+    fund(&net, &mut c, &senders).await;
     net.stop(2).await;
     net.stop(3).await;
     let (mut admitted, mut exhausted) = (Vec::new(), 0);
     for s in &senders {
         for nonce in 1..=40 {
-            let t: SignedTransfer = Transfer::new(
-                CHAIN_ID,
-                s.public_key().clone(),
-                nonce,
-                FEE,
-                vec![Output {
-                    recipient: net.faucet.public_key().clone(),
-                    amount: 1,
-                }],
-                vec![],
-            )
-            .unwrap()
-            .sign(s);
+            let t = pay(s, nonce, &net.faucet, 1);
             match submit(&mut c, (&t).into()).await {
                 Ok(()) => admitted.push((s.public_key().clone(), nonce)),
                 Err(e) => {
@@ -383,5 +354,82 @@ async fn a_flood_past_the_mempool_gets_resource_exhausted_and_memory_stays_bound
         net.wait_for_nonce(s.public_key(), last, WAIT).await;
     }
     net.assert_agreement();
+    net.shutdown().await;
+}
+
+/// Funds each of `keys` with 1 000 000 from the faucet (its first
+/// transfer) and waits for that to commit.
+async fn fund(net: &LocalNetwork, c: &mut ClientClient<Channel>, keys: &[SecretKey]) {
+    let funding = Transfer::new(
+        CHAIN_ID,
+        net.faucet.public_key().clone(),
+        1,
+        FEE,
+        keys.iter()
+            .map(|s| Output {
+                recipient: s.public_key().clone(),
+                amount: 1_000_000,
+            })
+            .collect(),
+        vec![],
+    )
+    .unwrap()
+    .sign(&net.faucet);
+    submit(c, (&funding).into()).await.unwrap();
+    net.wait_for_nonce(net.faucet.public_key(), 1, WAIT).await;
+}
+
+/// A signed transfer of `amount` from `from` to `to`.
+fn pay(from: &SecretKey, nonce: u64, to: &SecretKey, amount: u64) -> SignedTransfer {
+    Transfer::new(
+        CHAIN_ID,
+        from.public_key().clone(),
+        nonce,
+        FEE,
+        vec![Output {
+            recipient: to.public_key().clone(),
+            amount,
+        }],
+        vec![],
+    )
+    .unwrap()
+    .sign(from)
+}
+
+/// Funded accounts that skip a nonce send transfers that can never commit;
+/// they are parked, bounded apart, and give way, so everyone else's
+/// payments still get in and commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_behind_a_nonce_gap_cannot_fill_the_mempool() {
+    let bound = MempoolConfig {
+        max_txs: 100,
+        max_parked: 20,
+        ..MempoolConfig::default()
+    };
+    let net = LocalNetwork::start_with(4, bound).await;
+    let mut c = ClientClient::connect(net.urls()[0].clone()).await.unwrap();
+    let mut gappers: Vec<SecretKey> = (0..5).map(|_| SecretKey::generate()).collect();
+    fund(&net, &mut c, &gappers).await;
+    let honest = gappers.pop().expect("five funded");
+    // 4 × 60 transfers behind a missing nonce 1: more than the whole pool.
+    for s in &gappers {
+        for nonce in 2..=61 {
+            let t = pay(s, nonce, &net.faucet, 1);
+            submit(&mut c, (&t).into())
+                .await
+                .unwrap_or_else(|e| panic!("parked transfer refused: {e:?}"));
+        }
+    }
+    // All admitted (each newcomer past the parking bound took the room of
+    // the oldest), and an orderable payment still gets in and commits.
+    let payment = pay(&honest, 1, &net.faucet, 5);
+    submit(&mut c, (&payment).into())
+        .await
+        .unwrap_or_else(|e| panic!("payment refused behind parked transfers: {e:?}"));
+    net.wait_for_nonce(honest.public_key(), 1, WAIT).await;
+    for s in &gappers {
+        assert_eq!(net.nonce(0, s.public_key()), 0, "nothing parked committed");
+    }
+    still_serving(&net).await;
     net.shutdown().await;
 }

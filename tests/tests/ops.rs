@@ -44,6 +44,7 @@ async fn metrics_are_exported_and_move() {
         "chatpay_commit_latency_seconds_count",
         "chatpay_mempool_transactions",
         "chatpay_mempool_bytes",
+        "chatpay_mempool_parked",
         "chatpay_store_write_seconds_count",
     ] {
         value(&first, series);

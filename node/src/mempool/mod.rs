@@ -34,6 +34,11 @@ pub struct MempoolConfig {
     /// Most pending transactions per sender; also how far ahead of its
     /// committed nonce a sender may submit.
     pub max_per_sender: usize,
+    /// Most transactions held behind a nonce gap (parked), within
+    /// `max_txs`. Parked ones cannot be ordered until the gap fills, so they
+    /// never keep out one that can: past this bound, or when the pool is
+    /// full, the oldest parked one makes room.
+    pub max_parked: usize,
 }
 
 impl Default for MempoolConfig {
@@ -42,6 +47,7 @@ impl Default for MempoolConfig {
             max_txs: 50_000,
             max_bytes: 64 << 20,
             max_per_sender: 64,
+            max_parked: 5_000,
         }
     }
 }
@@ -182,6 +188,10 @@ pub struct Mempool {
     /// fee) of each, so the funds check needs no lookup per transaction.
     by_sender: BTreeMap<PublicKey, BTreeMap<u64, (TxId, u64)>>,
     by_arrival: BTreeMap<u64, TxId>,
+    /// Transactions behind a nonce gap (their sender lacks an earlier nonce
+    /// above its committed one), by arrival.
+    parked: BTreeMap<u64, TxId>,
+    parked_bytes: usize,
     next_seq: u64,
     bytes: usize,
     signatures: Arc<SignatureCache>,
@@ -202,6 +212,8 @@ impl Mempool {
             by_id: BTreeMap::new(),
             by_sender: BTreeMap::new(),
             by_arrival: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            parked_bytes: 0,
             next_seq: 0,
             bytes: 0,
             // As many as can be pending: what waits here is not checked
@@ -230,6 +242,11 @@ impl Mempool {
         self.bytes
     }
 
+    /// Pending transactions parked behind a nonce gap.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
     /// Every pending transaction (handed to the other validators when this
     /// one stops, so nothing it acknowledged depends on it alone).
     /// In order of arrival.
@@ -253,14 +270,14 @@ impl Mempool {
         sender: Option<Account>,
         committed_at: Option<u64>,
     ) -> Result<Admission, AdmitError> {
-        let Some((bytes, debit)) = self.check_cheap(&tx, sender, committed_at)? else {
+        let Some(fit) = self.check_cheap(&tx, sender, committed_at)? else {
             return Ok(Admission::AlreadyPending);
         };
         // Last and most expensive: everything else is cheap and read-only.
         self.signatures
             .verify(&tx)
             .map_err(AdmitError::BadSignature)?;
-        self.insert(tx, bytes, debit);
+        self.insert(tx, fit);
         Ok(Admission::Admitted)
     }
 
@@ -278,13 +295,13 @@ impl Mempool {
         Ok(self.check_cheap(tx, sender, committed_at)?.is_some())
     }
 
-    /// The cheap rules; `Some((bytes, debit))` when `tx` is not pending.
+    /// The cheap rules; `Some(fit)` when `tx` is not pending.
     fn check_cheap(
         &self,
         tx: &SignedTransfer,
         sender: Option<Account>,
         committed_at: Option<u64>,
-    ) -> Result<Option<(usize, u64)>, AdmitError> {
+    ) -> Result<Option<Fit>, AdmitError> {
         if self.by_id.contains_key(&tx.tx_id()) {
             return Ok(None);
         }
@@ -297,7 +314,10 @@ impl Mempool {
         self.check_nonce(t.sender(), t.nonce(), account.nonce)?;
         self.check_funds(t.sender(), t.nonce(), debit, account.balance)?;
         let bytes = size_of(tx);
-        if self.by_id.len() >= self.config.max_txs || self.bytes + bytes > self.config.max_bytes {
+        // Parked transactions give way: only orderable ones fill the pool.
+        let ready_count = self.by_id.len() - self.parked.len();
+        let ready_bytes = self.bytes - self.parked_bytes;
+        if ready_count >= self.config.max_txs || ready_bytes + bytes > self.config.max_bytes {
             return Err(AdmitError::PoolFull {
                 count: self.by_id.len(),
                 bytes: self.bytes,
@@ -308,7 +328,24 @@ impl Mempool {
                 limit: self.config.max_per_sender,
             });
         }
-        Ok(Some((bytes, debit)))
+        let parked = !self.follows_run(t.sender(), account.nonce, t.nonce());
+        Ok(Some(Fit {
+            bytes,
+            debit,
+            committed: account.nonce,
+            parked,
+        }))
+    }
+
+    /// Whether `nonce` directly follows `sender`'s run of pending nonces
+    /// from `committed + 1` (so it can be ordered once they are).
+    fn follows_run(&self, sender: &PublicKey, committed: u64, nonce: u64) -> bool {
+        let before = nonce - committed - 1;
+        let pending = self
+            .by_sender
+            .get(sender)
+            .map_or(0, |m| m.range(committed + 1..nonce).count());
+        u64::try_from(pending).is_ok_and(|p| p == before)
     }
 
     /// Chain id, outputs and fee; returns Σ amounts + fee.
@@ -380,18 +417,72 @@ impl Mempool {
         Ok(())
     }
 
-    fn insert(&mut self, tx: SignedTransfer, bytes: usize, debit: u64) {
+    fn insert(&mut self, tx: SignedTransfer, fit: Fit) {
+        // Room first: the oldest parked transactions give way, past their
+        // own bound or the pool's (check_cheap made sure parked ones are
+        // enough to make room).
+        let parked_full = |m: &Self| fit.parked && m.parked.len() >= m.config.max_parked;
+        let pool_full = |m: &Self| {
+            m.by_id.len() >= m.config.max_txs || m.bytes + fit.bytes > m.config.max_bytes
+        };
+        while parked_full(self) || pool_full(self) {
+            let Some((_, oldest)) = self.parked.first_key_value() else {
+                break;
+            };
+            let oldest = *oldest;
+            self.remove(&oldest);
+        }
         let id = tx.tx_id();
         let seq = self.next_seq;
         self.next_seq += 1;
         let t = tx.transfer();
+        let sender = t.sender().clone();
+        let nonce = t.nonce();
         self.by_sender
-            .entry(t.sender().clone())
+            .entry(sender.clone())
             .or_default()
-            .insert(t.nonce(), (id, debit));
+            .insert(nonce, (id, fit.debit));
         self.by_arrival.insert(seq, id);
-        self.bytes += bytes;
-        self.by_id.insert(id, Entry { tx, seq, bytes });
+        self.bytes += fit.bytes;
+        if fit.parked {
+            self.parked.insert(seq, id);
+            self.parked_bytes += fit.bytes;
+        }
+        self.by_id.insert(
+            id,
+            Entry {
+                tx,
+                seq,
+                bytes: fit.bytes,
+            },
+        );
+        if !fit.parked {
+            // It may close a gap: what follows it is no longer parked.
+            self.unpark_run(&sender, fit.committed);
+        }
+    }
+
+    /// Unparks `sender`'s pending transactions that follow its run of
+    /// consecutive nonces from `committed + 1`.
+    fn unpark_run(&mut self, sender: &PublicKey, committed: u64) {
+        let Some(nonces) = self.by_sender.get(sender) else {
+            return;
+        };
+        let mut unparked = Vec::new();
+        let run = (committed + 1..).zip(nonces.range(committed + 1..));
+        for (next, (nonce, (id, _))) in run {
+            if *nonce != next {
+                break;
+            }
+            let entry = &self.by_id[id];
+            if self.parked.contains_key(&entry.seq) {
+                unparked.push((entry.seq, entry.bytes));
+            }
+        }
+        for (seq, bytes) in unparked {
+            self.parked.remove(&seq);
+            self.parked_bytes -= bytes;
+        }
     }
 
     fn remove(&mut self, id: &TxId) {
@@ -400,6 +491,9 @@ impl Mempool {
         };
         self.by_arrival.remove(&entry.seq);
         self.bytes -= entry.bytes;
+        if self.parked.remove(&entry.seq).is_some() {
+            self.parked_bytes -= entry.bytes;
+        }
         let t = entry.tx.transfer();
         if let Some(m) = self.by_sender.get_mut(t.sender()) {
             m.remove(&t.nonce());
@@ -476,6 +570,18 @@ impl Mempool {
             for id in stale {
                 self.remove(&id);
             }
+            // The block may have closed a gap with a transfer this
+            // validator never held.
+            self.unpark_run(&sender, committed);
         }
     }
+}
+
+/// How an admitted transaction fits: its accounted size and debit, its
+/// sender's committed nonce, and whether it waits behind a nonce gap.
+struct Fit {
+    bytes: usize,
+    debit: u64,
+    committed: u64,
+    parked: bool,
 }

@@ -49,8 +49,24 @@ fn pool(max_txs: usize, max_per_sender: usize) -> Mempool {
         max_txs,
         max_bytes: 1 << 20,
         max_per_sender,
+        max_parked: max_txs,
     };
     Mempool::new(config, CHAIN, 10)
+}
+
+/// A pool of `max_txs` holding at most `max_parked` behind nonce gaps.
+fn parking(max_txs: usize, max_parked: usize) -> Mempool {
+    let config = MempoolConfig {
+        max_txs,
+        max_bytes: 1 << 20,
+        max_per_sender: 64,
+        max_parked,
+    };
+    Mempool::new(config, CHAIN, 10)
+}
+
+fn held(m: &Mempool, from: u8, nonce: u64) -> bool {
+    m.get(&tx(from, nonce, 5).tx_id()).is_some()
 }
 
 #[test]
@@ -174,6 +190,7 @@ fn bounded_by_count_bytes_and_sender() {
         max_txs: 100,
         max_bytes: 600,
         max_per_sender: 100,
+        max_parked: 100,
     };
     let mut m = Mempool::new(config, CHAIN, 10);
     m.admit(tx_with(1, 1, 5, 10, CHAIN, 256), rich(), None)
@@ -188,6 +205,7 @@ fn bounded_by_count_bytes_and_sender() {
         max_txs: 100,
         max_bytes: 1 << 20,
         max_per_sender: 2,
+        max_parked: 100,
     };
     let mut m = Mempool::new(config, CHAIN, 10);
     // Window of 2 above committed nonce 5: nonces 6 and 7.
@@ -290,4 +308,80 @@ fn check_answers_as_admit_would_and_changes_nothing() {
         Err(AdmitError::PoolFull { count: 2, .. })
     ));
     assert_eq!(m.len(), 2);
+}
+
+/// Transfers behind a nonce gap cannot be ordered until it fills: they give
+/// way to ones that can, so funded accounts that skip a nonce cannot keep
+/// everyone else out with `mempool_full`.
+#[test]
+fn transfers_behind_a_gap_never_keep_out_orderable_ones() {
+    let mut m = parking(4, 4);
+    // Sender 1 skips nonce 1: 2, 3 and 4 wait behind the gap.
+    for n in 2..=4 {
+        m.admit(tx(1, n, 5), rich(), None).unwrap();
+    }
+    assert_eq!(m.parked(), 3);
+    m.admit(tx(2, 1, 5), rich(), None).unwrap();
+    assert_eq!((m.len(), m.parked()), (4, 3));
+    // Full: each orderable one takes the room of the oldest parked one.
+    m.admit(tx(3, 1, 5), rich(), None).unwrap();
+    assert!(!held(&m, 1, 2) && held(&m, 1, 3));
+    m.admit(tx(4, 1, 5), rich(), None).unwrap();
+    m.admit(tx(5, 1, 5), rich(), None).unwrap();
+    assert_eq!((m.len(), m.parked()), (4, 0));
+    assert_eq!(m.bytes(), 4 * size_of(&tx(2, 1, 5)));
+    // Full of orderable ones: refused, parked or not.
+    for nonce in [1, 2] {
+        let err = m.admit(tx(6, nonce, 5), rich(), None).unwrap_err();
+        assert_eq!(err.reason(), "mempool_full");
+    }
+}
+
+#[test]
+fn parked_transfers_have_their_own_bound() {
+    let mut m = parking(100, 2);
+    for from in 1..=3 {
+        m.admit(tx(from, 3, 5), rich(), None).unwrap();
+    }
+    // The oldest parked one made room for the third.
+    assert_eq!((m.len(), m.parked()), (2, 2));
+    assert!(!held(&m, 1, 3) && held(&m, 2, 3) && held(&m, 3, 3));
+    // Orderable ones are not held to it.
+    for from in 10..20 {
+        m.admit(tx(from, 1, 5), rich(), None).unwrap();
+    }
+    assert_eq!((m.len(), m.parked()), (12, 2));
+}
+
+#[test]
+fn closing_a_gap_unparks_what_follows_it() {
+    let mut m = parking(100, 3);
+    for nonce in [2, 3, 5] {
+        m.admit(tx(1, nonce, 5), rich(), None).unwrap();
+    }
+    assert_eq!(m.parked(), 3);
+    m.admit(tx(1, 1, 5), rich(), None).unwrap();
+    // 1, 2, 3 are a run now; 5 still waits for 4.
+    assert_eq!(m.parked(), 1);
+    let mut next = |_: &PublicKey| 1;
+    assert_eq!(m.batch(10, 1 << 20, &BTreeSet::new(), &mut next).len(), 3);
+    // Unparked ones no longer give way to parked ones: the third newcomer
+    // behind a gap takes the room of nonce 5, the oldest still parked.
+    for from in 2..=4 {
+        m.admit(tx(from, 2, 5), rich(), None).unwrap();
+    }
+    assert!(held(&m, 1, 2) && held(&m, 1, 3) && !held(&m, 1, 5));
+    assert_eq!((m.len(), m.parked()), (6, 3));
+}
+
+#[test]
+fn a_commit_that_closes_a_gap_unparks() {
+    let mut m = parking(100, 10);
+    m.admit(tx(1, 2, 5), rich(), None).unwrap();
+    m.admit(tx(1, 3, 5), rich(), None).unwrap();
+    assert_eq!(m.parked(), 2);
+    // Nonce 1 reached a block through another validator, never this one.
+    let mut committed = |k: &PublicKey| u64::from(k == key(1).public_key());
+    m.on_commit(&[tx(1, 1, 7)], &mut committed);
+    assert_eq!((m.len(), m.parked()), (2, 0));
 }
