@@ -248,12 +248,15 @@ fn retryable(reason: &str) -> bool {
     )
 }
 
+/// When an admitted transfer fell due, and when a validator admitted it.
+type Admitted = (Instant, Instant);
+
 /// What submitting tasks share.
 struct Submitter {
     /// Calls in flight (512); a transfer waits for a free one.
     limit: Arc<tokio::sync::Semaphore>,
-    /// When each admitted transfer fell due.
-    submitted: Arc<Mutex<Vec<Option<Instant>>>>,
+    /// When each admitted transfer fell due, and when it was admitted.
+    submitted: Arc<Mutex<Vec<Option<Admitted>>>>,
     /// Refusals (every attempt) by reason.
     rejected: Arc<Mutex<BTreeMap<String, u64>>>,
     /// Transfers never admitted.
@@ -293,7 +296,7 @@ impl Submitter {
             };
             match client.submit_transaction(request).await {
                 Ok(_) => {
-                    self.submitted.lock().unwrap()[k] = Some(at);
+                    self.submitted.lock().unwrap()[k] = Some((at, Instant::now()));
                     return;
                 }
                 Err(s) => {
@@ -334,7 +337,7 @@ impl Submitter {
         for (i, ((k, wire), at)) in items.into_iter().zip(dues).enumerate() {
             match results.get(i) {
                 Some(result) if result.reason.is_empty() => {
-                    self.submitted.lock().unwrap()[k] = Some(at);
+                    self.submitted.lock().unwrap()[k] = Some((at, Instant::now()));
                 }
                 Some(result) if !retryable(&result.reason) => {
                     self.refused(&result.reason);
@@ -425,7 +428,7 @@ async fn run(r: Run) -> Result<(), String> {
             .map(|(k, t)| (t.tx_id(), k))
             .collect(),
     );
-    let submitted: Arc<Mutex<Vec<Option<Instant>>>> =
+    let submitted: Arc<Mutex<Vec<Option<Admitted>>>> =
         Arc::new(Mutex::new(vec![None; signed.len()]));
     let rejected: Arc<Mutex<BTreeMap<String, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let mut status = clients[0].clone();
@@ -439,6 +442,7 @@ async fn run(r: Run) -> Result<(), String> {
     // This machine's speed drifts within minutes: measure the verification
     // rate before and after the load, and take the mean.
     let verify_before = verify_rate();
+    let own_cpu_before = cpu_seconds(std::process::id());
 
     // Follow commits through the client API's subscription: one stream per
     // account, spread over the validators (a commit is seen when the first
@@ -568,6 +572,7 @@ async fn run(r: Run) -> Result<(), String> {
         .zip(&cpu_before)
         .map(|(p, b)| cpu_seconds(*p) - b)
         .collect();
+    let own_cpu = cpu_seconds(std::process::id()) - own_cpu_before;
     let verify_after = verify_rate();
     let ceiling_per_core = (verify_before + verify_after) / 2.0;
     let (s, c) = (
@@ -577,9 +582,17 @@ async fn run(r: Run) -> Result<(), String> {
     let mut latencies: Vec<f64> = s
         .iter()
         .zip(&c)
-        .filter_map(|(s, c)| Some(c.as_ref()?.duration_since(*s.as_ref()?).as_secs_f64() * 1000.0))
+        .filter_map(|(s, c)| Some(c.as_ref()?.duration_since(s.as_ref()?.0).as_secs_f64() * 1000.0))
         .collect();
     latencies.sort_by(f64::total_cmp);
+    // From falling due to the validator's acknowledgement (retries and
+    // waits for a free call included): the admission part of the latency.
+    let mut admission: Vec<f64> = s
+        .iter()
+        .flatten()
+        .map(|(due, acked)| acked.duration_since(*due).as_secs_f64() * 1000.0)
+        .collect();
+    admission.sort_by(f64::total_cmp);
     let committed_count = c.iter().filter(|c| c.is_some()).count();
     let admitted = s.iter().filter(|s| s.is_some()).count();
     let last_commit = c
@@ -608,11 +621,16 @@ async fn run(r: Run) -> Result<(), String> {
             "p99": percentile(&latencies, 0.99),
             "max": latencies.last().copied().unwrap_or(0.0),
         },
+        "admission_ms": {
+            "p50": percentile(&admission, 0.50),
+            "p99": percentile(&admission, 0.99),
+        },
         "rejected": *rejected.lock().unwrap(),
         "abandoned": abandoned,
         "blocks": blocks,
         "blocks_per_s": blocks as f64 / elapsed,
         "validator_cpu_s": cpu,
+        "loadgen_cpu_s": own_cpu,
         "validator_peak_rss_mib": rss,
         "validators_serving_after": serving,
         "elapsed_s": elapsed,
@@ -646,6 +664,11 @@ async fn run(r: Run) -> Result<(), String> {
         latencies.last().copied().unwrap_or(0.0)
     );
     println!(
+        "admitted in  p50 {:.0}  p99 {:.0} ms (from falling due to acknowledged)",
+        percentile(&admission, 0.5),
+        percentile(&admission, 0.99),
+    );
+    println!(
         "rejected     {:?} (attempts; {abandoned} transfers given up after {MAX_TRIES} or a final refusal)",
         rejected.lock().unwrap()
     );
@@ -654,7 +677,7 @@ async fn run(r: Run) -> Result<(), String> {
         blocks as f64 / elapsed,
         committed_count as f64 / blocks.max(1) as f64
     );
-    println!("cpu s        {cpu:.1?} (validators)");
+    println!("cpu s        {cpu:.1?} (validators), {own_cpu:.1} (load generator)");
     println!("peak rss MiB {rss:.0?} (validators)");
     println!("serving      {serving:?} (validators, after the load)");
     println!(
