@@ -23,7 +23,7 @@ use super::sync::{MAX_FETCH_DEPTH, SyncedBlock, certificate_of};
 use super::wire::ConsensusMessage;
 use crate::execution::{BranchView, StateView};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
-use crate::mempool::{Mempool, SignatureCache};
+use crate::mempool::{Mempool, SignatureCache, signature_valid};
 use chatpay_proto::pb;
 use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, SignedTransfer, TxId};
 use prost::Message as _;
@@ -505,7 +505,8 @@ impl Core {
             "proposing"
         );
         // Taken from the mempool: each signature was checked on admission.
-        let signature_valid = |t: &SignedTransfer| self.signatures.is_valid(t);
+        let signature_valid =
+            |t: &SignedTransfer| signature_valid(&self.signatures, &self.mempool, t);
         let output = match self
             .ledger
             .execute_on(&branch, &transactions, &signature_valid)
@@ -649,7 +650,8 @@ impl Core {
         // Each signature is checked once per validator: those it admitted
         // are not checked again, and those checked here are not checked on
         // admission when the transfer is forwarded after its proposal.
-        let signature_valid = |t: &SignedTransfer| self.signatures.is_valid(t);
+        let signature_valid =
+            |t: &SignedTransfer| signature_valid(&self.signatures, &self.mempool, t);
         let output = match self
             .ledger
             .execute_on(&branch, &block.transactions, &signature_valid)

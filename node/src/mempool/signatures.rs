@@ -61,6 +61,12 @@ impl SignatureCache {
         self.len() == 0
     }
 
+    /// Whether this very signature over `tx`'s id was found valid lately
+    /// (nothing is checked).
+    pub fn remembers(&self, tx: &SignedTransfer) -> bool {
+        self.contains(tx)
+    }
+
     fn contains(&self, tx: &SignedTransfer) -> bool {
         self.lock()
             .valid

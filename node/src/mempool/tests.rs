@@ -385,3 +385,31 @@ fn a_commit_that_closes_a_gap_unparks() {
     m.on_commit(&[tx(1, 1, 7)], &mut committed);
     assert_eq!((m.len(), m.parked()), (2, 0));
 }
+
+/// A pending transfer is not checked again when a block orders it, even
+/// once the signature cache has forgotten it; anything else is checked.
+#[test]
+fn what_the_mempool_holds_is_not_checked_again() {
+    let mut m = parking(100, 100);
+    // A cache of one, as if admissions had turned it over.
+    m.signatures = Arc::new(SignatureCache::new(1));
+    let (a, b) = (tx(1, 1, 5), tx(2, 1, 5));
+    m.admit(a.clone(), rich(), None).unwrap();
+    m.admit(b.clone(), rich(), None).unwrap();
+    let cache = m.signatures().clone();
+    assert!(!cache.remembers(&a) && cache.remembers(&b));
+    let pool = Mutex::new(m);
+    assert!(signature_valid(&cache, &pool, &a));
+    assert!(
+        !cache.remembers(&a),
+        "held by the mempool: not checked again"
+    );
+    // Same transfer, forged signature: not what the mempool holds; checked.
+    let forged = SignedTransfer::new(a.transfer().clone(), Signature([1; 64]));
+    assert!(!pool.lock().unwrap().holds(&forged));
+    assert!(!signature_valid(&cache, &pool, &forged));
+    // Neither remembered nor pending: checked, and remembered.
+    let c = tx(3, 1, 5);
+    assert!(signature_valid(&cache, &pool, &c));
+    assert!(cache.remembers(&c));
+}
