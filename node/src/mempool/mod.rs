@@ -472,11 +472,12 @@ impl Mempool {
     /// Unparks `sender`'s pending transactions that follow its run of
     /// consecutive nonces from `committed + 1`.
     fn unpark_run(&mut self, sender: &PublicKey, committed: u64) {
-        let Some(nonces) = self.by_sender.get(sender) else {
+        let (Some(nonces), Some(first)) = (self.by_sender.get(sender), committed.checked_add(1))
+        else {
             return;
         };
         let mut unparked = Vec::new();
-        let run = (committed + 1..).zip(nonces.range(committed + 1..));
+        let run = (first..=u64::MAX).zip(nonces.range(first..));
         for (next, (nonce, (id, _))) in run {
             if *nonce != next {
                 break;

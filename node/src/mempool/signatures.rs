@@ -37,7 +37,7 @@ impl SignatureCache {
     /// Checks `tx`'s signature unless this very signature over this tx id
     /// was found valid before; remembers it when valid.
     pub fn verify(&self, tx: &SignedTransfer) -> Result<(), SignatureError> {
-        if self.contains(tx) {
+        if self.remembers(tx) {
             return Ok(());
         }
         // Checked outside the lock: checks run in parallel.
@@ -64,10 +64,6 @@ impl SignatureCache {
     /// Whether this very signature over `tx`'s id was found valid lately
     /// (nothing is checked).
     pub fn remembers(&self, tx: &SignedTransfer) -> bool {
-        self.contains(tx)
-    }
-
-    fn contains(&self, tx: &SignedTransfer) -> bool {
         self.lock()
             .valid
             .get(&tx.tx_id())

@@ -413,3 +413,69 @@ fn what_the_mempool_holds_is_not_checked_again() {
     assert!(signature_valid(&cache, &pool, &c));
     assert!(cache.remembers(&c));
 }
+
+/// Whatever arrives, in whatever order, and whatever commits: a transfer
+/// is parked exactly when its sender lacks an earlier nonce above the
+/// committed one, and the pool stays within both bounds.
+mod parking_invariant {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Admit { from: u8, nonce: u64 },
+        Commit { from: u8 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u8..=4, 1u64..=8).prop_map(|(from, nonce)| Op::Admit { from, nonce }),
+            1 => (1u8..=4).prop_map(|from| Op::Commit { from }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 100, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn parked_is_exactly_what_waits_behind_a_gap(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut m = parking(10, 3);
+            let mut committed = [0u64; 5];
+            for op in ops {
+                match op {
+                    Op::Admit { from, nonce } => {
+                        let account = Some(Account { balance: 1_000_000, nonce: committed[from as usize] });
+                        let _ = m.admit(tx(from, nonce, 5), account, None);
+                    }
+                    Op::Commit { from } => {
+                        // The sender's next nonce commits (from this pool or
+                        // another validator's copy).
+                        let next = committed[from as usize] + 1;
+                        committed[from as usize] = next;
+                        let mut nonce_of = |k: &PublicKey| {
+                            (1..=4u8).find(|i| key(*i).public_key() == k).map_or(0, |i| committed[i as usize])
+                        };
+                        m.on_commit(&[tx(from, next, 5)], &mut nonce_of);
+                    }
+                }
+                prop_assert!(m.len() <= 10 && m.parked() <= 3);
+                let mut parked = 0;
+                for from in 1..=4u8 {
+                    let Some(nonces) = m.by_sender.get(key(from).public_key()) else { continue };
+                    let mut next = committed[from as usize] + 1;
+                    for (nonce, (id, _)) in nonces {
+                        let gap = *nonce != next;
+                        if !gap {
+                            next += 1;
+                        }
+                        let seq = m.by_id[id].seq;
+                        prop_assert_eq!(m.parked.contains_key(&seq), gap, "sender {} nonce {}", from, nonce);
+                        parked += usize::from(gap);
+                    }
+                }
+                prop_assert_eq!(parked, m.parked());
+                let parked_bytes: usize = m.parked.values().map(|id| m.by_id[id].bytes).sum();
+                prop_assert_eq!(parked_bytes, m.parked_bytes);
+            }
+        }
+    }
+}
