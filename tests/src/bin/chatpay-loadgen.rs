@@ -6,8 +6,10 @@
 //! run:     pre-sign transfers (client signing is not measured), submit them
 //!          open-loop at RATE spread over the validators, follow committed
 //!          blocks, report offered/committed transfers/s, submit→commit
-//!          latency (p50/p90/p99/max), rejections by reason, validators'
-//!          CPU seconds, and the machine's signature-verification ceiling
+//!          latency (p50/p90/p99/max) and its admission part (due →
+//!          acknowledged, p50/p99), rejections by reason, validators' and
+//!          its own CPU seconds, and the machine's signature-verification
+//!          ceiling
 //! ```
 
 use chatpay_node::genesis::AccountFile;
