@@ -8,7 +8,10 @@
 //! - `consensus`: four consensus cores in one thread taking a block of 1,000
 //!   pending transfers from proposal to commit on every core: the leader's
 //!   proposal, the votes on it, and the (empty) blocks whose certificates
-//!   commit it, every message through its wire encoding.
+//!   commit it, every message through its wire encoding;
+//! - `mempool`: with 20,000 transfers pending, admitting 1,000 more (their
+//!   signatures found in the cache) and dropping them as committed, and
+//!   taking a proposal's batch of 1,000.
 //!
 //! `cargo bench -p chatpay-node` (or `make microbench`).
 
@@ -328,8 +331,50 @@ fn consensus(c: &mut Criterion, f: &Fixture) {
     );
 }
 
+/// Nonces pending per sender in the mempool benchmark (20 000 in all).
+const PENDING_NONCES: u64 = 20;
+
+fn mempool(c: &mut Criterion, f: &Fixture) {
+    let mut pool = Mempool::new(MempoolConfig::default(), CHAIN, FEE);
+    let funded = |_: &chatpay_proto::PublicKey| {
+        Some(chatpay_proto::Account {
+            balance: 1_000_000_000_000,
+            nonce: 0,
+        })
+    };
+    for nonce in 1..=PENDING_NONCES {
+        for t in f.block(nonce) {
+            let sender = funded(t.transfer().sender());
+            pool.admit(t, sender, None).expect("admitted");
+        }
+    }
+    let next = f.block(PENDING_NONCES + 1);
+    for t in &next {
+        pool.signatures().verify(t).expect("valid");
+    }
+    let mut g = c.benchmark_group("mempool_20000_pending");
+    g.throughput(Throughput::Elements(BLOCK as u64));
+    g.bench_function("admit_and_drop_1000", |b| {
+        b.iter(|| {
+            for t in &next {
+                let sender = funded(t.transfer().sender());
+                pool.admit(t.clone(), sender, None).expect("admitted");
+            }
+            pool.on_commit(&next, &mut |_| 0);
+        });
+    });
+    g.bench_function("batch_of_1000", |b| {
+        b.iter(|| {
+            let batch = pool.batch(BLOCK, 4 << 20, &Default::default(), &mut |_| 1);
+            assert_eq!(batch.len(), BLOCK);
+        });
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let f = Fixture::new();
+    mempool(c, &f);
     execute(c, &f);
     commit(c, &f);
     consensus(c, &f);

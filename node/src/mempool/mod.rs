@@ -339,7 +339,6 @@ impl Mempool {
         Ok(Some(Fit {
             bytes,
             debit,
-            committed: account.nonce,
             parked,
         }))
     }
@@ -465,27 +464,28 @@ impl Mempool {
         );
         if !fit.parked {
             // It may close a gap: what follows it is no longer parked.
-            self.unpark_run(&sender, fit.committed);
+            if let Some(after) = nonce.checked_add(1) {
+                self.unpark_from(&sender, after);
+            }
         }
     }
 
-    /// Unparks `sender`'s pending transactions that follow its run of
-    /// consecutive nonces from `committed + 1`.
-    fn unpark_run(&mut self, sender: &PublicKey, committed: u64) {
-        let (Some(nonces), Some(first)) = (self.by_sender.get(sender), committed.checked_add(1))
-        else {
+    /// Unparks `sender`'s parked transactions from nonce `from` on, as far
+    /// as its nonces run consecutively: called when `from - 1` stopped being
+    /// a gap (admitted, or committed). A run's first transaction that is not
+    /// parked ends the walk, since none after it is: usually at once.
+    fn unpark_from(&mut self, sender: &PublicKey, from: u64) {
+        let Some(nonces) = self.by_sender.get(sender) else {
             return;
         };
         let mut unparked = Vec::new();
-        let run = (first..=u64::MAX).zip(nonces.range(first..));
+        let run = (from..=u64::MAX).zip(nonces.range(from..));
         for (next, (nonce, (id, _))) in run {
-            if *nonce != next {
+            let entry = &self.by_id[id];
+            if *nonce != next || !self.parked.contains_key(&entry.seq) {
                 break;
             }
-            let entry = &self.by_id[id];
-            if self.parked.contains_key(&entry.seq) {
-                unparked.push((entry.seq, entry.bytes));
-            }
+            unparked.push((entry.seq, entry.bytes));
         }
         for (seq, bytes) in unparked {
             self.parked.remove(&seq);
@@ -580,7 +580,9 @@ impl Mempool {
             }
             // The block may have closed a gap with a transfer this
             // validator never held.
-            self.unpark_run(&sender, committed);
+            if let Some(after) = committed.checked_add(1) {
+                self.unpark_from(&sender, after);
+            }
         }
     }
 }
@@ -602,11 +604,10 @@ pub fn signature_valid(
         || signatures.is_valid(tx)
 }
 
-/// How an admitted transaction fits: its accounted size and debit, its
-/// sender's committed nonce, and whether it waits behind a nonce gap.
+/// How an admitted transaction fits: its accounted size and debit, and
+/// whether it waits behind a nonce gap.
 struct Fit {
     bytes: usize,
     debit: u64,
-    committed: u64,
     parked: bool,
 }
