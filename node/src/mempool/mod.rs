@@ -21,7 +21,7 @@ mod tests;
 pub use signatures::SignatureCache;
 
 use chatpay_proto::{Account, PublicKey, SignatureError, SignedTransfer, TxId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Limits of the mempool (node-local configuration).
@@ -183,7 +183,8 @@ pub struct Mempool {
     config: MempoolConfig,
     chain_id: String,
     min_fee: u64,
-    by_id: BTreeMap<TxId, Entry>,
+    /// Looked up only, never iterated (orders are `by_arrival`'s).
+    by_id: HashMap<TxId, Entry>,
     /// Each sender's pending nonces, with the tx id and debit (amounts +
     /// fee) of each, so the funds check needs no lookup per transaction.
     by_sender: BTreeMap<PublicKey, BTreeMap<u64, (TxId, u64)>>,
@@ -209,7 +210,7 @@ impl Mempool {
             config,
             chain_id: chain_id.into(),
             min_fee,
-            by_id: BTreeMap::new(),
+            by_id: HashMap::new(),
             by_sender: BTreeMap::new(),
             by_arrival: BTreeMap::new(),
             parked: BTreeMap::new(),

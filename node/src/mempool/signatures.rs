@@ -9,7 +9,7 @@
 //! a fresh check would give, and execution stays a pure function.
 
 use chatpay_proto::{Signature, SignatureError, SignedTransfer, TxId};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// Valid signatures checked lately, oldest forgotten first.
@@ -20,7 +20,8 @@ pub struct SignatureCache {
 
 #[derive(Default)]
 struct Inner {
-    valid: BTreeMap<TxId, Signature>,
+    /// Looked up only, never iterated (the order is `order`'s).
+    valid: HashMap<TxId, Signature>,
     order: VecDeque<TxId>,
 }
 
