@@ -79,19 +79,7 @@ fn transfer(
     memo: Vec<u8>,
 ) -> pb::SignedTransaction {
     // Built on the wire directly: some of these the domain types refuse.
-    let t = Transfer::new(
-        CHAIN_ID,
-        key.public_key().clone(),
-        nonce,
-        FEE,
-        vec![Output {
-            recipient: key.public_key().clone(),
-            amount: 1,
-        }],
-        vec![],
-    )
-    .unwrap()
-    .sign(key);
+    let t = pay(key, nonce, key, 1);
     let mut wire = pb::SignedTransaction::from(&t);
     let tr = wire.transfer.as_mut().unwrap();
     tr.fee = fee;
