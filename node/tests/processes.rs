@@ -39,16 +39,23 @@ async fn real_validators_survive_kill_9_and_catch_up() {
     // kill -9 two: no quorum, nothing commits, nothing forks.
     net.kill(2);
     net.kill(3);
-    let before = [net.height(0).await, net.height(1).await];
+    // Votes 2 and 3 cast before dying can still certify a block or two
+    // (how many depends on where each survivor's view stood at the kill), so
+    // the first window lets those commit; during the second, with only two
+    // of four voting, nothing may commit, through several round timeouts
+    // (1 s, 2 s).
+    let before = net.height(0).await.max(net.height(1).await);
     net.pay(0, 10).await;
-    // A bounded observation window: several round timeouts (1 s, 2 s).
     tokio::time::sleep(Duration::from_secs(4)).await;
-    for (i, b) in before.iter().enumerate() {
+    let settled = [net.height(0).await, net.height(1).await];
+    assert!(
+        settled.iter().all(|h| *h <= before + 3),
+        "survivors went from {before} to {settled:?} right after losing the quorum"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (i, h) in settled.iter().enumerate() {
         let after = net.height(i).await;
-        assert!(
-            after <= b + 1,
-            "validator {i}: {b} -> {after} without a quorum"
-        );
+        assert_eq!(after, *h, "validator {i} committed without a quorum");
     }
     assert_eq!(net.nonce(0).await, 9);
     net.assert_agreement(&[0, 1]).await;

@@ -92,14 +92,14 @@ pub type MemoryStore = KvStore<MemoryBackend>;
 impl MemoryStore {
     /// An empty store.
     pub fn new_empty() -> Self {
-        let columns: Columns = columns::ALL.iter().map(|cf| (*cf, Column::new())).collect();
-        KvStore::new(MemoryBackend {
-            disk: Mutex::new(Disk {
-                live: columns.clone(),
-                durable: columns,
-                ..Disk::default()
-            }),
-        })
+        KvStore::new(MemoryBackend::empty())
+    }
+
+    /// An empty store keeping up to `2 × entries` committed accounts in
+    /// memory (tests of that cache use a few).
+    #[cfg(test)]
+    pub(crate) fn empty_with_account_cache(entries: usize) -> Self {
+        KvStore::with_account_cache(MemoryBackend::empty(), entries)
     }
 
     /// A power cut: every write not yet synced is lost. Call it only while
@@ -126,6 +126,17 @@ impl MemoryStore {
 }
 
 impl MemoryBackend {
+    fn empty() -> Self {
+        let columns: Columns = columns::ALL.iter().map(|cf| (*cf, Column::new())).collect();
+        MemoryBackend {
+            disk: Mutex::new(Disk {
+                live: columns.clone(),
+                durable: columns,
+                ..Disk::default()
+            }),
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Disk) -> T) -> T {
         // A panic while holding the lock cannot leave a half-applied batch:
         // batches are applied with infallible inserts.

@@ -337,6 +337,66 @@ mod both {
     });
 }
 
+/// Commits that each set the balance of `keys` (and of account 1, the
+/// sender of the block's one transfer) to `balance`.
+fn setting(parent: &BlockHeader, keys: &[u8], balance: u64) -> BlockCommit {
+    let mut commit = block(parent, vec![transfer(1, 2, parent.height + 1)], 1);
+    commit.accounts = std::iter::once(1)
+        .chain(keys.iter().copied())
+        .map(|k| {
+            let account = Account {
+                balance,
+                nonce: parent.height + 1,
+            };
+            (key(k).public_key().clone(), account)
+        })
+        .collect();
+    commit.accounts.sort_by(|a, b| a.0.cmp(&b.0));
+    commit.accounts.dedup_by(|a, b| a.0 == b.0);
+    commit
+}
+
+#[test]
+fn committed_accounts_read_back_through_the_cache_generations() {
+    // Two accounts per generation: every few commits the recent generation
+    // becomes the older one and the one before is dropped.
+    let store = MemoryStore::empty_with_account_cache(2);
+    let mut model: std::collections::BTreeMap<u8, Account> = Default::default();
+    let mut last = genesis();
+    store.commit_block(&last).unwrap();
+    model.insert(1, last.accounts[0].1);
+    let touched: [&[u8]; 8] = [&[2], &[3, 4], &[2], &[5], &[3], &[], &[2, 5], &[4]];
+    for (i, keys) in touched.iter().enumerate() {
+        let balance = 100 + i as u64;
+        let commit = setting(&last.header, keys, balance);
+        for (k, a) in &commit.accounts {
+            let n = (1..=5).find(|n| key(*n).public_key() == k).unwrap();
+            model.insert(n, *a);
+        }
+        store.commit_block(&commit).unwrap();
+        last = commit;
+        for n in 1..=5 {
+            assert_eq!(
+                store.account(key(n).public_key()).unwrap(),
+                model.get(&n).copied(),
+                "account {n} after commit {i}"
+            );
+        }
+        assert!(store.cached_accounts() <= 4, "{}", store.cached_accounts());
+        assert!(store.cached_accounts() > 0);
+    }
+    // A refused commit (not extending the head) changes nothing.
+    let mut refused = setting(&last.header, &[2, 3], 7);
+    refused.header.parent_hash = sha256(b"elsewhere");
+    assert!(store.commit_block(&refused).is_err());
+    for n in 1..=5 {
+        assert_eq!(
+            store.account(key(n).public_key()).unwrap(),
+            model.get(&n).copied()
+        );
+    }
+}
+
 #[test]
 fn rocksdb_reopen_resumes_at_last_height() {
     use super::RocksStore;
