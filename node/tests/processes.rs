@@ -41,9 +41,9 @@ async fn real_validators_survive_kill_9_and_catch_up() {
     net.kill(3);
     // Votes 2 and 3 cast before dying can still certify a block or two
     // (how many depends on where each survivor's view stood at the kill), so
-    // the first window lets those commit; during the second, with only two
-    // of four voting, nothing may commit, through several round timeouts
-    // (1 s, 2 s).
+    // a first window of 4 s (round timeouts of 1 s, then 2 s) lets those
+    // commit; during the next 4 s, with only two of four voting, nothing may
+    // commit.
     let before = net.height(0).await.max(net.height(1).await);
     net.pay(0, 10).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
