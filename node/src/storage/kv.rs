@@ -112,6 +112,7 @@ impl AccountCache {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.recent.len() + self.older.len()
     }
@@ -132,7 +133,8 @@ impl<B: Backend> KvStore<B> {
     }
 
     /// How many committed accounts are held in memory.
-    pub fn cached_accounts(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn cached_accounts(&self) -> usize {
         self.accounts
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -352,7 +352,6 @@ fn setting(parent: &BlockHeader, keys: &[u8], balance: u64) -> BlockCommit {
         })
         .collect();
     commit.accounts.sort_by(|a, b| a.0.cmp(&b.0));
-    commit.accounts.dedup_by(|a, b| a.0 == b.0);
     commit
 }
 
