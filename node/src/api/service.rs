@@ -232,44 +232,39 @@ impl pb::client_server::Client for ClientApi {
             )));
         }
         let state = &self.state;
-        // Signature checks are CPU work: keep them off the I/O threads.
-        let results = crate::node::blocking(|| {
-            wires
-                .into_iter()
-                .map(|wire| {
-                    let tx = match SignedTransfer::try_from(wire) {
-                        Ok(tx) => tx,
-                        Err(e) => {
-                            return Ok(pb::SubmitResult {
-                                code: Code::InvalidArgument as u32,
-                                message: e.to_string(),
-                                reason: "malformed".into(),
-                                ..Default::default()
-                            });
-                        }
-                    };
-                    let id = tx.tx_id();
-                    Ok(match state.admit(tx)? {
-                        Ok(admission) => pb::SubmitResult {
-                            tx_id: id.0.to_vec(),
-                            status: admission_status(admission) as i32,
-                            ..Default::default()
-                        },
-                        Err(e) => {
-                            tracing::debug!(tx_id = %id, reason = e.reason(), "transaction refused");
-                            let status = admit_status(&e);
-                            pb::SubmitResult {
-                                tx_id: id.0.to_vec(),
-                                status: pb::AdmissionStatus::Unspecified as i32,
-                                code: status.code() as u32,
-                                message: status.message().to_string(),
-                                reason: e.reason().into(),
-                            }
-                        }
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()
+        let results = crate::node::each_yielding(wires, |wire| -> Result<_, StoreError> {
+            let tx = match SignedTransfer::try_from(wire) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    return Ok(pb::SubmitResult {
+                        code: Code::InvalidArgument as u32,
+                        message: e.to_string(),
+                        reason: "malformed".into(),
+                        ..Default::default()
+                    });
+                }
+            };
+            let id = tx.tx_id();
+            Ok(match state.admit(tx)? {
+                Ok(admission) => pb::SubmitResult {
+                    tx_id: id.0.to_vec(),
+                    status: admission_status(admission) as i32,
+                    ..Default::default()
+                },
+                Err(e) => {
+                    tracing::debug!(tx_id = %id, reason = e.reason(), "transaction refused");
+                    let status = admit_status(&e);
+                    pb::SubmitResult {
+                        tx_id: id.0.to_vec(),
+                        status: pb::AdmissionStatus::Unspecified as i32,
+                        code: status.code() as u32,
+                        message: status.message().to_string(),
+                        reason: e.reason().into(),
+                    }
+                }
+            })
         })
+        .await
         .map_err(internal)?;
         Ok(Response::new(pb::SubmitTransactionsResponse { results }))
     }

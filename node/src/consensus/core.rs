@@ -312,6 +312,14 @@ impl Core {
         }
     }
 
+    /// Whether [`Input::TransactionsAvailable`] would do anything: only a
+    /// leader waiting for transactions to propose acts on it, and it
+    /// changes nothing else (the shell runs it without handing the worker
+    /// over when it would not).
+    pub fn wants_transactions(&self) -> bool {
+        self.waiting_to_propose.is_some()
+    }
+
     /// An uncommitted block this validator holds (served to peers that
     /// fetch it; committed blocks are read from the store).
     pub fn block(&self, hash: &Hash) -> Option<&Block> {

@@ -5,7 +5,7 @@ use crate::api::ApiState;
 use crate::consensus::core::Input;
 use crate::consensus::sync::{MAX_SYNC_BLOCKS, committed_block_by_hash, committed_range};
 use crate::consensus::wire::ConsensusMessage;
-use crate::node::{CoreEvent, blocking};
+use crate::node::{CoreEvent, blocking, each_yielding};
 use chatpay_proto::{SignedTransfer, hash_field, pb};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -65,8 +65,9 @@ impl ValidatorService {
     }
 
     /// Decodes a forwarded batch (all or nothing), admits each transaction
-    /// and wakes the core if any was new.
-    fn admit_forwarded(&self, request: pb::ForwardTransactionsRequest) -> Result<(), Status> {
+    /// (signature checks on this task, [`each_yielding`]) and wakes the
+    /// core if any was new.
+    async fn admit_forwarded(&self, request: pb::ForwardTransactionsRequest) -> Result<(), Status> {
         if request.transactions.len() > MAX_FORWARD_TXS {
             return Err(Status::invalid_argument(format!(
                 "at most {MAX_FORWARD_TXS} transactions per batch, got {}",
@@ -83,20 +84,13 @@ impl ValidatorService {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        let api = &self.api;
-        // Signature checks are CPU work: keep them off the I/O threads.
-        let admitted = blocking(|| {
-            let mut admitted = 0usize;
-            for tx in transactions {
-                match api.admit_forwarded(tx) {
-                    Ok(Ok(crate::mempool::Admission::Admitted)) => admitted += 1,
-                    Ok(_) => {}
-                    Err(e) => return Err(crate::api::internal(e)),
-                }
-            }
-            Ok(admitted)
-        })?;
-        if admitted > 0 {
+        let admissions = each_yielding(transactions, |tx| self.api.admit_forwarded(tx))
+            .await
+            .map_err(crate::api::internal)?;
+        let admitted = admissions
+            .iter()
+            .any(|a| matches!(a, Ok(crate::mempool::Admission::Admitted)));
+        if admitted {
             // When the queue is full the wake-up is skipped: a waiting
             // leader still proposes at its idle interval.
             let _ = self
@@ -156,7 +150,7 @@ impl pb::validator_server::Validator for ValidatorService {
         let mut batches = request.into_inner();
         let mut stopping = self.stopping.clone();
         while let Some(batch) = next_message(&mut batches, &mut stopping).await? {
-            if let Err(status) = self.admit_forwarded(batch) {
+            if let Err(status) = self.admit_forwarded(batch).await {
                 tracing::warn!(
                     ?remote,
                     error = status.message(),
@@ -172,7 +166,7 @@ impl pb::validator_server::Validator for ValidatorService {
         &self,
         request: Request<pb::ForwardTransactionsRequest>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
-        self.admit_forwarded(request.into_inner())?;
+        self.admit_forwarded(request.into_inner()).await?;
         Ok(Response::new(pb::DeliverResponse {}))
     }
 
