@@ -28,8 +28,9 @@ bench: deps
 bench-max: deps
 	MAX=1 DURATION=$${DURATION:-10} ./tests/bench.sh
 
-## 3x the rate bench-max found (or RATE) for 60 s: every validator must
-## keep answering, under RSS_BOUND_MIB of memory, refusing with reasons.
+## 3x the rate bench-max found (or RATE) for 60 s from 2 000 accounts:
+## every validator must keep answering, under RSS_BOUND_MIB of memory,
+## refusing with reasons, and commit at least half the saturation rate.
 bench-overload: deps
 	OVERLOAD=1 ./tests/bench.sh
 

@@ -308,6 +308,22 @@ impl Ledger {
         certificate: Option<QuorumCertificate>,
         out: ExecutionOutput,
     ) -> Result<Arc<CommittedBlock>, LedgerError> {
+        self.commit_executed_then(header, transactions, certificate, out, |_| {})
+    }
+
+    /// [`Ledger::commit_executed`], running `before_announce` on the block
+    /// once it is durable and before subscribers hear of it: what depends
+    /// on the commit is brought up to date first (the mempool drops what
+    /// the block included, so a client told of the commit finds room for
+    /// its next transfers at once).
+    pub fn commit_executed_then(
+        &self,
+        header: BlockHeader,
+        transactions: Vec<SignedTransfer>,
+        certificate: Option<QuorumCertificate>,
+        out: ExecutionOutput,
+        before_announce: impl FnOnce(&CommittedBlock),
+    ) -> Result<Arc<CommittedBlock>, LedgerError> {
         let parent = self.last_header()?;
         let height = header.height;
         let mismatch = |reason: String| Err(LedgerError::Mismatch { height, reason });
@@ -355,6 +371,7 @@ impl Ledger {
             commit.transactions,
             commit.receipts,
         ));
+        before_announce(&block);
         // No subscribers is fine; they read the store when they come.
         let _ = self.events.send(block.clone());
         Ok(block)

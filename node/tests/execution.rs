@@ -220,6 +220,26 @@ fn commit_refuses_a_header_that_lies() {
 }
 
 #[test]
+fn subscribers_hear_of_a_commit_after_the_callers_update_and_once_it_is_durable() {
+    let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), genesis(&[1_000])).unwrap();
+    let mut events = ledger.subscribe();
+    let txs = vec![pay(1, 1, FEE, &[(2, 5)])];
+    let header = ledger.build_block(1, 0, 0, &txs).unwrap();
+    let out = ledger.execute_on(&[], &txs, &check_signature).unwrap();
+    let mut updated = None;
+    ledger
+        .commit_executed_then(header, txs, None, out, |block| {
+            // Durable, and not yet announced.
+            assert_eq!(ledger.store().committed_height().unwrap(), Some(1));
+            assert!(events.try_recv().is_err(), "announced before the update");
+            updated = Some(block.header.height);
+        })
+        .unwrap();
+    assert_eq!(updated, Some(1));
+    assert_eq!(events.try_recv().unwrap().header.height, 1);
+}
+
+#[test]
 fn a_transaction_executes_at_most_once() {
     let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), genesis(&[1_000])).unwrap();
     // Fails for lack of funds, so its nonce stays free: only the id rule

@@ -21,7 +21,7 @@ use super::pacemaker::{NewRound, Pacemaker};
 use super::safety::SafetyRules;
 use super::sync::{MAX_FETCH_DEPTH, SyncedBlock, certificate_of};
 use super::wire::ConsensusMessage;
-use crate::execution::{BranchView, StateView};
+use crate::execution::{BranchView, StateView, check_signature};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
 use crate::mempool::{Mempool, SignatureCache, signature_valid};
 use chatpay_proto::pb;
@@ -934,14 +934,20 @@ impl Core {
         let mut root_qc = None;
         for (s, qc) in blocks[..=last].iter().zip(certificates) {
             let b = &s.block;
-            match self
+            let committed = self
                 .ledger
-                .commit(b.header.clone(), b.transactions.clone(), Some(qc.clone()))
-            {
-                Ok(committed) => {
-                    self.after_commit(&committed);
-                    root_qc = Some(qc);
-                }
+                .execute_on(&[], &b.transactions, &check_signature)
+                .and_then(|out| {
+                    self.ledger.commit_executed_then(
+                        b.header.clone(),
+                        b.transactions.clone(),
+                        Some(qc.clone()),
+                        out,
+                        |block| self.drop_committed(block),
+                    )
+                });
+            match committed {
+                Ok(_) => root_qc = Some(qc),
                 Err(LedgerError::Store(e)) => panic!("ledger storage failed while syncing: {e}"),
                 Err(e) => {
                     tracing::warn!(peer, height = b.header.height, error = %e, "synced block refused");
@@ -1126,21 +1132,22 @@ impl Core {
         let certificate = self.certificates.remove(&hash);
         let committed = self
             .ledger
-            .commit_executed(
+            .commit_executed_then(
                 block.header,
                 block.transactions,
                 certificate,
                 executed.output,
+                |block| self.drop_committed(block),
             )
             .expect("committing a certified, executed block failed: storage is broken");
-        self.after_commit(&committed);
         let height = committed.header.height;
         self.certificates.retain(|_, q| q.height > height);
     }
 
-    /// Drops what a committed block included (or made stale) from the mempool.
-    fn after_commit(&mut self, committed: &CommittedBlock) {
-        let store = self.ledger.store().clone();
+    /// Drops what a committed block included (or made stale) from the
+    /// mempool; the ledger runs it before announcing the block.
+    fn drop_committed(&self, committed: &CommittedBlock) {
+        let store = self.ledger.store();
         let mut nonce = |k: &PublicKey| store.account(k).ok().flatten().map_or(0, |a| a.nonce);
         self.mempool
             .lock()

@@ -4,8 +4,9 @@
 //! prepare: testnet homes whose genesis funds M load accounts (keys derived
 //!          from their index, so `run` needs no key files)
 //! run:     pre-sign transfers (client signing is not measured), submit them
-//!          open-loop at RATE spread over the validators, follow committed
-//!          blocks, report offered/committed transfers/s, submit→commit
+//!          open-loop at RATE spread over the validators (each account
+//!          keeping at most WINDOW admitted and not yet committed, as a
+//!          wallet pipelining payments would), follow committed blocks, report offered/committed transfers/s, submit→commit
 //!          latency (p50/p90/p99/max) and its admission part (due →
 //!          acknowledged, p50/p99), rejections by reason, validators' and
 //!          its own CPU seconds, and the machine's signature-verification
@@ -19,8 +20,10 @@ use chatpay_proto::{Address, Output, SecretKey, SignedTransfer, Transfer, TxId, 
 use clap::{Parser, Subcommand};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 #[derive(Parser)]
 #[command(name = "chatpay-loadgen", about = "chatpay end-to-end load generator")]
@@ -68,6 +71,12 @@ enum Command {
         /// many users' payments would; 0 submits each on its own call.
         #[arg(long, default_value_t = 0)]
         batch: usize,
+        /// Transfers per account admitted and not yet seen committed; the
+        /// next waits in the load generator (the validators' default
+        /// `mempool.max_per_sender`, how far ahead of its committed nonce
+        /// an account may submit).
+        #[arg(long, default_value_t = 64)]
+        window: usize,
         /// Validator process ids (for CPU seconds), comma separated.
         #[arg(long, value_delimiter = ',')]
         pids: Vec<u32>,
@@ -113,6 +122,7 @@ fn main() -> Result<(), String> {
             duration,
             memo_bytes,
             batch,
+            window,
             pids,
             out,
         } => rt.block_on(run(Run {
@@ -122,6 +132,7 @@ fn main() -> Result<(), String> {
             duration,
             memo_bytes,
             batch,
+            window,
             pids,
             out,
         })),
@@ -168,6 +179,7 @@ struct Run {
     duration: u64,
     memo_bytes: usize,
     batch: usize,
+    window: usize,
     pids: Vec<u32>,
     out: Option<PathBuf>,
 }
@@ -231,10 +243,19 @@ fn status_reason(s: &tonic::Status) -> String {
         .map_or_else(|| format!("{:?}", s.code()), str::to_string)
 }
 
-/// Attempts per transfer before the load generator gives up on it.
-const MAX_TRIES: usize = 10;
-/// Wait between attempts.
+/// First wait before submitting a refused transfer again; it doubles with
+/// every refusal, up to [`RETRY_AFTER_MAX`].
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Longest wait between attempts.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(4);
+/// After the offered period, how long transfers may still be submitted and
+/// commit before the run ends.
+const DRAIN: Duration = Duration::from_secs(15);
+/// How often transfers that fell due are handed on (they count from their
+/// due time, so this only bounds the load generator's own wake-ups).
+const TICK: Duration = Duration::from_millis(1);
+/// How long a gateway collects transfers for one `SubmitTransactions` call.
+const BATCH_WINDOW: Duration = Duration::from_millis(5);
 
 /// Whether a wallet would submit a refused transfer again, unchanged.
 fn retryable(reason: &str) -> bool {
@@ -253,6 +274,16 @@ fn retryable(reason: &str) -> bool {
 /// When an admitted transfer fell due, and when a validator admitted it.
 type Admitted = (Instant, Instant);
 
+/// A transfer that fell due: its index, due time and wire form.
+struct Due {
+    k: usize,
+    at: Instant,
+    wire: pb::SignedTransaction,
+}
+
+/// A transfer with its place in its account's window.
+type Windowed = (Due, tokio::sync::OwnedSemaphorePermit);
+
 /// What submitting tasks share.
 struct Submitter {
     /// Calls in flight (512); a transfer waits for a free one.
@@ -261,8 +292,10 @@ struct Submitter {
     submitted: Arc<Mutex<Vec<Option<Admitted>>>>,
     /// Refusals (every attempt) by reason.
     rejected: Arc<Mutex<BTreeMap<String, u64>>>,
-    /// Transfers never admitted.
-    abandoned: Mutex<u64>,
+    /// Transfers refused for good, or still refused at the deadline.
+    abandoned: AtomicUsize,
+    /// No attempt starts after this.
+    deadline: Instant,
 }
 
 impl Submitter {
@@ -275,56 +308,73 @@ impl Submitter {
             .or_default() += 1;
     }
 
-    /// Submits transfer `k` (due `at`) on its own call, retrying what a
-    /// wallet would retry; `refused_once` when a batch call refused it.
+    /// Transfer `due` was admitted: its window place stays taken until the
+    /// follower sees it committed.
+    fn admitted(&self, due: &Due, place: tokio::sync::OwnedSemaphorePermit) {
+        self.submitted.lock().unwrap()[due.k] = Some((due.at, Instant::now()));
+        place.forget();
+    }
+
+    /// Gives up on a transfer; its window place goes back to its account.
+    fn abandon(&self, place: tokio::sync::OwnedSemaphorePermit) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+        drop(place);
+    }
+
+    /// Submits `due` on its own call, retrying what a wallet would retry,
+    /// with growing waits, until the deadline; `refused` attempts came
+    /// before (on a batch call).
     async fn submit(
         self: Arc<Self>,
         mut client: ClientClient<tonic::transport::Channel>,
-        k: usize,
-        at: Instant,
-        wire: pb::SignedTransaction,
-        refused_once: bool,
+        due: Due,
+        place: tokio::sync::OwnedSemaphorePermit,
+        mut refused: u32,
     ) {
-        let first = usize::from(refused_once);
-        for attempt in first..MAX_TRIES {
-            if attempt > 0 {
-                tokio::time::sleep(RETRY_AFTER).await;
+        loop {
+            if refused > 0 {
+                let wait = RETRY_AFTER
+                    .saturating_mul(1 << (refused - 1).min(8))
+                    .min(RETRY_AFTER_MAX);
+                if Instant::now() + wait > self.deadline {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
             }
             // A full client waits for a free call, as a client library
             // queues locally (polling would spin the load generator itself).
-            let _permit = self.limit.clone().acquire_owned().await;
+            let call = self.limit.clone().acquire_owned().await;
             let request = pb::SubmitTransactionRequest {
-                transaction: Some(wire.clone()),
+                transaction: Some(due.wire.clone()),
             };
-            match client.submit_transaction(request).await {
-                Ok(_) => {
-                    self.submitted.lock().unwrap()[k] = Some((at, Instant::now()));
-                    return;
-                }
+            let answer = client.submit_transaction(request).await;
+            drop(call);
+            match answer {
+                Ok(_) => return self.admitted(&due, place),
                 Err(s) => {
                     let reason = status_reason(&s);
                     self.refused(&reason);
                     if !retryable(&reason) {
                         break;
                     }
+                    refused += 1;
                 }
             }
         }
-        *self.abandoned.lock().unwrap() += 1;
+        self.abandon(place);
     }
 
-    /// Submits `items` (transfer index, transfer) in one `SubmitTransactions`
-    /// call; what it refuses and a wallet would retry goes on [`Self::submit`].
+    /// Submits `items` in one `SubmitTransactions` call; what it refuses and
+    /// a wallet would retry goes on [`Self::submit`].
     async fn submit_batch(
         self: Arc<Self>,
         client: ClientClient<tonic::transport::Channel>,
-        items: Vec<(usize, pb::SignedTransaction)>,
-        dues: Vec<Instant>,
+        items: Vec<Windowed>,
     ) {
         let results = match self.limit.clone().acquire_owned().await {
             Err(_) => Vec::new(),
-            Ok(_permit) => {
-                let transactions = items.iter().map(|(_, w)| w.clone()).collect();
+            Ok(_call) => {
+                let transactions = items.iter().map(|(d, _)| d.wire.clone()).collect();
                 let request = pb::SubmitTransactionsRequest { transactions };
                 match client.clone().submit_transactions(request).await {
                     Ok(response) => response.into_inner().results,
@@ -336,25 +386,86 @@ impl Submitter {
             }
         };
         let mut retries = tokio::task::JoinSet::new();
-        for (i, ((k, wire), at)) in items.into_iter().zip(dues).enumerate() {
+        for (i, (due, place)) in items.into_iter().enumerate() {
             match results.get(i) {
-                Some(result) if result.reason.is_empty() => {
-                    self.submitted.lock().unwrap()[k] = Some((at, Instant::now()));
-                }
+                Some(result) if result.reason.is_empty() => self.admitted(&due, place),
                 Some(result) if !retryable(&result.reason) => {
                     self.refused(&result.reason);
-                    *self.abandoned.lock().unwrap() += 1;
+                    self.abandon(place);
                 }
                 result => {
                     if let Some(result) = result {
                         self.refused(&result.reason);
                     }
-                    retries.spawn(self.clone().submit(client.clone(), k, at, wire, true));
+                    retries.spawn(self.clone().submit(client.clone(), due, place, 1));
                 }
             }
         }
         while retries.join_next().await.is_some() {}
     }
+
+    /// Hands one account's transfers on in nonce order, each once a place
+    /// in the account's window is free: a wallet does not sign further
+    /// ahead than validators accept, and a refused transfer is retried
+    /// rather than left as a gap that would stall the account.
+    async fn account(
+        self: Arc<Self>,
+        mut due: mpsc::UnboundedReceiver<Due>,
+        window: Arc<tokio::sync::Semaphore>,
+        to: Route,
+    ) {
+        let mut calls = tokio::task::JoinSet::new();
+        while let Some(d) = due.recv().await {
+            let Ok(place) = window.clone().acquire_owned().await else {
+                return;
+            };
+            match &to {
+                Route::Call(client) => {
+                    calls.spawn(self.clone().submit(client.clone(), d, place, 0));
+                    while calls.try_join_next().is_some() {}
+                }
+                Route::Gateway(gateway) => {
+                    if gateway.send((d, place)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        while calls.join_next().await.is_some() {}
+    }
+
+    /// A gateway in front of one validator: every [`BATCH_WINDOW`], what
+    /// came in goes on `SubmitTransactions` calls of up to `batch`.
+    async fn gateway(
+        self: Arc<Self>,
+        client: ClientClient<tonic::transport::Channel>,
+        mut incoming: mpsc::UnboundedReceiver<Windowed>,
+        batch: usize,
+    ) {
+        let mut calls = tokio::task::JoinSet::new();
+        let mut tick = tokio::time::interval(BATCH_WINDOW);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while let Some(first) = incoming.recv().await {
+            tick.tick().await;
+            let mut items = vec![first];
+            while let Ok(item) = incoming.try_recv() {
+                items.push(item);
+            }
+            while !items.is_empty() {
+                let rest = items.split_off(items.len().min(batch));
+                let call = std::mem::replace(&mut items, rest);
+                calls.spawn(self.clone().submit_batch(client.clone(), call));
+            }
+            while calls.try_join_next().is_some() {}
+        }
+        while calls.join_next().await.is_some() {}
+    }
+}
+
+/// Where an account's transfers go: a call each, or a gateway's batches.
+enum Route {
+    Call(ClientClient<tonic::transport::Channel>),
+    Gateway(mpsc::UnboundedSender<Windowed>),
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -446,15 +557,30 @@ async fn run(r: Run) -> Result<(), String> {
     let verify_before = verify_rate();
     let own_cpu_before = cpu_seconds(std::process::id());
 
+    // Each account's window: places for transfers admitted and not yet
+    // seen committed.
+    let windows: Arc<Vec<Arc<tokio::sync::Semaphore>>> = Arc::new(
+        (0..r.accounts)
+            .map(|_| Arc::new(tokio::sync::Semaphore::new(r.window.max(1))))
+            .collect(),
+    );
+    let accounts = keys.len();
     // Follow commits through the client API's subscription: one stream per
     // account, spread over the validators (a commit is seen when the first
-    // of its sender's or recipient's streams reports it).
+    // of its sender's or recipient's streams reports it; the sender's frees
+    // its place in the sender's window).
     let committed: Arc<Mutex<Vec<Option<Instant>>>> =
         Arc::new(Mutex::new(vec![None; signed.len()]));
+    let seen = Arc::new(AtomicUsize::new(0));
     let (stop_follow, stopped) = tokio::sync::watch::channel(false);
     let mut followers = tokio::task::JoinSet::new();
     for (i, k) in keys.iter().enumerate() {
-        let (committed, ids) = (committed.clone(), ids.clone());
+        let (committed, ids, seen, windows) = (
+            committed.clone(),
+            ids.clone(),
+            seen.clone(),
+            windows.clone(),
+        );
         let mut c = clients[i % clients.len()].clone();
         let mut stopped = stopped.clone();
         let address = Address::new(HRP, k.public_key().clone())
@@ -479,80 +605,94 @@ async fn run(r: Run) -> Result<(), String> {
                 let Some(id) = event.transaction.and_then(|t| TxId::from_slice(&t.tx_id)) else {
                     continue;
                 };
-                if let Some(k) = ids.get(&id) {
+                let Some(&k) = ids.get(&id) else { continue };
+                let first = {
                     let mut c = committed.lock().unwrap();
-                    if c[*k].is_none() {
-                        c[*k] = Some(now);
-                    }
+                    c[k].is_none().then(|| c[k] = Some(now)).is_some()
+                };
+                if first {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                if k % accounts == i {
+                    // The sender's stream comes from the validator the
+                    // sender submits to: once that one has committed the
+                    // transfer, it accepts the next nonce.
+                    windows[i].add_permits(1);
                 }
             }
         });
     }
 
     // Open loop: transfer k is due at start + k / rate, whatever happened
-    // before; its latency counts from then. A refusal a wallet would retry
-    // (the validator is busy, or an earlier nonce of the account is not in
-    // yet) is retried every RETRY_AFTER, up to MAX_TRIES attempts: dropping
-    // it would leave a nonce gap that stalls its account for the whole run.
+    // before; its latency counts from then. It goes to its account's task,
+    // which submits it once the account's window has room (the wait counts
+    // too). A refusal a wallet would retry (the validator is busy) is
+    // retried with growing waits until the deadline: dropping it would
+    // leave a nonce gap that stalls its account for the rest of the run.
     let started = Instant::now();
+    let offered_for = Duration::from_secs_f64(total as f64 / r.rate as f64);
     let due = |k: usize| started + Duration::from_secs_f64(k as f64 / r.rate as f64);
     let ctx = Arc::new(Submitter {
         limit: Arc::new(tokio::sync::Semaphore::new(512)),
         submitted: submitted.clone(),
         rejected: rejected.clone(),
-        abandoned: Mutex::new(0),
+        abandoned: AtomicUsize::new(0),
+        deadline: started + offered_for + DRAIN,
     });
+    // Account i sends to the validator i % validators (so do all its
+    // transfers, k ≡ i mod accounts), on its own calls or through the
+    // gateway in front of that validator.
     let mut tasks = tokio::task::JoinSet::new();
+    let routes: Vec<Route> = clients
+        .iter()
+        .map(|c| {
+            if r.batch == 0 {
+                return Route::Call(c.clone());
+            }
+            let (to, incoming) = mpsc::unbounded_channel();
+            tasks.spawn(ctx.clone().gateway(c.clone(), incoming, r.batch));
+            Route::Gateway(to)
+        })
+        .collect();
+    let mut feeds = Vec::with_capacity(accounts);
+    for (i, window) in windows.iter().enumerate() {
+        let (feed, due) = mpsc::unbounded_channel();
+        let to = match &routes[i % routes.len()] {
+            Route::Call(c) => Route::Call(c.clone()),
+            Route::Gateway(g) => Route::Gateway(g.clone()),
+        };
+        tasks.spawn(ctx.clone().account(due, window.clone(), to));
+        feeds.push(feed);
+    }
+    drop(routes);
     let wires: Vec<pb::SignedTransaction> = signed.iter().map(Into::into).collect();
-    if r.batch == 0 {
-        for (k, wire) in wires.into_iter().enumerate() {
-            tokio::time::sleep_until(due(k).into()).await;
-            let c = clients[k % clients.len()].clone();
-            tasks.spawn(ctx.clone().submit(c, k, due(k), wire, false));
-        }
-    } else {
-        // Every 5 ms, what fell due goes to its validator, `batch` per call.
-        let window = Duration::from_millis(5);
-        let mut wires = wires.into_iter().enumerate().peekable();
-        let mut tick = started;
-        while wires.peek().is_some() {
-            tick += window;
-            tokio::time::sleep_until(tick.into()).await;
-            let mut per_node: Vec<Vec<(usize, pb::SignedTransaction)>> =
-                vec![Vec::new(); clients.len()];
-            while let Some((k, wire)) = wires.next_if(|(k, _)| due(*k) <= tick) {
-                per_node[k % clients.len()].push((k, wire));
-            }
-            for (node, items) in per_node.into_iter().enumerate() {
-                for chunk in items.chunks(r.batch) {
-                    let c = clients[node].clone();
-                    let dues: Vec<Instant> = chunk.iter().map(|(k, _)| due(*k)).collect();
-                    tasks.spawn(ctx.clone().submit_batch(c, chunk.to_vec(), dues));
-                }
-            }
+    let mut wires = wires.into_iter().enumerate().peekable();
+    let mut tick = started;
+    while wires.peek().is_some() {
+        tick += TICK;
+        tokio::time::sleep_until(tick.into()).await;
+        while let Some((k, wire)) = wires.next_if(|(k, _)| due(*k) <= tick) {
+            let _ = feeds[k % accounts].send(Due {
+                k,
+                at: due(k),
+                wire,
+            });
         }
     }
-    // Offered over the span the transfers fell due in (retries may go on).
+    drop(feeds);
+    // Offered over the span the transfers fell due in (submissions and
+    // retries may go on).
     let offered_secs = started.elapsed().as_secs_f64();
-    while tasks.join_next().await.is_some() {}
-    let abandoned = *ctx.abandoned.lock().unwrap();
-    // Let what was admitted commit (bounded).
-    let drain = Instant::now();
-    loop {
-        let (s, c) = (
-            submitted.lock().unwrap().clone(),
-            committed.lock().unwrap().clone(),
-        );
-        let pending = s
-            .iter()
-            .zip(&c)
-            .filter(|(s, c)| s.is_some() && c.is_none())
-            .count();
-        if pending == 0 || drain.elapsed() > Duration::from_secs(15) {
-            break;
-        }
+    // Until every transfer committed or was given up, or the deadline.
+    while seen.load(Ordering::Relaxed) + ctx.abandoned.load(Ordering::Relaxed) < signed.len()
+        && Instant::now() < ctx.deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // What still waits for a window place or a retry is not submitted.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let abandoned = ctx.abandoned.load(Ordering::Relaxed);
     let _ = stop_follow.send(true);
     while followers.join_next().await.is_some() {}
     let elapsed = started.elapsed().as_secs_f64();
@@ -597,6 +737,10 @@ async fn run(r: Run) -> Result<(), String> {
     admission.sort_by(f64::total_cmp);
     let committed_count = c.iter().filter(|c| c.is_some()).count();
     let admitted = s.iter().filter(|s| s.is_some()).count();
+    // Neither admitted, committed nor given up when the run ended: still
+    // waiting in the load generator for a window place or a retry.
+    let unresolved = s.iter().zip(&c).filter(|(s, c)| s.is_none() && c.is_none());
+    let waiting = unresolved.count().saturating_sub(abandoned);
     let last_commit = c
         .iter()
         .flatten()
@@ -612,6 +756,7 @@ async fn run(r: Run) -> Result<(), String> {
         "duration_s": r.duration,
         "memo_bytes": r.memo_bytes,
         "submit_batch": r.batch,
+        "window": r.window,
         "offered_tps": total as f64 / offered_secs,
         "admitted": admitted,
         "committed": committed_count,
@@ -629,6 +774,7 @@ async fn run(r: Run) -> Result<(), String> {
         },
         "rejected": *rejected.lock().unwrap(),
         "abandoned": abandoned,
+        "waiting_at_end": waiting,
         "blocks": blocks,
         "blocks_per_s": blocks as f64 / elapsed,
         "validator_cpu_s": cpu,
@@ -671,7 +817,8 @@ async fn run(r: Run) -> Result<(), String> {
         percentile(&admission, 0.99),
     );
     println!(
-        "rejected     {:?} (attempts; {abandoned} transfers given up after {MAX_TRIES} or a final refusal)",
+        "rejected     {:?} (attempts; {abandoned} transfers given up: refused for good, or still refused at the end; \
+         {waiting} still waiting in the load generator)",
         rejected.lock().unwrap()
     );
     println!(
