@@ -292,8 +292,20 @@ impl Ledger {
         transactions: Vec<SignedTransfer>,
         certificate: Option<QuorumCertificate>,
     ) -> Result<Arc<CommittedBlock>, LedgerError> {
+        self.commit_then(header, transactions, certificate, |_| {})
+    }
+
+    /// [`Ledger::commit`], running `before_announce` as
+    /// [`Ledger::commit_executed_then`] does.
+    pub fn commit_then(
+        &self,
+        header: BlockHeader,
+        transactions: Vec<SignedTransfer>,
+        certificate: Option<QuorumCertificate>,
+        before_announce: impl FnOnce(&CommittedBlock),
+    ) -> Result<Arc<CommittedBlock>, LedgerError> {
         let out = self.execute_on(&[], &transactions, &check_signature)?;
-        self.commit_executed(header, transactions, certificate, out)
+        self.commit_executed_then(header, transactions, certificate, out, before_announce)
     }
 
     /// Durably commits the next block from an execution this node already

@@ -21,7 +21,7 @@ use super::pacemaker::{NewRound, Pacemaker};
 use super::safety::SafetyRules;
 use super::sync::{MAX_FETCH_DEPTH, SyncedBlock, certificate_of};
 use super::wire::ConsensusMessage;
-use crate::execution::{BranchView, StateView, check_signature};
+use crate::execution::{BranchView, StateView};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
 use crate::mempool::{Mempool, SignatureCache, signature_valid};
 use chatpay_proto::pb;
@@ -934,18 +934,12 @@ impl Core {
         let mut root_qc = None;
         for (s, qc) in blocks[..=last].iter().zip(certificates) {
             let b = &s.block;
-            let committed = self
-                .ledger
-                .execute_on(&[], &b.transactions, &check_signature)
-                .and_then(|out| {
-                    self.ledger.commit_executed_then(
-                        b.header.clone(),
-                        b.transactions.clone(),
-                        Some(qc.clone()),
-                        out,
-                        |block| self.drop_committed(block),
-                    )
-                });
+            let committed = self.ledger.commit_then(
+                b.header.clone(),
+                b.transactions.clone(),
+                Some(qc.clone()),
+                |block| self.drop_committed(block),
+            );
             match committed {
                 Ok(_) => root_qc = Some(qc),
                 Err(LedgerError::Store(e)) => panic!("ledger storage failed while syncing: {e}"),
