@@ -661,6 +661,9 @@ async fn run(r: Run) -> Result<(), String> {
         });
     }
 
+    // In wire form before the clock starts: the first transfers would
+    // otherwise wait for the conversion of all of them.
+    let wires: Vec<pb::SignedTransaction> = signed.iter().map(Into::into).collect();
     // Open loop: transfer k is due at start + k / rate, whatever happened
     // before; its latency counts from then. It goes to its account's task,
     // which submits it once the account's window has room (the wait counts
@@ -703,7 +706,6 @@ async fn run(r: Run) -> Result<(), String> {
         feeds.push(feed);
     }
     drop(routes);
-    let wires: Vec<pb::SignedTransaction> = signed.iter().map(Into::into).collect();
     let mut wires = wires.into_iter().enumerate().peekable();
     let mut tick = started;
     while wires.peek().is_some() {
