@@ -271,9 +271,9 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(4);
 /// After the offered period, how long transfers may still be submitted and
 /// commit before the run ends.
 const DRAIN: Duration = Duration::from_secs(15);
-/// How often transfers that fell due are handed on (they count from their
-/// due time, so this only bounds the load generator's own wake-ups).
-const TICK: Duration = Duration::from_millis(1);
+/// Transfers queued for one gateway (each also holds a place in its
+/// account's window); an account waits while its gateway's queue is full.
+const GATEWAY_QUEUE: usize = 8_192;
 /// How long a gateway collects transfers for one `SubmitTransactions` call.
 const BATCH_WINDOW: Duration = Duration::from_millis(5);
 
@@ -316,9 +316,19 @@ struct Submitter {
     abandoned: AtomicUsize,
     /// No attempt starts after this.
     deadline: Instant,
+    /// When the load started.
+    started: Instant,
+    /// Offered transfers per second.
+    rate: f64,
 }
 
 impl Submitter {
+    /// When transfer `k` falls due: start + k / rate, whatever happened
+    /// before (open loop).
+    fn due(&self, k: usize) -> Instant {
+        self.started + Duration::from_secs_f64(k as f64 / self.rate)
+    }
+
     fn refused(&self, reason: &str) {
         *self
             .rejected
@@ -424,28 +434,32 @@ impl Submitter {
         while retries.join_next().await.is_some() {}
     }
 
-    /// Hands one account's transfers on in nonce order, each once a place
-    /// in the account's window is free: a wallet does not sign further
-    /// ahead than validators accept, and a refused transfer is retried
-    /// rather than left as a gap that would stall the account.
+    /// Hands one account's `transfers` (index, wire form) on in nonce
+    /// order, each when it falls due and once a place in the account's
+    /// window is free: a wallet does not sign further ahead than validators
+    /// accept, and a refused transfer is retried rather than left as a gap
+    /// that would stall the account.
     async fn account(
         self: Arc<Self>,
-        mut due: mpsc::UnboundedReceiver<Due>,
+        transfers: Vec<(usize, pb::SignedTransaction)>,
         window: Arc<tokio::sync::Semaphore>,
         to: Route,
     ) {
         let mut calls = tokio::task::JoinSet::new();
-        while let Some(d) = due.recv().await {
+        for (k, wire) in transfers {
+            let at = self.due(k);
+            tokio::time::sleep_until(at.into()).await;
             let Ok(place) = window.clone().acquire_owned().await else {
                 return;
             };
+            let d = Due { k, at, wire };
             match &to {
                 Route::Call(client) => {
                     calls.spawn(self.clone().submit(client.clone(), d, place, 0));
                     while calls.try_join_next().is_some() {}
                 }
                 Route::Gateway(gateway) => {
-                    if gateway.send((d, place)).is_err() {
+                    if gateway.send((d, place)).await.is_err() {
                         return;
                     }
                 }
@@ -459,7 +473,7 @@ impl Submitter {
     async fn gateway(
         self: Arc<Self>,
         client: ClientClient<tonic::transport::Channel>,
-        mut incoming: mpsc::UnboundedReceiver<Windowed>,
+        mut incoming: mpsc::Receiver<Windowed>,
         batch: usize,
     ) {
         let mut calls = tokio::task::JoinSet::new();
@@ -485,7 +499,7 @@ impl Submitter {
 /// Where an account's transfers go: a call each, or a gateway's batches.
 enum Route {
     Call(ClientClient<tonic::transport::Channel>),
-    Gateway(mpsc::UnboundedSender<Windowed>),
+    Gateway(mpsc::Sender<Windowed>),
 }
 
 /// Of an `AccountEvent`, the committed transaction's id only: the load
@@ -679,24 +693,28 @@ async fn run(r: Run) -> Result<(), String> {
         });
     }
 
-    // In wire form before the clock starts: the first transfers would
-    // otherwise wait for the conversion of all of them.
-    let wires: Vec<pb::SignedTransaction> = signed.iter().map(Into::into).collect();
+    // Each account's transfers in wire form, before the clock starts: the
+    // first transfers would otherwise wait for the conversion of all.
+    let mut per_account: Vec<Vec<(usize, pb::SignedTransaction)>> = vec![Vec::new(); accounts];
+    for (k, t) in signed.iter().enumerate() {
+        per_account[k % accounts].push((k, t.into()));
+    }
     // Open loop: transfer k is due at start + k / rate, whatever happened
-    // before; its latency counts from then. It goes to its account's task,
-    // which submits it once the account's window has room (the wait counts
-    // too). A refusal a wallet would retry (the validator is busy) is
-    // retried with growing waits until the deadline: dropping it would
-    // leave a nonce gap that stalls its account for the rest of the run.
+    // before; its latency counts from then. Its account's task submits it
+    // then, or once the account's window has room (the wait counts too).
+    // A refusal a wallet would retry (the validator is busy) is retried
+    // with growing waits until the deadline: dropping it would leave a
+    // nonce gap that stalls its account for the rest of the run.
     let started = Instant::now();
     let offered_for = Duration::from_secs_f64(total as f64 / r.rate as f64);
-    let due = |k: usize| started + Duration::from_secs_f64(k as f64 / r.rate as f64);
     let ctx = Arc::new(Submitter {
         limit: Arc::new(tokio::sync::Semaphore::new(512)),
         submitted: submitted.clone(),
         rejected: rejected.clone(),
         abandoned: AtomicUsize::new(0),
         deadline: started + offered_for + DRAIN,
+        started,
+        rate: r.rate as f64,
     });
     // Account i sends to the validator i % validators (so do all its
     // transfers, k ≡ i mod accounts), on its own calls or through the
@@ -708,38 +726,22 @@ async fn run(r: Run) -> Result<(), String> {
             if r.batch == 0 {
                 return Route::Call(c.clone());
             }
-            let (to, incoming) = mpsc::unbounded_channel();
+            let (to, incoming) = mpsc::channel(GATEWAY_QUEUE);
             tasks.spawn(ctx.clone().gateway(c.clone(), incoming, r.batch));
             Route::Gateway(to)
         })
         .collect();
-    let mut feeds = Vec::with_capacity(accounts);
-    for (i, window) in windows.iter().enumerate() {
-        let (feed, due) = mpsc::unbounded_channel();
+    for (i, (transfers, window)) in per_account.into_iter().zip(windows.iter()).enumerate() {
         let to = match &routes[i % routes.len()] {
             Route::Call(c) => Route::Call(c.clone()),
             Route::Gateway(g) => Route::Gateway(g.clone()),
         };
-        tasks.spawn(ctx.clone().account(due, window.clone(), to));
-        feeds.push(feed);
+        tasks.spawn(ctx.clone().account(transfers, window.clone(), to));
     }
     drop(routes);
-    let mut wires = wires.into_iter().enumerate().peekable();
-    let mut tick = started;
-    while wires.peek().is_some() {
-        tick += TICK;
-        tokio::time::sleep_until(tick.into()).await;
-        while let Some((k, wire)) = wires.next_if(|(k, _)| due(*k) <= tick) {
-            let _ = feeds[k % accounts].send(Due {
-                k,
-                at: due(k),
-                wire,
-            });
-        }
-    }
-    drop(feeds);
     // Offered over the span the transfers fell due in (submissions and
     // retries may go on).
+    tokio::time::sleep_until(ctx.due(signed.len().saturating_sub(1)).into()).await;
     let offered_secs = started.elapsed().as_secs_f64();
     // Until every transfer committed or was given up, or the deadline.
     while seen.load(Ordering::Relaxed) + ctx.abandoned.load(Ordering::Relaxed) < signed.len()
