@@ -13,7 +13,8 @@ use common::{Load, Network, Rng};
 use std::time::Duration;
 
 /// One scenario at a time: four validators per scenario already share two
-/// cores.
+/// cores. (nextest runs each test in its own process; `.config/nextest.toml`
+/// puts these in a group of one.)
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

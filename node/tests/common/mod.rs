@@ -156,6 +156,12 @@ impl Network {
             .join("\n")
     }
 
+    /// Fails the test for a call to validator `i` that failed, with every
+    /// validator's log tail (a validator that stopped says why there).
+    pub fn down(&self, i: usize, e: &tonic::Status) -> ! {
+        panic!("validator {i}: {e}\n{}", self.log_tails())
+    }
+
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.home(i).join("node.log")).unwrap_or_default()
     }
@@ -202,7 +208,7 @@ impl Network {
         let block = client
             .get_block(pb::GetBlockRequest { height })
             .await
-            .unwrap()
+            .unwrap_or_else(|e| self.down(i, &e))
             .into_inner();
         let header = BlockHeader::try_from(block.block.unwrap().header.unwrap()).unwrap();
         (header.hash(), header.state_digest)
@@ -251,16 +257,8 @@ impl Network {
     }
 
     pub async fn nonce(&self, i: usize) -> u64 {
-        let address = chatpay_proto::Address::new(&self.hrp, self.faucet.public_key().clone())
-            .unwrap()
-            .to_string();
-        let mut client = self.client(i).await;
-        let r = client
-            .get_account(pb::GetAccountRequest { address })
-            .await
-            .unwrap()
-            .into_inner();
-        r.account.map_or(0, |a| a.nonce)
+        let faucet = self.faucet.public_key().clone();
+        self.account(i, &faucet).await.map_or(0, |a| a.nonce)
     }
 
     pub async fn wait_for_nonce(&self, nodes: &[usize], nonce: u64) {
@@ -314,16 +312,20 @@ impl Network {
 
     /// Balance of `key` on validator `i`.
     pub async fn balance(&self, i: usize, key: &chatpay_proto::PublicKey) -> u64 {
+        self.account(i, key).await.map_or(0, |a| a.balance)
+    }
+
+    /// The account of `key` as validator `i` has it.
+    pub async fn account(&self, i: usize, key: &chatpay_proto::PublicKey) -> Option<pb::Account> {
         let address = chatpay_proto::Address::new(&self.hrp, key.clone())
             .unwrap()
             .to_string();
         let mut c = self.clients[i].clone();
-        let r = c
-            .get_account(pb::GetAccountRequest { address })
+        c.get_account(pb::GetAccountRequest { address })
             .await
-            .unwrap()
-            .into_inner();
-        r.account.map_or(0, |a| a.balance)
+            .unwrap_or_else(|e| self.down(i, &e))
+            .into_inner()
+            .account
     }
 }
 
@@ -502,7 +504,7 @@ impl Network {
                     include_proof: false,
                 })
                 .await
-                .unwrap()
+                .unwrap_or_else(|e| self.down(0, &e))
                 .into_inner();
             match r.status {
                 Some(pb::get_transaction_response::Status::Committed(t)) => {
