@@ -4,7 +4,7 @@
 
 use chatpay_node::consensus::core::{Core, CoreConfig, Input, Output};
 use chatpay_node::consensus::safety::SafetyRules;
-use chatpay_node::consensus::sync::{committed_block_by_hash, committed_range};
+use chatpay_node::consensus::sync::{MAX_SYNC_BLOCKS, committed_block_by_hash, committed_range};
 use chatpay_node::consensus::wire::ConsensusMessage;
 use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::ledger::Ledger;
@@ -618,6 +618,55 @@ fn synced_blocks_from_a_lying_peer_commit_nothing_unproven() {
             "height {height} stored without its QC"
         );
     }
+}
+
+#[test]
+fn a_validator_far_behind_syncs_batch_after_batch_without_waiting_for_proposals() {
+    let mut c = Cluster::new(4);
+    c.down.insert(3);
+    c.start();
+    let top = 3 * MAX_SYNC_BLOCKS + 10;
+    assert!(c.run_until(top, 6_000_000));
+    let top = c.height(0);
+    // Validator 3 hears nothing but the answers to its own requests.
+    let mut requests = 0;
+    let mut next = Some(1);
+    while let Some(from) = next {
+        requests += 1;
+        assert!(requests <= 6, "still asking after {requests} requests");
+        let served = committed_range(c.nodes[0].ledger.store().as_ref(), from, u64::MAX).unwrap();
+        let before = c.height(3);
+        let now = c.now_ms;
+        let out = c.nodes[3].core.handle(now, Input::Synced(0, served));
+        let asked: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::SyncBlocks {
+                    peer: 0,
+                    from_height,
+                } => Some(*from_height),
+                _ => None,
+            })
+            .collect();
+        if c.height(3) > before {
+            assert_eq!(asked, vec![c.height(3) + 1], "after height {}", c.height(3));
+        } else {
+            assert!(
+                asked.is_empty(),
+                "asked {asked:?} after a batch that committed nothing"
+            );
+        }
+        next = asked.first().copied();
+    }
+    // Batches of at most MAX_SYNC_BLOCKS, then one that commits nothing;
+    // the last block or two wait for a certificate that proves them.
+    assert_eq!(requests, top.div_ceil(MAX_SYNC_BLOCKS) + 1);
+    assert!(
+        c.height(3) + 2 >= top,
+        "stopped at {} of {top}",
+        c.height(3)
+    );
+    c.assert_agreement();
 }
 
 #[test]

@@ -968,6 +968,17 @@ impl Core {
         self.process_qc(root_qc);
         self.adopt_orphans(peer);
         self.retry_pending();
+        // The peer may hold more: ask on while batches commit something
+        // rather than wait for the next proposal to show the gap, which a
+        // chain stalled for want of this validator's vote sends only once
+        // per round timeout. A batch that commits nothing ends it.
+        if self.now_ms >= self.request_until_ms && peer != self.me {
+            self.request_until_ms = self.now_ms + REQUEST_TIMEOUT_MS;
+            self.out.push(Output::SyncBlocks {
+                peer,
+                from_height: self.tree.root().height + 1,
+            });
+        }
     }
 
     fn on_vote(&mut self, from: ValidatorIndex, vote: Vote) {

@@ -141,6 +141,12 @@ impl<B: Backend> KvStore<B> {
             .len()
     }
 
+    /// Drops every cached account (the store under it was emptied).
+    pub(crate) fn forget_cached_accounts(&self) {
+        let mut cache = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        *cache = AccountCache::new(cache.capacity);
+    }
+
     /// The backend.
     pub(crate) fn backend(&self) -> &B {
         &self.backend

@@ -116,6 +116,31 @@ impl MemoryStore {
         self.backend().with(|d| d.unsynced.len())
     }
 
+    /// What `chatpay-node unsafe-reset` does to a stopped validator's
+    /// database: every column emptied except the safety record, which is
+    /// kept (durable). The validator then starts from genesis and catches up
+    /// from its peers. Call it only while nothing uses the store.
+    pub fn unsafe_reset(&self) {
+        self.backend().with(|d| {
+            let safety = d
+                .live
+                .get(columns::SAFETY)
+                .and_then(|col| col.get(columns::SAFETY_KEY))
+                .cloned();
+            let mut columns: Columns = columns::ALL.iter().map(|cf| (*cf, Column::new())).collect();
+            if let Some(record) = safety {
+                columns
+                    .entry(columns::SAFETY)
+                    .or_default()
+                    .insert(columns::SAFETY_KEY.to_vec(), record);
+            }
+            d.unsynced.clear();
+            d.live = columns.clone();
+            d.durable = columns;
+        });
+        self.forget_cached_accounts();
+    }
+
     /// Makes the disk ignore the sync of writes that touch only column
     /// `cf` (they become durable with the next real sync). Simulation tests
     /// use it to break the rule that safety data is durable before a vote

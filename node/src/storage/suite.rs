@@ -397,6 +397,33 @@ fn committed_accounts_read_back_through_the_cache_generations() {
 }
 
 #[test]
+fn an_unsafe_reset_keeps_only_the_safety_record() {
+    let store = MemoryStore::new_empty();
+    let genesis = genesis();
+    store.commit_block(&genesis).unwrap();
+    store
+        .commit_block(&block(&genesis.header, vec![transfer(1, 2, 1)], 1))
+        .unwrap();
+    store.put_safety_data(b"voted").unwrap();
+    store.put_high_qc(b"qc").unwrap();
+    store.put_pending_block(2, &sha256(b"b"), b"block").unwrap();
+    assert!(store.cached_accounts() > 0);
+    store.unsafe_reset();
+    assert_eq!(store.safety_data().unwrap(), Some(b"voted".to_vec()));
+    assert_eq!(store.high_qc().unwrap(), None);
+    assert_eq!(store.cached_accounts(), 0);
+    assert!(store.pending_blocks().unwrap().is_empty());
+    // Everything else reads as a new store, also after a power cut.
+    store.lose_unsynced();
+    assert_eq!(store.committed_height().unwrap(), None);
+    assert_eq!(store.account(key(1).public_key()).unwrap(), None);
+    assert_eq!(store.account(key(2).public_key()).unwrap(), None);
+    assert_eq!(store.block(1).unwrap(), None);
+    assert_eq!(store.burned().unwrap(), 0);
+    assert_eq!(store.safety_data().unwrap(), Some(b"voted".to_vec()));
+}
+
+#[test]
 fn rocksdb_reopen_resumes_at_last_height() {
     use super::RocksStore;
     let dir = tempfile::tempdir().unwrap();

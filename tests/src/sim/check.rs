@@ -78,6 +78,14 @@ impl Checker {
         self.canonical.get(&height).map(|(h, _)| *h)
     }
 
+    /// Validator `v`'s chain data was deleted on purpose (its safety
+    /// record kept): it starts again from genesis, and what it executes
+    /// again is checked against the canonical chain as before.
+    pub fn wiped(&mut self, v: usize) {
+        self.heights[v] = 0;
+        self.executed[v].clear();
+    }
+
     fn violation(&mut self, now_ms: u64, what: String) {
         self.violations.push(format!("t={now_ms} ms: {what}"));
     }

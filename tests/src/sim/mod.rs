@@ -347,6 +347,8 @@ struct World<'a> {
     /// Per host: how many active faults keep it down.
     down: Vec<u32>,
     active: Vec<(Scheduled, Fault)>,
+    /// Hosts whose chain data was deleted, not yet told to the checker.
+    wiped: Vec<usize>,
     trace: Vec<String>,
     verbose: bool,
 }
@@ -485,7 +487,7 @@ impl<'a> World<'a> {
                     sim.set_link_fail_rate(a, b, f64::from(*per_mille) / 1000.0)
                 });
             }
-            Fault::Crash(v) | Fault::PowerCut(v) => {
+            Fault::Crash(v) | Fault::PowerCut(v) | Fault::Wipe(v) => {
                 let h = *v;
                 self.down[h] += 1;
                 if self.down[h] == 1 {
@@ -495,6 +497,11 @@ impl<'a> World<'a> {
                     let lost = self.stores[h].unsynced_writes();
                     self.stores[h].lose_unsynced();
                     self.log(now, format!("v{h} lost {lost} unsynced writes"));
+                }
+                if matches!(fault, Fault::Wipe(_)) {
+                    self.stores[h].unsafe_reset();
+                    self.wiped.push(h);
+                    self.log(now, format!("v{h} chain data deleted"));
                 }
             }
         }
@@ -518,7 +525,7 @@ impl<'a> World<'a> {
             Fault::Lossy(v, _) => {
                 self.each_link(*v, |sim, a, b| sim.set_link_fail_rate(a, b, 0.0));
             }
-            Fault::Crash(v) | Fault::PowerCut(v) => {
+            Fault::Crash(v) | Fault::PowerCut(v) | Fault::Wipe(v) => {
                 let h = *v;
                 self.down[h] -= 1;
                 if self.down[h] == 0 {
@@ -659,6 +666,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         twin_cuts,
         cuts: Cuts::default(),
         active: Vec::new(),
+        wiped: Vec::new(),
         trace: Vec::new(),
         verbose: config.verbose,
     };
@@ -691,6 +699,9 @@ pub fn run(config: &SimConfig) -> Outcome {
             let s = pending.pop().expect("checked");
             world.start(now, s, checker.max_round + 1);
             faults += 1;
+            for h in world.wiped.drain(..) {
+                checker.wiped(h);
+            }
         }
         if now >= HEAL_MS && !healed {
             healed = true;

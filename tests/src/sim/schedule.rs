@@ -40,6 +40,10 @@ pub enum Fault {
     Crash(usize),
     /// A power cut: the validator stops and loses its unsynced writes.
     PowerCut(usize),
+    /// The validator stops and its operator runs `unsafe-reset`: its chain
+    /// data is deleted, its safety record kept. When the fault ends it
+    /// starts from genesis and catches up from its peers.
+    Wipe(usize),
 }
 
 impl fmt::Display for Fault {
@@ -56,6 +60,7 @@ impl fmt::Display for Fault {
             Fault::Lossy(v, p) => write!(f, "lossy links of v{v} ({p}‰/ms)"),
             Fault::Crash(v) => write!(f, "crash v{v}"),
             Fault::PowerCut(v) => write!(f, "power cut of v{v} (unsynced writes lost)"),
+            Fault::Wipe(v) => write!(f, "wipe v{v} (chain data deleted, safety record kept)"),
         }
     }
 }
@@ -159,7 +164,7 @@ impl Schedule {
     fn draw_fault(rng: &mut SmallRng, n: usize) -> Fault {
         let v = rng.random_range(0..n);
         let other = (v + rng.random_range(1..n)) % n;
-        match rng.random_range(0..12) {
+        match rng.random_range(0..13) {
             0 => {
                 // A minority/majority split, or an even one.
                 let size = rng.random_range(1..=n / 2);
@@ -181,6 +186,7 @@ impl Schedule {
             8 => Fault::PowerCut(v),
             9 => Fault::Mute(v),
             10 => Fault::MuteLeader,
+            11 => Fault::Wipe(v),
             _ => Fault::SplitAtLeaders,
         }
     }
