@@ -153,7 +153,7 @@ fn main() -> ExitCode {
                 let data = data_dir(&home)?;
                 let height = maintenance::unsafe_reset(&data)?;
                 println!(
-                    "removed the chain data in {} (was at height {}); keys and the safety record are kept",
+                    "removed the chain data in {} (was at height {}); keys, the safety record and the timeout certificate of its last round are kept",
                     data.display(),
                     height.map_or("none".into(), |h| h.to_string())
                 );

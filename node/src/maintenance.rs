@@ -19,29 +19,50 @@ fn open(data_dir: &Path) -> Result<RocksStore, String> {
     })
 }
 
-fn read_safety(data_dir: &Path) -> Result<Option<Vec<u8>>, String> {
-    if !data_dir.exists() {
-        return Ok(None);
-    }
-    open(data_dir)?.safety_data().map_err(|e| e.to_string())
+/// What a validator signed and what lets it go on signing: its safety
+/// record, and the timeout certificate that took it into its highest round.
+/// A validator whose record is ahead of every certificate it holds cannot
+/// time out again (the safety rules forbid it); if a quorum of validators
+/// were in that state after a reset, the chain would stop.
+#[derive(Default)]
+struct Kept {
+    record: Option<Vec<u8>>,
+    timeout_certificate: Option<Vec<u8>>,
 }
 
-fn write_safety(data_dir: &Path, record: Option<Vec<u8>>) -> Result<(), String> {
+fn read_safety(data_dir: &Path) -> Result<Kept, String> {
+    if !data_dir.exists() {
+        return Ok(Kept::default());
+    }
+    kept(&open(data_dir)?)
+}
+
+fn kept(store: &RocksStore) -> Result<Kept, String> {
+    Ok(Kept {
+        record: store.safety_data().map_err(|e| e.to_string())?,
+        timeout_certificate: store.high_tc().map_err(|e| e.to_string())?,
+    })
+}
+
+fn write_safety(data_dir: &Path, kept: Kept) -> Result<(), String> {
     let store = open(data_dir)?;
-    if let Some(bytes) = record {
+    if let Some(tc) = kept.timeout_certificate {
+        store.put_high_tc(&tc).map_err(|e| e.to_string())?;
+    }
+    if let Some(bytes) = kept.record {
         store.put_safety_data(&bytes).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-/// Deletes the chain data under `data_dir`, keeping the safety record.
-/// The validator then catches up from its peers. Returns the height that
-/// was removed.
+/// Deletes the chain data under `data_dir`, keeping the safety record and
+/// the timeout certificate of the highest round entered. The validator then
+/// catches up from its peers. Returns the height that was removed.
 pub fn unsafe_reset(data_dir: &Path) -> Result<Option<u64>, String> {
     let (height, safety) = {
         let store = open(data_dir)?;
         let height = store.committed_height().map_err(|e| e.to_string())?;
-        (height, store.safety_data().map_err(|e| e.to_string())?)
+        (height, kept(&store)?)
     };
     std::fs::remove_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     write_safety(data_dir, safety)?;
@@ -62,7 +83,8 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<Option<u64>, String> {
 }
 
 /// Replaces the database under `data_dir` with the backup `from`, keeping
-/// the current safety record when there is one. Returns the restored height.
+/// the current safety record (and timeout certificate) when there is one.
+/// Returns the restored height.
 pub fn restore(data_dir: &Path, from: &Path) -> Result<Option<u64>, String> {
     // Check the backup opens before touching anything.
     let restored_height = open(from)?.committed_height().map_err(|e| e.to_string())?;
@@ -108,13 +130,15 @@ mod tests {
     }
 
     #[test]
-    fn reset_backup_and_restore_never_roll_back_the_safety_record() {
+    fn reset_backup_and_restore_never_roll_back_the_safety_record_or_its_tc() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         {
             let store: Arc<dyn Store> = Arc::new(RocksStore::open(&data).unwrap());
             Ledger::open(store.clone(), genesis()).unwrap();
             store.put_safety_data(b"signed up to round 7").unwrap();
+            store.put_high_tc(b"TC of round 6").unwrap();
+            store.put_high_qc(b"QC of round 5").unwrap();
         }
         let copy = dir.path().join("backup");
         assert_eq!(backup(&data, &copy).unwrap(), Some(0));
@@ -135,7 +159,12 @@ mod tests {
                 store.safety_data().unwrap().unwrap(),
                 b"signed up to round 7"
             );
+            // The TC that let it sign in round 7 stays; the QC, over a
+            // block that is gone, does not.
+            assert_eq!(store.high_tc().unwrap().unwrap(), b"TC of round 6");
+            assert_eq!(store.high_qc().unwrap(), None);
             store.put_safety_data(b"signed up to round 9").unwrap();
+            store.put_high_tc(b"TC of round 8").unwrap();
         }
         assert_eq!(restore(&data, &copy).unwrap(), Some(0));
         let store = RocksStore::open(&data).unwrap();
@@ -144,5 +173,6 @@ mod tests {
             store.safety_data().unwrap().unwrap(),
             b"signed up to round 9"
         );
+        assert_eq!(store.high_tc().unwrap().unwrap(), b"TC of round 8");
     }
 }

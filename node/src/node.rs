@@ -445,7 +445,11 @@ fn carry_out(
                         let input = Input::BlockFetched(peer, Box::new(block));
                         let _ = events.send(CoreEvent::Input(input)).await;
                     }
-                    Err(e) => tracing::debug!(peer, %hash, error = %e, "fetch failed"),
+                    Err(e) => {
+                        tracing::debug!(peer, %hash, error = %e, "fetch failed");
+                        let input = Input::RequestFailed(peer);
+                        let _ = events.send(CoreEvent::Input(input)).await;
+                    }
                 }
             });
         }
@@ -458,7 +462,11 @@ fn carry_out(
                         let input = Input::Synced(peer, blocks);
                         let _ = events.send(CoreEvent::Input(input)).await;
                     }
-                    Err(e) => tracing::debug!(peer, from_height, error = %e, "sync failed"),
+                    Err(e) => {
+                        tracing::debug!(peer, from_height, error = %e, "sync failed");
+                        let input = Input::RequestFailed(peer);
+                        let _ = events.send(CoreEvent::Input(input)).await;
+                    }
                 }
             });
         }

@@ -71,6 +71,9 @@ struct Cluster {
     tap: Option<usize>,
     /// Proposals are lost on the way (every round ends by timeout).
     drop_proposals: bool,
+    /// Validators cut off from all others: they run (their timers fire)
+    /// but nothing they send arrives and nothing reaches them.
+    cut: HashSet<usize>,
     tapped: Vec<(usize, ConsensusMessage)>,
 }
 
@@ -120,6 +123,7 @@ impl Cluster {
             tap: None,
             tapped: Vec::new(),
             drop_proposals: false,
+            cut: HashSet::new(),
         }
     }
 
@@ -197,13 +201,11 @@ impl Cluster {
                             .unwrap()
                             .map(|s| s.block),
                     };
-                    if let Some(block) = block {
-                        self.reply(
-                            peer as usize,
-                            from,
-                            Input::BlockFetched(peer, Box::new(block)),
-                        );
-                    }
+                    let input = match block {
+                        Some(block) => Input::BlockFetched(peer, Box::new(block)),
+                        None => Input::RequestFailed(peer),
+                    };
+                    self.reply(peer as usize, from, input);
                 }
                 Output::SyncBlocks { peer, from_height } => {
                     let store = self.nodes[peer as usize].ledger.store().clone();
@@ -262,6 +264,9 @@ impl Cluster {
             self.tapped.push((from, m.clone()));
         }
         if self.drop_proposals && matches!(m, ConsensusMessage::Proposal(_)) {
+            return;
+        }
+        if self.cut.contains(&from) != self.cut.contains(&to) {
             return;
         }
         if !self.down.contains(&from) && !self.down.contains(&to) {
@@ -727,6 +732,143 @@ fn every_validator_restarting_after_timing_out_of_a_round_entered_by_timeout_res
         (0..4).map(|i| c.height(i)).collect::<Vec<_>>(),
         c.nodes.iter().map(|n| n.core.round()).collect::<Vec<_>>()
     );
+    c.assert_agreement();
+}
+
+#[test]
+fn after_a_long_partition_the_chain_resumes_within_a_base_timeout() {
+    let config = CoreConfig::default();
+    let mut c = Cluster::new(4);
+    c.start();
+    assert!(c.run_until(3, 600_000));
+    // Every round ends by timeout until round timeouts reach their cap.
+    c.drop_proposals = true;
+    assert!(!c.run_until(u64::MAX, c.now_ms + 4 * config.max_timeout_ms));
+    // Then a 2 | 2 split: neither side can certify a timeout, so every
+    // timeout sent in the round they are in is lost.
+    c.cut = [2, 3].into();
+    let deadline = c.now_ms + 3 * config.max_timeout_ms + config.max_timeout_ms / 3;
+    assert!(!c.run_until(u64::MAX, deadline));
+    c.now_ms = deadline;
+    let h = (0..4).map(|i| c.height(i)).max().unwrap();
+    c.cut.clear();
+    c.drop_proposals = false;
+    assert!(
+        c.run_until(h + 1, deadline + 2 * config.base_timeout_ms),
+        "no commit within {} ms of the heal: rounds {:?}",
+        2 * config.base_timeout_ms,
+        c.nodes.iter().map(|n| n.core.round()).collect::<Vec<_>>()
+    );
+    c.assert_agreement();
+}
+
+#[test]
+fn a_validator_times_out_with_f_plus_one_others_not_at_its_own_timer() {
+    let mut c = Cluster::new(4);
+    c.start();
+    assert!(c.run_until(3, 600_000));
+    let round = c.nodes[3].core.round();
+    // Validator `i` times out of `round` (its timer fires), and what it
+    // broadcast is handed to validator 3 alone.
+    let timeout_of = |c: &mut Cluster, i: usize| -> ConsensusMessage {
+        assert_eq!(c.nodes[i].core.round(), round, "validator {i}");
+        let now = c.now_ms;
+        c.nodes[i]
+            .core
+            .handle(now, Input::TimerFired(round))
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Broadcast(m @ ConsensusMessage::Timeout(_)) => Some(m),
+                _ => None,
+            })
+            .expect("a timeout is broadcast")
+    };
+    let times_out = |out: &[Output]| {
+        out.iter().any(|o| {
+            matches!(o, Output::Broadcast(ConsensusMessage::Timeout(t)) if t.round == round && t.sender == 3)
+        })
+    };
+    let now = c.now_ms;
+    // One validator (f) timing out could be a liar: validator 3 waits.
+    let first = timeout_of(&mut c, 1);
+    let out = c.nodes[3].core.handle(now, Input::Message(1, first));
+    assert!(!times_out(&out), "timed out on f timeouts: {out:?}");
+    // f + 1: at least one honest validator gave up on the round.
+    let second = timeout_of(&mut c, 0);
+    let out = c.nodes[3].core.handle(now, Input::Message(0, second));
+    assert!(times_out(&out), "no timeout after f + 1: {out:?}");
+    assert_eq!(c.nodes[3].core.stats().timeouts, 1);
+    // Its own timer, firing later, repeats the timeout but counts no
+    // second timed-out round.
+    let out = c.nodes[3].core.handle(now + 1, Input::TimerFired(round));
+    assert!(times_out(&out) || c.nodes[3].core.round() > round);
+    assert_eq!(c.nodes[3].core.stats().timeouts, 1);
+}
+
+#[test]
+fn after_a_failed_request_the_next_sign_of_the_gap_asks_another_signer() {
+    let mut c = Cluster::new(4);
+    for nonce in 1..=4 {
+        c.submit(0, nonce);
+    }
+    c.start();
+    assert!(c.run_until(2, 600_000));
+    c.down.insert(3);
+    c.tap = Some(3);
+    let h = c.height(0);
+    assert!(c.run_until(h + 4, c.now_ms + 600_000));
+    let (from, proposal) = c
+        .tapped
+        .iter()
+        .rev()
+        .find_map(|(from, m)| match m {
+            ConsensusMessage::Proposal(p) => {
+                Some((*from as u32, m.clone(), p.block.justify.clone()))
+            }
+            _ => None,
+        })
+        .map(|(from, m, justify)| (from, (m, justify)))
+        .unwrap();
+    let (proposal, justify) = proposal;
+    c.down.remove(&3);
+    let asked = |out: &[Output]| -> Vec<u32> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::FetchBlock { peer, .. } | Output::SyncBlocks { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect()
+    };
+    let now = c.now_ms;
+    let out = c.nodes[3]
+        .core
+        .handle(now, Input::Message(from, proposal.clone()));
+    assert_eq!(asked(&out), vec![from], "the proposer is asked first");
+    // While that request is in flight, nothing more is asked.
+    let out = c.nodes[3]
+        .core
+        .handle(now + 1, Input::Message(from, proposal.clone()));
+    assert!(asked(&out).is_empty(), "{out:?}");
+    // It fails. Nothing is asked from the failure itself (a peer that fails
+    // at once would be asked in a loop)...
+    let out = c.nodes[3].core.handle(now + 2, Input::RequestFailed(from));
+    assert!(asked(&out).is_empty(), "{out:?}");
+    // ...but the next sign of the gap, though it comes from the same peer
+    // and long before the request would have expired, asks a validator
+    // that signed the certificate of the missing block.
+    let out = c.nodes[3]
+        .core
+        .handle(now + 3, Input::Message(from, proposal));
+    let again = asked(&out);
+    assert_eq!(again.len(), 1, "{out:?}");
+    assert!(again[0] != from && again[0] != 3, "asked {again:?}");
+    assert!(justify.signatures.iter().any(|s| s.validator == again[0]));
+    // A failure reported for a request no longer in flight changes nothing.
+    let out = c.nodes[3].core.handle(now + 4, Input::RequestFailed(from));
+    assert!(asked(&out).is_empty(), "{out:?}");
+    // The cluster then brings it up to date.
+    let target = c.height(0) + 2;
+    assert!(c.run_until(target, c.now_ms + 600_000));
     c.assert_agreement();
 }
 

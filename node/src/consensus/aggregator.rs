@@ -141,6 +141,12 @@ impl Aggregator {
         Some((tc, round.high_qc.clone().expect("set above")))
     }
 
+    /// How many distinct validators timed out of `round` (as far as
+    /// this validator has heard).
+    pub fn timed_out(&self, round: u64) -> usize {
+        self.timeouts.get(&round).map_or(0, |r| r.by_sender.len())
+    }
+
     /// Forgets rounds below `round`.
     pub fn prune_below(&mut self, round: u64) {
         self.votes = self.votes.split_off(&round);

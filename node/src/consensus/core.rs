@@ -81,6 +81,9 @@ pub enum Input {
     /// Committed blocks requested with [`Output::SyncBlocks`], as the peer
     /// sent them (checked before anything is applied).
     Synced(ValidatorIndex, Vec<SyncedBlock>),
+    /// A [`Output::FetchBlock`] or [`Output::SyncBlocks`] sent to this peer
+    /// failed: it did not have what was asked, or could not be reached.
+    RequestFailed(ValidatorIndex),
 }
 
 /// What the core asks the shell to do.
@@ -193,6 +196,11 @@ pub struct Core {
     expected: BTreeSet<Hash>,
     /// No new fetch or sync request before this time (one in flight).
     request_until_ms: u64,
+    /// The peer the request in flight went to.
+    requested_from: Option<ValidatorIndex>,
+    /// The peer whose last request failed: the next goes to another
+    /// validator that certified what is missing.
+    unhelpful: Option<ValidatorIndex>,
     /// This validator's own messages to itself, handled after the current
     /// input (a queue, not recursion, so a single validator cannot recurse).
     to_self: VecDeque<ConsensusMessage>,
@@ -202,6 +210,8 @@ pub struct Core {
     now_ms: u64,
     out: Vec<Output>,
     stats: CoreStats,
+    /// The highest round this validator timed out of (its timer fired).
+    timed_out_round: u64,
 }
 
 /// Decodes what this validator recorded for a restart (`None` if unreadable).
@@ -287,11 +297,14 @@ impl Core {
             orphans: BTreeMap::new(),
             expected: BTreeSet::new(),
             request_until_ms: 0,
+            requested_from: None,
+            unhelpful: None,
             to_self: VecDeque::new(),
             commit_to_announce: false,
             now_ms: 0,
             out: Vec::new(),
             stats: CoreStats::default(),
+            timed_out_round: 0,
         };
         core.recover();
         Ok(core)
@@ -351,6 +364,7 @@ impl Core {
             }
             Input::BlockFetched(peer, block) => self.on_block_fetched(peer, *block),
             Input::Synced(peer, blocks) => self.on_synced(peer, blocks),
+            Input::RequestFailed(peer) => self.on_request_failed(peer),
         }
         loop {
             while let Some(message) = self.to_self.pop_front() {
@@ -482,7 +496,8 @@ impl Core {
             tracing::debug!(round, "certified block not here yet; proposing once it is");
             self.blocked_proposal = Some(round);
             let proposer = leader(high_qc.round, self.validators.len());
-            self.request_block(proposer, high_qc.block_hash);
+            let peer = self.helpful(proposer, &high_qc);
+            self.request_block(peer, high_qc.block_hash);
             return;
         };
         let parent = branch
@@ -796,11 +811,13 @@ impl Core {
         if block.header.height <= root + 1 {
             return; // its parent is at or below the committed head: a dead fork
         }
+        let peer = self.helpful(peer, &block.justify);
         if self.now_ms < self.request_until_ms || peer == self.me {
             return;
         }
         if block.header.height > root + MAX_FETCH_DEPTH {
             self.request_until_ms = self.now_ms + REQUEST_TIMEOUT_MS;
+            self.requested_from = Some(peer);
             self.out.push(Output::SyncBlocks {
                 peer,
                 from_height: root + 1,
@@ -816,6 +833,7 @@ impl Core {
             return;
         }
         self.request_until_ms = self.now_ms + REQUEST_TIMEOUT_MS;
+        self.requested_from = Some(peer);
         if self.expected.len() >= MAX_ORPHANS {
             self.expected.clear();
         }
@@ -830,6 +848,8 @@ impl Core {
             return;
         }
         self.request_until_ms = 0;
+        self.requested_from = None;
+        self.unhelpful = None;
         if !self.tree.contains(&hash) && block.header.height > self.tree.root().height {
             if let Err(e) = self.safety.verify_certificate(&block.justify) {
                 tracing::warn!(peer, %hash, error = %e, "fetched block with a bad certificate");
@@ -849,6 +869,35 @@ impl Core {
             }
         }
         self.retry_pending();
+    }
+
+    /// The request in flight failed: the peer lacked what was asked (a
+    /// validator that did not vote for it, or a liar) or could not be
+    /// reached. The next message that shows the gap may ask again at once,
+    /// not only once the request expires, and asks another validator if it
+    /// comes from the same peer. Nothing is asked from here: a peer that
+    /// fails at once would otherwise be asked in a loop.
+    fn on_request_failed(&mut self, peer: ValidatorIndex) {
+        if self.requested_from != Some(peer) {
+            return; // an older request, already given up on
+        }
+        self.request_until_ms = 0;
+        self.requested_from = None;
+        self.unhelpful = Some(peer);
+    }
+
+    /// `peer`, unless its last request failed: then a validator whose
+    /// signature is on `qc` (it voted for the block `qc` certifies, so it
+    /// held it), other than this one and that peer.
+    fn helpful(&self, peer: ValidatorIndex, qc: &QuorumCertificate) -> ValidatorIndex {
+        if self.unhelpful != Some(peer) {
+            return peer;
+        }
+        qc.signatures
+            .iter()
+            .map(|s| s.validator)
+            .find(|v| *v != self.me && *v != peer)
+            .unwrap_or(peer)
     }
 
     /// Adds held fetched blocks whose parents arrived, oldest first.
@@ -886,6 +935,7 @@ impl Core {
     /// stored with a block is verified first.
     fn on_synced(&mut self, peer: ValidatorIndex, blocks: Vec<SyncedBlock>) {
         self.request_until_ms = 0;
+        self.requested_from = None;
         let genesis_hash = self.ledger.genesis().hash();
         let mut parent = self.tree.root().clone();
         let mut linked = 0;
@@ -974,6 +1024,7 @@ impl Core {
         // per round timeout. A batch that commits nothing ends it.
         if self.now_ms >= self.request_until_ms && peer != self.me {
             self.request_until_ms = self.now_ms + REQUEST_TIMEOUT_MS;
+            self.requested_from = Some(peer);
             self.out.push(Output::SyncBlocks {
                 peer,
                 from_height: self.tree.root().height + 1,
@@ -1014,8 +1065,11 @@ impl Core {
         if !self.pacemaker.is_current(round) {
             return;
         }
-        tracing::debug!(validator = self.me, round, "round timed out");
-        self.stats.timeouts += 1;
+        if round > self.timed_out_round {
+            tracing::debug!(validator = self.me, round, "round timed out");
+            self.timed_out_round = round;
+            self.stats.timeouts += 1;
+        }
         let high_qc = self.tree.high_qc().clone();
         let tc = self.pacemaker.last_tc().cloned();
         match self.safety.timeout(round, &high_qc, tc.as_ref()) {
@@ -1032,7 +1086,7 @@ impl Core {
         if self.pacemaker.is_current(round) {
             self.out.push(Output::SetTimer {
                 round,
-                after_ms: self.pacemaker.timeout_ms(),
+                after_ms: self.pacemaker.repeat_ms(),
             });
         }
     }
@@ -1067,6 +1121,18 @@ impl Core {
         if let Some((tc, _)) = self.aggregator.add_timeout(t) {
             self.stats.tcs_formed += 1;
             self.on_tc(tc);
+            return;
+        }
+        // f + 1 validators timed out of the round this validator is in: at
+        // least one of them is honest, so the round is lost. Time out now
+        // rather than at this validator's own timer, which may come a
+        // backed-off timeout later (validators enter a round at different
+        // times when its TC reaches them late). f liars alone cannot end a
+        // round this way.
+        let round = self.pacemaker.round();
+        let faulty = self.validators.len().saturating_sub(1) / 3;
+        if self.timed_out_round < round && self.aggregator.timed_out(round) > faulty {
+            self.on_timer(round);
         }
     }
 

@@ -65,6 +65,16 @@ impl Pacemaker {
             .min(self.max_timeout_ms)
     }
 
+    /// How long after timing out of the current round to send the timeout
+    /// again while the round goes on: the base timeout, however far the
+    /// round's own timeout has backed off. Timeouts sent into a partition
+    /// are lost; repeated at the base rate, they form a TC within about one
+    /// base timeout of the heal, not one backed-off timeout (up to `max`)
+    /// later. The round itself still lasts until a certificate ends it.
+    pub fn repeat_ms(&self) -> u64 {
+        self.base_timeout_ms
+    }
+
     /// The TC that ended the previous round, if it ended by timeout (a leader
     /// includes it in its proposal).
     pub fn last_tc(&self) -> Option<&TimeoutCertificate> {
@@ -147,6 +157,11 @@ mod tests {
             .map(|r| p.on_tc(tc(r)).unwrap().timeout_ms)
             .collect();
         assert_eq!(waits, vec![2_000, 4_000, 8_000, 10_000, 10_000, 10_000]);
+        assert_eq!(
+            p.repeat_ms(),
+            1_000,
+            "a timed-out round repeats at the base rate"
+        );
         assert_eq!(p.on_qc(7).unwrap().timeout_ms, 1_000);
         assert!(p.last_tc().is_none());
         // Many timeouts in a row do not overflow.

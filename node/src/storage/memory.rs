@@ -117,22 +117,21 @@ impl MemoryStore {
     }
 
     /// What `chatpay-node unsafe-reset` does to a stopped validator's
-    /// database: every column emptied except the safety record, which is
-    /// kept (durable). The validator then starts from genesis and catches up
+    /// database: every column emptied except the safety record and the
+    /// timeout certificate of the highest round entered, which are kept
+    /// (durable). The validator then starts from genesis and catches up
     /// from its peers. Call it only while nothing uses the store.
     pub fn unsafe_reset(&self) {
         self.backend().with(|d| {
-            let safety = d
-                .live
-                .get(columns::SAFETY)
-                .and_then(|col| col.get(columns::SAFETY_KEY))
-                .cloned();
             let mut columns: Columns = columns::ALL.iter().map(|cf| (*cf, Column::new())).collect();
-            if let Some(record) = safety {
-                columns
-                    .entry(columns::SAFETY)
-                    .or_default()
-                    .insert(columns::SAFETY_KEY.to_vec(), record);
+            for key in [columns::SAFETY_KEY, columns::HIGH_TC_KEY] {
+                let value = d.live.get(columns::SAFETY).and_then(|col| col.get(key));
+                if let Some(value) = value.cloned() {
+                    columns
+                        .entry(columns::SAFETY)
+                        .or_default()
+                        .insert(key.to_vec(), value);
+                }
             }
             d.unsynced.clear();
             d.live = columns.clone();

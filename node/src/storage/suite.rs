@@ -397,7 +397,7 @@ fn committed_accounts_read_back_through_the_cache_generations() {
 }
 
 #[test]
-fn an_unsafe_reset_keeps_only_the_safety_record() {
+fn an_unsafe_reset_keeps_only_the_safety_record_and_its_tc() {
     let store = MemoryStore::new_empty();
     let genesis = genesis();
     store.commit_block(&genesis).unwrap();
@@ -405,11 +405,13 @@ fn an_unsafe_reset_keeps_only_the_safety_record() {
         .commit_block(&block(&genesis.header, vec![transfer(1, 2, 1)], 1))
         .unwrap();
     store.put_safety_data(b"voted").unwrap();
+    store.put_high_tc(b"tc").unwrap();
     store.put_high_qc(b"qc").unwrap();
     store.put_pending_block(2, &sha256(b"b"), b"block").unwrap();
     assert!(store.cached_accounts() > 0);
     store.unsafe_reset();
     assert_eq!(store.safety_data().unwrap(), Some(b"voted".to_vec()));
+    assert_eq!(store.high_tc().unwrap(), Some(b"tc".to_vec()));
     assert_eq!(store.high_qc().unwrap(), None);
     assert_eq!(store.cached_accounts(), 0);
     assert!(store.pending_blocks().unwrap().is_empty());

@@ -41,7 +41,8 @@ pub enum Fault {
     /// A power cut: the validator stops and loses its unsynced writes.
     PowerCut(usize),
     /// The validator stops and its operator runs `unsafe-reset`: its chain
-    /// data is deleted, its safety record kept. When the fault ends it
+    /// data is deleted, its safety record (and the TC of its last round)
+    /// kept. When the fault ends it
     /// starts from genesis and catches up from its peers.
     Wipe(usize),
 }
