@@ -71,8 +71,9 @@ struct Cluster {
     tap: Option<usize>,
     /// Proposals are lost on the way (every round ends by timeout).
     drop_proposals: bool,
-    /// Validators cut off from all others: they run (their timers fire)
-    /// but nothing they send arrives and nothing reaches them.
+    /// One side of a split: messages between these validators and the
+    /// others are lost (each side still hears itself). Unlike `down`, they
+    /// keep running and their timers fire.
     cut: HashSet<usize>,
     tapped: Vec<(usize, ConsensusMessage)>,
 }
