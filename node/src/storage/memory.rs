@@ -122,22 +122,24 @@ impl MemoryStore {
     /// (durable). The validator then starts from genesis and catches up
     /// from its peers. Call it only while nothing uses the store.
     pub fn unsafe_reset(&self) {
+        use super::Store;
+        let record = self.safety_data().expect("memory reads cannot fail");
+        let tc = self.high_tc().expect("memory reads cannot fail");
         self.backend().with(|d| {
-            let mut columns: Columns = columns::ALL.iter().map(|cf| (*cf, Column::new())).collect();
-            for key in [columns::SAFETY_KEY, columns::HIGH_TC_KEY] {
-                let value = d.live.get(columns::SAFETY).and_then(|col| col.get(key));
-                if let Some(value) = value.cloned() {
-                    columns
-                        .entry(columns::SAFETY)
-                        .or_default()
-                        .insert(key.to_vec(), value);
-                }
-            }
+            let empty: Columns = columns::ALL.iter().map(|cf| (*cf, Column::new())).collect();
             d.unsynced.clear();
-            d.live = columns.clone();
-            d.durable = columns;
+            d.live = empty.clone();
+            d.durable = empty;
         });
         self.forget_cached_accounts();
+        // Written back as `maintenance::unsafe_reset` does, synced.
+        if let Some(tc) = tc {
+            self.put_high_tc(&tc).expect("memory writes cannot fail");
+        }
+        if let Some(record) = record {
+            self.put_safety_data(&record)
+                .expect("memory writes cannot fail");
+        }
     }
 
     /// Makes the disk ignore the sync of writes that touch only column
