@@ -209,6 +209,7 @@ impl Cluster {
                 me,
                 f.genesis.validator_keys(),
                 genesis_block,
+                chatpay_proto::ChainBinding::genesis(f.genesis.hash()),
                 store,
             )
             .expect("fresh safety data");

@@ -6,6 +6,7 @@
 //! key_file = "validator.key"   # paths are relative to the home
 //! genesis_file = "genesis.json"
 //! data_dir = "data"
+//! safety_dir = "safety"        # what it last signed; never deleted by maintenance
 //! log = "info"                 # tracing filter, e.g. "info,chatpay_node=debug"
 //! log_format = "text"          # or "json" (one object per line)
 //! metrics_listen = "127.0.0.1:26660"  # Prometheus /metrics; "" turns it off
@@ -139,6 +140,12 @@ pub struct Config {
     /// RocksDB directory, relative to the home.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Directory of the consensus safety record (what this validator last
+    /// signed), relative to the home. Kept apart from `data_dir` so that
+    /// `unsafe-reset`, `restore` or deleting the chain data never rolls it
+    /// back; never delete it while the validator's key is in use.
+    #[serde(default = "default_safety_dir")]
+    pub safety_dir: PathBuf,
     /// Log filter.
     #[serde(default = "default_log")]
     pub log: String,
@@ -165,6 +172,9 @@ fn default_genesis_file() -> PathBuf {
 fn default_data_dir() -> PathBuf {
     "data".into()
 }
+fn default_safety_dir() -> PathBuf {
+    "safety".into()
+}
 fn default_log() -> String {
     "info".into()
 }
@@ -183,6 +193,7 @@ impl Config {
             key_file: default_key_file(),
             genesis_file: default_genesis_file(),
             data_dir: default_data_dir(),
+            safety_dir: default_safety_dir(),
             log: default_log(),
             log_format: default_log_format(),
             metrics_listen: default_metrics_listen(),

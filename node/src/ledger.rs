@@ -10,7 +10,8 @@
 //! could lose.
 
 use crate::execution::{
-    BranchView, ChainRules, ExecutionOutput, ParentState, check_signature, execute,
+    BranchView, ChainRules, ExecutionError, ExecutionOutput, ParentState, check_signature, execute,
+    execute_leaving_out_invalid,
 };
 use crate::genesis::Genesis;
 use crate::storage::{BlockCommit, Store, StoreError};
@@ -44,6 +45,17 @@ pub enum LedgerError {
         tx_id: chatpay_proto::TxId,
         /// "already committed" or "repeated in the block".
         place: &'static str,
+    },
+    /// A block includes a transfer that is invalid at its position (see
+    /// [`crate::execution::invalidates_block`]).
+    #[error("transactions[{index}] ({tx_id}) is invalid at its position: {}", code.as_str())]
+    InvalidTransfer {
+        /// Position in the block.
+        index: usize,
+        /// Its tx id.
+        tx_id: chatpay_proto::TxId,
+        /// Why.
+        code: chatpay_proto::ReceiptCode,
     },
     /// A block to commit does not match its own execution.
     #[error("block at height {height} does not match its execution: {reason}")]
@@ -211,6 +223,50 @@ impl Ledger {
         transactions: &[SignedTransfer],
         signature_valid: &dyn Fn(&SignedTransfer) -> bool,
     ) -> Result<ExecutionOutput, LedgerError> {
+        let state = self.state_after(branch, transactions)?;
+        let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
+        let view = BranchView::new(self.store.as_ref(), &outputs);
+        execute(&self.rules, &view, &state, transactions, signature_valid).map_err(|e| match e {
+            ExecutionError::Store(e) => LedgerError::Store(e),
+            ExecutionError::InvalidTransfer { index, tx_id, code } => {
+                LedgerError::InvalidTransfer { index, tx_id, code }
+            }
+        })
+    }
+
+    /// What a leader fills its block with: [`Ledger::execute_on`] of
+    /// `transactions`, leaving out those that would make the block invalid
+    /// (see [`crate::execution::execute_leaving_out_invalid`]). Returns the
+    /// output and the transactions kept.
+    pub fn execute_for_proposal(
+        &self,
+        branch: &[&Speculative],
+        transactions: &[SignedTransfer],
+        signature_valid: &dyn Fn(&SignedTransfer) -> bool,
+    ) -> Result<(ExecutionOutput, Vec<SignedTransfer>), LedgerError> {
+        let state = self.state_after(branch, transactions)?;
+        let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
+        let view = BranchView::new(self.store.as_ref(), &outputs);
+        let (out, kept) =
+            execute_leaving_out_invalid(&self.rules, &view, &state, transactions, signature_valid)?;
+        if kept.len() < transactions.len() {
+            tracing::debug!(
+                left_out = transactions.len() - kept.len(),
+                "transfers invalid at their place left out of a proposal"
+            );
+        }
+        Ok((out, kept))
+    }
+
+    /// The state `transactions` execute on as the child of the last block of
+    /// `branch` (see [`Ledger::execute_on`]): checks that the branch extends
+    /// the committed head and that no transaction repeats one of the
+    /// branch's or the chain's.
+    fn state_after(
+        &self,
+        branch: &[&Speculative],
+        transactions: &[SignedTransfer],
+    ) -> Result<ParentState, LedgerError> {
         let head = self.last_header()?;
         let mut parent = &head;
         for block in branch {
@@ -240,20 +296,11 @@ impl Ledger {
             Some(b) => b.output.burned,
             None => self.store.burned()?,
         };
-        let state = ParentState {
+        Ok(ParentState {
             height: parent.height,
             state_digest: parent.state_digest,
             burned,
-        };
-        let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
-        let view = BranchView::new(self.store.as_ref(), &outputs);
-        Ok(execute(
-            &self.rules,
-            &view,
-            &state,
-            transactions,
-            signature_valid,
-        )?)
+        })
     }
 
     /// Builds the next block on the committed state: executes `transactions`

@@ -150,17 +150,18 @@ fn main() -> ExitCode {
                 action: ConfigAction::Show { home },
             } => cmd_config_show(&home),
             Command::UnsafeReset { home } => {
-                let data = data_dir(&home)?;
-                let height = maintenance::unsafe_reset(&data)?;
+                let (data, safety) = data_dirs(&home)?;
+                let height = maintenance::unsafe_reset(&data, &safety)?;
                 println!(
-                    "removed the chain data in {} (was at height {}); keys, the safety record and the timeout certificate of its last round are kept",
+                    "removed the chain data in {} (was at height {}); keys, and the safety record and timeout certificate of its last round in {}, are kept",
                     data.display(),
-                    height.map_or("none".into(), |h| h.to_string())
+                    height.map_or("none".into(), |h| h.to_string()),
+                    safety.display()
                 );
                 Ok(())
             }
             Command::Backup { home, out } => {
-                let height = maintenance::backup(&data_dir(&home)?, &out)?;
+                let height = maintenance::backup(&data_dirs(&home)?.0, &out)?;
                 println!(
                     "backed up height {} to {}",
                     height.unwrap_or(0),
@@ -169,7 +170,8 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Restore { home, from } => {
-                let height = maintenance::restore(&data_dir(&home)?, &from)?;
+                let (data, safety) = data_dirs(&home)?;
+                let height = maintenance::restore(&data, &safety, &from)?;
                 println!(
                     "restored height {} from {}; the validator catches up from its peers when started",
                     height.unwrap_or(0),
@@ -321,10 +323,10 @@ async fn prepare(home: &Path, config: Config) -> Result<Prepared> {
     let genesis = Genesis::load(&home.join(&config.genesis_file)).map_err(|e| e.to_string())?;
     let key = read_key(&home.join(&config.key_file)).map_err(|e| e.to_string())?;
     let data = home.join(&config.data_dir);
-    let store = RocksStore::open(&data).map_err(|e| format!("{}: {e}", data.display()))?;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let safety = home.join(&config.safety_dir);
+    let store = RocksStore::open_with_safety_files(&data, &safety)
+        .map_err(|e| format!("{}: {e}", data.display()))?;
+    let listener = listen(&config.listen).await?;
     let metrics = if config.metrics_listen.is_empty() {
         None
     } else {
@@ -408,12 +410,32 @@ async fn cmd_start(home: &Path, log_format: Option<String>) -> Result<()> {
     }
 }
 
+/// The gRPC listener: the socket passed as fd 3 by whoever started this
+/// process (systemd socket activation, `LISTEN_FDS=1`; the process tests
+/// pass one they keep bound, so no other process can take the port between
+/// two runs of a validator), else a new one bound to `address`.
+async fn listen(address: &str) -> Result<TcpListener> {
+    let passed = listenfd::ListenFd::from_env()
+        .take_tcp_listener(0)
+        .map_err(|e| format!("LISTEN_FDS: the passed socket is unusable: {e}"))?;
+    match passed {
+        Some(std) => std
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(std))
+            .map_err(|e| format!("LISTEN_FDS: {e}")),
+        None => TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen on {address}: {e}")),
+    }
+}
+
 /// Longest a graceful shutdown may take before the process exits anyway.
 const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(20);
 
-fn data_dir(home: &Path) -> Result<PathBuf> {
+/// The chain data and safety record directories of `home`.
+fn data_dirs(home: &Path) -> Result<(PathBuf, PathBuf)> {
     let config = Config::load(home, std::env::vars()).map_err(|e| e.to_string())?;
-    Ok(home.join(config.data_dir))
+    Ok((home.join(config.data_dir), home.join(config.safety_dir)))
 }
 
 fn cmd_config_show(home: &Path) -> Result<()> {

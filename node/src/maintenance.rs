@@ -19,53 +19,36 @@ fn open(data_dir: &Path) -> Result<RocksStore, String> {
     })
 }
 
-/// What a validator signed and what lets it go on signing: its safety
-/// record, and the timeout certificate that took it into its highest round.
-/// A validator whose record is ahead of every certificate it holds cannot
-/// time out again (the safety rules forbid it); if a quorum of validators
-/// were in that state after a reset, the chain would stop.
-#[derive(Default)]
-struct Kept {
-    record: Option<Vec<u8>>,
-    timeout_certificate: Option<Vec<u8>>,
-}
-
-fn read_safety(data_dir: &Path) -> Result<Kept, String> {
+/// Makes sure the safety record and the timeout certificate of the highest
+/// round entered are in their files under `safety_dir` (a database written
+/// by an older version still holds them; they are moved out first), so
+/// that what follows can delete the database. A validator whose record is
+/// ahead of every certificate it holds cannot time out again (the safety
+/// rules forbid it); if a quorum of validators were in that state after a
+/// reset, the chain would stop, so the TC is kept with the record.
+fn secure_safety(data_dir: &Path, safety_dir: &Path) -> Result<Option<u64>, String> {
     if !data_dir.exists() {
-        return Ok(Kept::default());
+        return Ok(None);
     }
-    kept(&open(data_dir)?)
+    let store = open(data_dir)?
+        .keep_safety_in(
+            crate::storage::SafetyFiles::open(safety_dir)
+                .map_err(|e| format!("{}: {e}", safety_dir.display()))?,
+        )
+        .map_err(|e| e.to_string())?;
+    store.committed_height().map_err(|e| e.to_string())
 }
 
-fn kept(store: &RocksStore) -> Result<Kept, String> {
-    Ok(Kept {
-        record: store.safety_data().map_err(|e| e.to_string())?,
-        timeout_certificate: store.high_tc().map_err(|e| e.to_string())?,
-    })
-}
-
-fn write_safety(data_dir: &Path, kept: Kept) -> Result<(), String> {
-    let store = open(data_dir)?;
-    if let Some(tc) = kept.timeout_certificate {
-        store.put_high_tc(&tc).map_err(|e| e.to_string())?;
+/// Deletes the chain data under `data_dir`; the safety record and the
+/// timeout certificate of the highest round entered stay in `safety_dir`,
+/// which is not touched (a crash at any point loses neither). The
+/// validator then catches up from its peers. Returns the height that was
+/// removed.
+pub fn unsafe_reset(data_dir: &Path, safety_dir: &Path) -> Result<Option<u64>, String> {
+    let height = secure_safety(data_dir, safety_dir)?;
+    if data_dir.exists() {
+        std::fs::remove_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     }
-    if let Some(bytes) = kept.record {
-        store.put_safety_data(&bytes).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// Deletes the chain data under `data_dir`, keeping the safety record and
-/// the timeout certificate of the highest round entered. The validator then
-/// catches up from its peers. Returns the height that was removed.
-pub fn unsafe_reset(data_dir: &Path) -> Result<Option<u64>, String> {
-    let (height, safety) = {
-        let store = open(data_dir)?;
-        let height = store.committed_height().map_err(|e| e.to_string())?;
-        (height, kept(&store)?)
-    };
-    std::fs::remove_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    write_safety(data_dir, safety)?;
     Ok(height)
 }
 
@@ -82,13 +65,14 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<Option<u64>, String> {
     store.committed_height().map_err(|e| e.to_string())
 }
 
-/// Replaces the database under `data_dir` with the backup `from`, keeping
-/// the current safety record (and timeout certificate) when there is one.
-/// Returns the restored height.
-pub fn restore(data_dir: &Path, from: &Path) -> Result<Option<u64>, String> {
+/// Replaces the database under `data_dir` with the backup `from`; the
+/// safety record and its timeout certificate stay in `safety_dir` (the
+/// backup's own, older ones are never read while those exist). Returns the
+/// restored height.
+pub fn restore(data_dir: &Path, safety_dir: &Path, from: &Path) -> Result<Option<u64>, String> {
     // Check the backup opens before touching anything.
     let restored_height = open(from)?.committed_height().map_err(|e| e.to_string())?;
-    let current = read_safety(data_dir)?;
+    secure_safety(data_dir, safety_dir)?;
     if data_dir.exists() {
         std::fs::remove_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     }
@@ -100,7 +84,6 @@ pub fn restore(data_dir: &Path, from: &Path) -> Result<Option<u64>, String> {
                 .map_err(|e| format!("{}: {e}", entry.path().display()))?;
         }
     }
-    write_safety(data_dir, current)?;
     Ok(restored_height)
 }
 
@@ -129,11 +112,18 @@ mod tests {
         Arc::new(Genesis::from_file(file).unwrap())
     }
 
+    fn store(data: &Path, safety: &Path) -> RocksStore {
+        RocksStore::open_with_safety_files(data, safety).unwrap()
+    }
+
     #[test]
     fn reset_backup_and_restore_never_roll_back_the_safety_record_or_its_tc() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        let safety = dir.path().join("safety");
         {
+            // Written by a version that kept the record in the database:
+            // the first maintenance command moves it out.
             let store: Arc<dyn Store> = Arc::new(RocksStore::open(&data).unwrap());
             Ledger::open(store.clone(), genesis()).unwrap();
             store.put_safety_data(b"signed up to round 7").unwrap();
@@ -147,13 +137,14 @@ mod tests {
         // A locked database (validator running) gets a clear error.
         {
             let _running = RocksStore::open(&data).unwrap();
-            let e = unsafe_reset(&data).unwrap_err();
+            let e = unsafe_reset(&data, &safety).unwrap_err();
             assert!(e.contains("stop it first"), "{e}");
         }
 
-        assert_eq!(unsafe_reset(&data).unwrap(), Some(0));
+        assert_eq!(unsafe_reset(&data, &safety).unwrap(), Some(0));
+        assert!(!data.exists());
         {
-            let store = RocksStore::open(&data).unwrap();
+            let store = store(&data, &safety);
             assert_eq!(store.committed_height().unwrap(), None);
             assert_eq!(
                 store.safety_data().unwrap().unwrap(),
@@ -166,13 +157,34 @@ mod tests {
             store.put_safety_data(b"signed up to round 9").unwrap();
             store.put_high_tc(b"TC of round 8").unwrap();
         }
-        assert_eq!(restore(&data, &copy).unwrap(), Some(0));
-        let store = RocksStore::open(&data).unwrap();
+        assert_eq!(restore(&data, &safety, &copy).unwrap(), Some(0));
+        let store = store(&data, &safety);
         assert_eq!(store.committed_height().unwrap(), Some(0));
         assert_eq!(
             store.safety_data().unwrap().unwrap(),
             b"signed up to round 9"
         );
         assert_eq!(store.high_tc().unwrap().unwrap(), b"TC of round 8");
+    }
+
+    #[test]
+    fn deleting_the_chain_data_midway_or_by_hand_keeps_the_safety_record() {
+        // A crash of `unsafe-reset` right after it deleted the database, or
+        // an operator's `rm -rf data`: the record lived in the database, so
+        // the validator came back with none and could vote twice in a
+        // round it had voted in.
+        let dir = tempfile::tempdir().unwrap();
+        let (data, safety) = (dir.path().join("data"), dir.path().join("safety"));
+        {
+            let store: Arc<dyn Store> = Arc::new(store(&data, &safety));
+            Ledger::open(store.clone(), genesis()).unwrap();
+            store.put_safety_data(b"voted in round 12").unwrap();
+            store.put_high_tc(b"TC of round 11").unwrap();
+        }
+        std::fs::remove_dir_all(&data).unwrap();
+        let store = store(&data, &safety);
+        assert_eq!(store.committed_height().unwrap(), None);
+        assert_eq!(store.safety_data().unwrap().unwrap(), b"voted in round 12");
+        assert_eq!(store.high_tc().unwrap().unwrap(), b"TC of round 11");
     }
 }

@@ -29,6 +29,14 @@ pub struct PeerLabel {
     pub peer: u32,
 }
 
+/// Label of the misbehaviour counter: what was wrong, a fixed set of
+/// strings chosen by the code (never a value a peer chose).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MisbehaviourLabel {
+    /// What was wrong.
+    pub what: String,
+}
+
 /// Every series a validator exports (names prefixed `chatpay_`).
 pub struct Metrics {
     registry: Registry,
@@ -46,6 +54,7 @@ pub struct Metrics {
     mempool_parked: Gauge,
     store_write_seconds: Histogram,
     peer_connected: Family<PeerLabel, Gauge>,
+    peer_misbehaviour: Family<MisbehaviourLabel, Counter>,
     last_stats: std::sync::Mutex<CoreStats>,
 }
 
@@ -75,6 +84,7 @@ impl Metrics {
         // 50 µs … ~0.8 s.
         let store_write_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 15));
         let peer_connected = Family::<PeerLabel, Gauge>::default();
+        let peer_misbehaviour = Family::<MisbehaviourLabel, Counter>::default();
         let r = &mut registry;
         r.register("round", "Current consensus round", round.clone());
         r.register(
@@ -142,6 +152,11 @@ impl Metrics {
             "1 while the stream to the peer is open",
             peer_connected.clone(),
         );
+        r.register(
+            "peer_misbehaviour",
+            "Invalid consensus messages refused, by what was wrong (logged at debug only)",
+            peer_misbehaviour.clone(),
+        );
         Self {
             registry,
             round,
@@ -158,6 +173,7 @@ impl Metrics {
             mempool_parked,
             store_write_seconds,
             peer_connected,
+            peer_misbehaviour,
             last_stats: std::sync::Mutex::new(CoreStats::default()),
         }
     }
@@ -186,6 +202,13 @@ impl Metrics {
         self.transfers_committed.inc_by(u64::from(header.tx_count));
         let latency = now_ms.saturating_sub(header.timestamp_ms);
         self.commit_latency.observe(latency as f64 / 1000.0);
+    }
+
+    /// Counts one invalid message of kind `what` from a peer.
+    pub fn peer_misbehaved(&self, what: &str) {
+        self.peer_misbehaviour
+            .get_or_create(&MisbehaviourLabel { what: what.into() })
+            .inc();
     }
 
     /// Records whether the stream to `peer` is open.

@@ -19,9 +19,9 @@ use crate::genesis::Genesis;
 use crate::ledger::{Ledger, LedgerError};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::metrics::{Metrics, TimedStore};
-use crate::network::{Connector, MAX_FORWARD_TXS, Peers, ValidatorService};
+use crate::network::{Connector, MAX_FORWARD_TXS, Peers, SyncError, ValidatorService};
 use crate::storage::Store;
-use chatpay_proto::{Hash, SecretKey, SignedTransfer, pb};
+use chatpay_proto::{ChainBinding, Hash, SecretKey, SignedTransfer, pb};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -158,7 +158,8 @@ where
         genesis.fee_per_transfer,
     )));
     let genesis_block = genesis.header().hash();
-    let safety = SafetyRules::new(config.key.clone(), me, keys, genesis_block, store)?;
+    let chain = ChainBinding::genesis(genesis.hash());
+    let safety = SafetyRules::new(config.key.clone(), me, keys, genesis_block, chain, store)?;
     let core = Core::new(me, config.core, ledger.clone(), mempool.clone(), safety)?;
 
     let (stop_tx, stop) = watch::channel(false);
@@ -364,6 +365,10 @@ async fn drive(
     loop {
         if let Some(input) = next.take() {
             for output in step(&mut core, &shell.clock, input) {
+                if let Output::Misbehaviour { what, .. } = output {
+                    shell.metrics.peer_misbehaved(what);
+                    continue;
+                }
                 carry_out(
                     output,
                     &shell.peers,
@@ -437,6 +442,8 @@ fn carry_out(
             %second,
             "evidence: leader signed two proposals in one round"
         ),
+        // Counted by the caller.
+        Output::Misbehaviour { .. } => {}
         Output::FetchBlock { peer, hash } => {
             let (peers, events) = (peers.clone(), events.clone());
             tokio::spawn(async move {
@@ -461,6 +468,10 @@ fn carry_out(
                         tracing::debug!(peer, from_height, blocks = blocks.len(), "synced");
                         let input = Input::Synced(peer, blocks);
                         let _ = events.send(CoreEvent::Input(input)).await;
+                    }
+                    // The sync in flight reports for itself.
+                    Err(SyncError::Busy) => {
+                        tracing::debug!(peer, from_height, "a sync is in flight already");
                     }
                     Err(e) => {
                         tracing::debug!(peer, from_height, error = %e, "sync failed");

@@ -3,7 +3,7 @@
 
 use chatpay_node::execution::check_signature;
 use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
-use chatpay_node::ledger::Ledger;
+use chatpay_node::ledger::{Ledger, LedgerError};
 use chatpay_node::mempool::SignatureCache;
 use chatpay_node::storage::{MemoryStore, RocksStore, Store};
 use chatpay_proto::{
@@ -74,6 +74,19 @@ fn commit(ledger: &Ledger, txs: Vec<SignedTransfer>) -> Vec<ReceiptCode> {
     block.receipts.iter().map(|r| r.code).collect()
 }
 
+/// What a leader would commit of `txs`: those that leave the block valid,
+/// with their receipts.
+fn commit_valid(
+    ledger: &Ledger,
+    txs: Vec<SignedTransfer>,
+) -> (Vec<SignedTransfer>, Vec<ReceiptCode>) {
+    let (_, kept) = ledger
+        .execute_for_proposal(&[], &txs, &check_signature)
+        .unwrap();
+    let codes = commit(ledger, kept.clone());
+    (kept, codes)
+}
+
 fn supply(store: &dyn Store) -> u128 {
     let mut sum = 0u128;
     store
@@ -83,7 +96,7 @@ fn supply(store: &dyn Store) -> u128 {
 }
 
 #[test]
-fn each_rule_has_its_receipt() {
+fn a_block_that_burns_a_payment_with_a_bad_signature_or_nonce_is_invalid() {
     let g = genesis(&[1_000, 50, u64::MAX - 2_000]);
     let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), g).unwrap();
     let other_chain = {
@@ -110,7 +123,9 @@ fn each_rule_has_its_receipt() {
         let t = pay(1, 1, FEE, &[(2, 2)]);
         SignedTransfer::new(t.transfer().clone(), key(2).sign_digest(&t.tx_id()))
     };
-    let cases = vec![
+    // Each of these makes a block that includes it invalid: a leader that
+    // included someone's payment this way would burn its tx id.
+    let invalid = vec![
         (other_chain, ReceiptCode::WrongChain),
         (forged, ReceiptCode::BadSignature),
         (wrong_signer, ReceiptCode::BadSignature),
@@ -119,6 +134,28 @@ fn each_rule_has_its_receipt() {
         (pay(1, 2, FEE, &[(2, 1)]), ReceiptCode::BadNonce),
         (pay(1, 0, FEE, &[(2, 1)]), ReceiptCode::BadNonce),
         (pay(1, 1, FEE - 1, &[(2, 1)]), ReceiptCode::FeeTooLow),
+    ];
+    let fine = pay(3, 1, FEE, &[(2, 5)]);
+    for (tx, code) in invalid {
+        let block = vec![tx.clone(), fine.clone()];
+        match ledger.execute_on(&[], &block, &check_signature) {
+            Err(LedgerError::InvalidTransfer {
+                index,
+                tx_id,
+                code: got,
+            }) => {
+                assert_eq!((index, tx_id, got), (0, tx.tx_id(), code));
+            }
+            other => panic!("{code:?}: a block holding it executed: {other:?}"),
+        }
+        // A leader leaves it out and keeps the rest.
+        let (_, kept) = ledger
+            .execute_for_proposal(&[], &block, &check_signature)
+            .unwrap();
+        assert_eq!(kept, vec![fine.clone()], "{code:?}");
+    }
+    // These depend on what others paid the sender: receipts, no change.
+    let cases = vec![
         (
             pay(1, 1, FEE, &[(2, u64::MAX), (4, 1)]),
             ReceiptCode::Overflow,
@@ -127,11 +164,18 @@ fn each_rule_has_its_receipt() {
         // Credit overflow: account 3 holds almost u64::MAX... but supply bounds
         // make that impossible to reach, so the last check is a success path.
         (pay(1, 1, FEE, &[(2, 990)]), ReceiptCode::Success),
-        // Another transfer with the now used nonce.
-        (pay(1, 1, FEE, &[(2, 989)]), ReceiptCode::BadNonce),
     ];
     let (txs, want): (Vec<_>, Vec<_>) = cases.into_iter().unzip();
     assert_eq!(commit(&ledger, txs), want);
+    // Another transfer with the now used nonce is invalid too.
+    let late = pay(1, 1, FEE, &[(2, 989)]);
+    assert!(matches!(
+        ledger.execute_on(&[], &[late], &check_signature),
+        Err(LedgerError::InvalidTransfer {
+            code: ReceiptCode::BadNonce,
+            ..
+        })
+    ));
     let store = ledger.store();
     let alice = store.account(key(1).public_key()).unwrap().unwrap();
     assert_eq!((alice.balance, alice.nonce), (0, 1));
@@ -152,11 +196,12 @@ fn a_signature_vouched_for_is_not_checked_again_and_every_other_is() {
     let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), g).unwrap();
     let good = pay(1, 1, FEE, &[(2, 5)]);
     let forged = SignedTransfer::new(good.transfer().clone(), Signature([1; 64]));
-    let code = |tx: &SignedTransfer, signature_valid: &dyn Fn(&SignedTransfer) -> bool| {
-        let out = ledger
-            .execute_on(&[], std::slice::from_ref(tx), signature_valid)
-            .unwrap();
-        out.receipts[0].code
+    let code = |tx: &SignedTransfer, signature_valid: &dyn Fn(&SignedTransfer) -> bool| match ledger
+        .execute_on(&[], std::slice::from_ref(tx), signature_valid)
+    {
+        Ok(out) => out.receipts[0].code,
+        Err(LedgerError::InvalidTransfer { code, .. }) => code,
+        Err(e) => panic!("{e}"),
     };
     // Execution takes the verifier's word, even for a forgery: it checks
     // nothing itself, so a cache of checked signatures really saves work.
@@ -380,8 +425,9 @@ fn run_random(blocks: &[Vec<RandomTx>], balances: &[u64]) {
             })
             .filter(|tx| included.insert(tx.tx_id()))
             .collect();
-        let a = commit(&rocks, txs.clone());
-        let b = commit(&memory, txs.clone());
+        let (txs, a) = commit_valid(&rocks, txs);
+        let (kept, b) = commit_valid(&memory, txs.clone());
+        assert_eq!(kept, txs, "both stores keep the same transactions");
         assert_eq!(a, b, "both stores give the same receipts");
         assert_eq!(a.len(), txs.len(), "one receipt per transaction");
         let (ha, hb) = (rocks.last_header().unwrap(), memory.last_header().unwrap());

@@ -56,7 +56,15 @@ fn block(salt: u8) -> Block {
 
 fn safety(dir: &Path) -> SafetyRules {
     let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir).unwrap());
-    SafetyRules::new(key(0), 0, validators(), sha256(b"genesis"), store).unwrap()
+    SafetyRules::new(
+        key(0),
+        0,
+        validators(),
+        sha256(b"genesis"),
+        chatpay_proto::ChainBinding::genesis(sha256(b"genesis doc")),
+        store,
+    )
+    .unwrap()
 }
 
 #[test]

@@ -10,8 +10,8 @@
 
 use crate::convert::ConversionError;
 use crate::{
-    BlockHeader, CertificateError, Hash, MerkleError, MerkleProof, PublicKey, QuorumCertificate,
-    ReceiptCode, TxId, merkle_leaf, pb,
+    BlockHeader, CertificateError, ChainBinding, Hash, MerkleError, MerkleProof, PublicKey,
+    QuorumCertificate, ReceiptCode, TxId, merkle_leaf, pb,
 };
 
 /// Most headers between the including block and the committing pair.
@@ -51,6 +51,23 @@ pub enum FinalityError {
         /// Height claimed.
         claimed: u64,
     },
+    /// The proof is for another position in the block than the record's.
+    #[error("proof is for position {found} in the block, the record says {claimed}")]
+    WrongIndex {
+        /// Leaf index in the proof.
+        found: u32,
+        /// Index claimed.
+        claimed: u32,
+    },
+    /// The proof's tree has another number of leaves than the block has
+    /// transactions.
+    #[error("proof is over {found} leaves, the block holds {count} transactions")]
+    WrongLeafCount {
+        /// Leaf count in the proof.
+        found: u32,
+        /// The header's transaction count.
+        count: u32,
+    },
     /// The transaction and receipt are not in the block.
     #[error("transaction and receipt not in the block: {0}")]
     NotIncluded(MerkleError),
@@ -77,14 +94,17 @@ pub enum FinalityError {
 }
 
 impl FinalityProof {
-    /// Checks that the transaction `tx_id` with outcome `code` is in block
-    /// `height` of the chain `genesis_hash`, and that the block is committed
-    /// as certified by `validators` (the genesis set).
+    /// Checks that the transaction `tx_id` with outcome `code` is at
+    /// position `index` of block `height` of the chain `genesis_hash`, and
+    /// that the block is committed as certified by `validators` (the
+    /// genesis set). A wallet that checked this may use (height, index) as
+    /// a cursor: both are proven, not taken from the answer.
     pub fn verify(
         &self,
         tx_id: &TxId,
         code: ReceiptCode,
         height: u64,
+        index: u32,
         genesis_hash: &Hash,
         validators: &[PublicKey],
     ) -> Result<(), FinalityError> {
@@ -98,6 +118,18 @@ impl FinalityProof {
             return Err(FinalityError::WrongHeight {
                 found: self.header.height,
                 claimed: height,
+            });
+        }
+        if self.proof.leaf_index != index {
+            return Err(FinalityError::WrongIndex {
+                found: self.proof.leaf_index,
+                claimed: index,
+            });
+        }
+        if self.proof.leaf_count != self.header.tx_count {
+            return Err(FinalityError::WrongLeafCount {
+                found: self.proof.leaf_count,
+                count: self.header.tx_count,
             });
         }
         self.proof
@@ -126,7 +158,8 @@ impl FinalityProof {
         {
             return Err(FinalityError::CertificateMismatch);
         }
-        qc.verify(validators).map_err(FinalityError::BadCertificate)
+        qc.verify(&ChainBinding::genesis(*genesis_hash), validators)
+            .map_err(FinalityError::BadCertificate)
     }
 }
 
@@ -194,7 +227,8 @@ mod tests {
     }
 
     fn qc(h: &BlockHeader, signers: &[SecretKey]) -> QuorumCertificate {
-        let bytes = vote_signing_bytes(&h.hash(), h.round, h.height);
+        let chain = ChainBinding::genesis(h.genesis_hash);
+        let bytes = vote_signing_bytes(&chain, &h.hash(), h.round, h.height);
         QuorumCertificate {
             block_hash: h.hash(),
             round: h.round,
@@ -228,7 +262,10 @@ mod tests {
             state_digest: Hash([0; 32]),
         };
         let b1 = header(&genesis, 1, sha256(b"x"));
-        let b2 = header(&b1, 2, crate::merkle_root(&leaves));
+        let b2 = BlockHeader {
+            tx_count: 2,
+            ..header(&b1, 2, crate::merkle_root(&leaves))
+        };
         let b3 = header(&b2, 4, sha256(b"y"));
         let b4 = header(&b3, 5, sha256(b"z"));
         let proof = FinalityProof {
@@ -245,17 +282,34 @@ mod tests {
     fn a_true_proof_verifies_and_every_forgery_fails() {
         let (p, t, vals) = setup();
         let g = p.header.genesis_hash;
-        let check = |p: &FinalityProof| p.verify(&t, ReceiptCode::Success, 2, &g, &vals);
+        let check = |p: &FinalityProof| p.verify(&t, ReceiptCode::Success, 2, 0, &g, &vals);
         check(&p).unwrap();
         // Another outcome than the one in the block.
-        let e = p.verify(&t, ReceiptCode::InsufficientFunds, 2, &g, &vals);
+        let e = p.verify(&t, ReceiptCode::InsufficientFunds, 2, 0, &g, &vals);
         assert!(matches!(e, Err(FinalityError::NotIncluded(_))));
         // Another height, another chain.
-        assert!(p.verify(&t, ReceiptCode::Success, 3, &g, &vals).is_err());
+        assert!(p.verify(&t, ReceiptCode::Success, 3, 0, &g, &vals).is_err());
         assert!(
-            p.verify(&t, ReceiptCode::Success, 2, &sha256(b"no"), &vals)
+            p.verify(&t, ReceiptCode::Success, 2, 0, &sha256(b"no"), &vals)
                 .is_err()
         );
+        // Another position than the record claims: a cursor made up by the
+        // node (the wallet resumes from the proven one).
+        assert!(matches!(
+            p.verify(&t, ReceiptCode::Success, 2, 1, &g, &vals),
+            Err(FinalityError::WrongIndex {
+                found: 0,
+                claimed: 1
+            })
+        ));
+        // A tree of another size than the block's transaction count.
+        let mut short = p.clone();
+        short.proof.leaf_count = 1;
+        short.proof.siblings.clear();
+        assert!(matches!(
+            check(&short),
+            Err(FinalityError::WrongLeafCount { found: 1, count: 2 })
+        ));
         // A path with a gap.
         let mut gap = p.clone();
         gap.commit_path.clear();

@@ -52,8 +52,9 @@ pub use crypto::{PublicKey, SecretKey, Signature, SignatureError};
 pub use finality::{FinalityError, FinalityProof, MAX_COMMIT_PATH};
 pub use hash::{Hash, TxId, sha256};
 pub use ledger::{
-    Account, BlockHeader, CertificateError, QuorumCertificate, Receipt, ReceiptCode,
-    ValidatorSignature, proposal_signing_bytes, quorum, timeout_signing_bytes, vote_signing_bytes,
+    Account, BlockHeader, CertificateError, ChainBinding, QuorumCertificate, Receipt, ReceiptCode,
+    ValidatorSignature, max_faulty, proposal_signing_bytes, quorum, timeout_certificate_digest,
+    timeout_signing_bytes, vote_signing_bytes,
 };
 pub use merkle::{MerkleError, MerkleProof, merkle_leaf, merkle_root};
 pub use transfer::{

@@ -100,7 +100,7 @@ proptest! {
         }
         if let Ok(w) = pb::QuorumCertificate::decode(bytes.as_slice()) {
             if let Ok(q) = QuorumCertificate::try_from(w) {
-                let _ = q.verify(&[]);
+                let _ = q.verify(&chatpay_proto::ChainBinding::genesis(chatpay_proto::sha256(b"g")), &[]);
             }
         }
         if let Ok(w) = pb::MerkleProof::decode(bytes.as_slice()) {

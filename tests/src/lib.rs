@@ -39,6 +39,10 @@ pub struct LocalNetwork {
     pub faucet: SecretKey,
     addrs: Vec<SocketAddr>,
     metrics: Vec<SocketAddr>,
+    /// Each validator's (gRPC, metrics) sockets, bound for the network's
+    /// whole life: a restart serves on the same sockets, so no other
+    /// process can take a port while a validator is down.
+    sockets: Vec<(std::net::TcpListener, std::net::TcpListener)>,
     stores: Vec<Arc<dyn Store>>,
     running: Vec<Option<Running>>,
     mempool: MempoolConfig,
@@ -131,19 +135,28 @@ impl LocalNetwork {
             &addresses,
             &[(faucet.public_key(), FAUCET_BALANCE)],
         );
+        let sockets: Vec<_> = listeners
+            .into_iter()
+            .zip(metrics_listeners)
+            .map(|(l, m)| {
+                let std = |l: TcpListener| l.into_std().expect("a tokio listener converts");
+                (std(l), std(m))
+            })
+            .collect();
         let mut net = Self {
             genesis,
             faucet,
             addrs,
             metrics,
+            sockets,
             stores: (0..n)
                 .map(|_| Arc::new(MemoryStore::new_empty()) as Arc<dyn Store>)
                 .collect(),
             running: (0..n).map(|_| None).collect(),
             mempool,
         };
-        for (i, (l, m)) in listeners.into_iter().zip(metrics_listeners).enumerate() {
-            net.launch(i, l, m);
+        for i in 0..n {
+            net.restart(i).await;
         }
         net
     }
@@ -208,14 +221,12 @@ impl LocalNetwork {
         }
     }
 
-    /// Starts validator `i` again on its address, over its store.
+    /// Starts validator `i` (again) on its sockets, over its store.
     pub async fn restart(&mut self, i: usize) {
-        let listener = TcpListener::bind(self.addrs[i])
-            .await
-            .expect("rebind the validator's address");
-        let metrics = TcpListener::bind(self.metrics[i])
-            .await
-            .expect("rebind the metrics address");
+        let tokio = |l: &std::net::TcpListener| {
+            TcpListener::from_std(l.try_clone().expect("a socket clones")).expect("a listener")
+        };
+        let (listener, metrics) = (tokio(&self.sockets[i].0), tokio(&self.sockets[i].1));
         self.launch(i, listener, metrics);
     }
 

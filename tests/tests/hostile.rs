@@ -241,7 +241,9 @@ async fn every_class_of_bad_input_gets_a_precise_answer() {
         .unwrap();
     let h = net.height(0);
     let block = net.store(0).block(h).unwrap().unwrap();
+    let chain = chatpay_proto::ChainBinding::genesis(block.header.genesis_hash);
     let digest = chatpay_proto::sha256(&chatpay_proto::vote_signing_bytes(
+        &chain,
         &block.header.hash(),
         block.header.round,
         h,

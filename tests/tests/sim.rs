@@ -29,23 +29,34 @@ fn replay(seed: u64) -> Vec<String> {
 
 #[test]
 fn a_seed_replays_exactly_and_a_faulty_run_stays_safe() {
-    // Seed 5: 4 validators, a Twins validator, a wipe, crashes, power cuts
-    // and splits, as the batch runs it.
-    let reports = sim::run_batch(simulator(), &[5, 6], 2, None, false, |_| {});
+    // Seed 96: 4 validators, a Twins validator that also floods proposals
+    // for its future rounds and sends certificates of another network, a
+    // wipe, crashes and splits, as the batch runs it.
+    let reports = sim::run_batch(simulator(), &[96, 97], 2, None, false, |_| {});
     let report = |seed| -> &Report { reports.iter().find(|r| r.seed == seed).unwrap() };
-    let first = report(5);
+    let first = report(96);
     assert!(first.violations.is_empty(), "{:?}", first.violations);
     assert!(first.faults > 5, "{}", first.summary);
     assert!(first.rounds > 50, "{}", first.summary);
     assert!(first.schedule.contains("twins"), "{}", first.schedule);
     assert!(first.schedule.contains("wipe"), "{}", first.schedule);
+    assert!(
+        first.schedule.contains("floods proposals"),
+        "{}",
+        first.schedule
+    );
+    assert!(
+        first.schedule.contains("another network"),
+        "{}",
+        first.schedule
+    );
     // Another seed draws another schedule.
-    assert_ne!(first.schedule, report(6).schedule);
+    assert_ne!(first.schedule, report(97).schedule);
     // The replay: the same schedule, and the same run to the millisecond
     // (every fault, every validator's every round and commit, in order),
     // twice, and the same outcome as in the batch.
-    let once = replay(5);
-    let again = replay(5);
+    let once = replay(96);
+    let again = replay(96);
     assert!(once.len() > 100, "a trace of {} lines", once.len());
     if let Some(i) = (0..once.len()).find(|i| once.get(*i) != again.get(*i)) {
         panic!(
@@ -92,4 +103,10 @@ fn committing_on_a_one_chain_is_caught() {
 fn certificates_of_two_f_votes_are_caught() {
     let (seed, v) = caught(Mutation::WeakQuorum);
     println!("weak-quorum caught by seed {seed}: {v}");
+}
+
+#[test]
+fn the_old_quorum_formula_is_caught() {
+    let (seed, v) = caught(Mutation::OldQuorum);
+    println!("old-quorum caught by seed {seed}: {v}");
 }

@@ -502,6 +502,7 @@ impl Wallet {
                 id,
                 record.receipt,
                 record.height,
+                record.index,
                 &self.genesis,
                 &self.validators,
             )
@@ -587,6 +588,7 @@ impl Wallet {
     ) -> Result<(), WalletError> {
         let me = address.public_key().clone();
         let mut failures = 0u32;
+        let mut reported = std::collections::VecDeque::new();
         loop {
             let request = pb::SubscribeAccountRequest {
                 address: address.to_string(),
@@ -620,39 +622,70 @@ impl Wallet {
                 };
                 let Some(t) = event.transaction else { continue };
                 let c = Committed::from_pb(t)?;
-                let cursor = Cursor {
-                    height: c.height,
-                    index: c.index,
-                };
-                if after.is_some_and(|a| cursor <= a) {
-                    continue;
-                }
-                let transfer = c.tx.transfer();
-                let amount: u64 = transfer
-                    .outputs()
-                    .iter()
-                    .filter(|o| o.recipient == me)
-                    .map(|o| o.amount)
-                    .sum();
-                if amount > 0 && *transfer.sender() != me {
-                    let id = c.tx.tx_id();
-                    let (record, _) = self.wait_verified(&id).await?;
-                    if record.receipt == ReceiptCode::Success {
-                        let payment = IncomingPayment {
-                            tx_id: id,
-                            from: self.chain.address(transfer.sender()),
-                            amount,
-                            memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
-                            cursor,
-                        };
-                        if out.send(Ok(payment)).await.is_err() {
+                match self.take_payment(&me, c, &mut after, &mut reported).await? {
+                    Taken::Payment(payment) => {
+                        if out.send(Ok(*payment)).await.is_err() {
                             return Ok(()); // the receiver hung up
                         }
                     }
+                    Taken::Nothing => {}
+                    // The validator lied about where a payment is: ask
+                    // again (the next call may reach another validator).
+                    Taken::Misplaced => break,
                 }
-                after = Some(cursor);
             }
         }
+    }
+
+    /// Verifies one event of an account stream. Nothing the validator says
+    /// moves the cursor: only a payment to `me`, checked with its finality
+    /// proof, does, to the height and index the proof shows. A payment
+    /// already reported (by tx id, or at or before the cursor) is not
+    /// reported again.
+    async fn take_payment(
+        &self,
+        me: &chatpay_proto::PublicKey,
+        c: Committed,
+        after: &mut Option<Cursor>,
+        reported: &mut std::collections::VecDeque<TxId>,
+    ) -> Result<Taken, WalletError> {
+        let transfer = c.tx.transfer();
+        let amount: u64 = transfer
+            .outputs()
+            .iter()
+            .filter(|o| o.recipient == *me)
+            .map(|o| o.amount)
+            .sum();
+        let id = c.tx.tx_id();
+        if amount == 0 || transfer.sender() == me || reported.contains(&id) {
+            return Ok(Taken::Nothing);
+        }
+        let (record, _) = self.wait_verified(&id).await?;
+        let cursor = Cursor {
+            height: record.height,
+            index: record.index,
+        };
+        if (c.height, c.index) != (cursor.height, cursor.index) {
+            return Ok(Taken::Misplaced);
+        }
+        if after.is_some_and(|a| cursor <= a) {
+            return Ok(Taken::Nothing);
+        }
+        *after = Some(cursor);
+        if reported.len() == REPORTED_MEMORY {
+            reported.pop_front();
+        }
+        reported.push_back(id);
+        if record.receipt != ReceiptCode::Success {
+            return Ok(Taken::Nothing);
+        }
+        Ok(Taken::Payment(Box::new(IncomingPayment {
+            tx_id: id,
+            from: self.chain.address(transfer.sender()),
+            amount,
+            memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
+            cursor,
+        })))
     }
 
     async fn wait_verified(&self, id: &TxId) -> Result<(Committed, FinalityProof), WalletError> {
@@ -673,6 +706,20 @@ impl Wallet {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// Tx ids of the latest incoming payments reported, kept to report none
+/// twice within one stream.
+const REPORTED_MEMORY: usize = 4_096;
+
+/// What one stream event gave.
+enum Taken {
+    /// A verified payment to report.
+    Payment(Box<IncomingPayment>),
+    /// Nothing to report.
+    Nothing,
+    /// The stream placed a payment elsewhere than its proof does.
+    Misplaced,
 }
 
 /// A committed transaction as a validator reported it (unverified until a

@@ -9,6 +9,7 @@
 //! refused transactions the stable reason is also in the `chatpay-reason`
 //! response metadata.
 
+pub mod cache;
 mod service;
 mod subscribe;
 

@@ -1,7 +1,7 @@
 //! Handlers of `chatpay.v1.Client`.
 
-use super::ApiState;
 use super::subscribe::subscribe;
+use super::{ApiState, cache};
 use crate::mempool::{Admission, AdmitError};
 use crate::storage::{StoreError, TxRecord};
 use chatpay_proto::{
@@ -30,12 +30,21 @@ const CONSISTENT_READ_ATTEMPTS: usize = 8;
 pub struct ClientApi {
     state: Arc<ApiState>,
     stopping: watch::Receiver<bool>,
+    leaves: Arc<cache::Leaves>,
+    blocks: Arc<cache::ByHeight<pb::GetBlockResponse>>,
+    subscriptions: Arc<cache::Subscriptions>,
 }
 
 impl ClientApi {
     /// A service over `state`; `stopping` turns true when the node shuts down.
     pub fn new(state: Arc<ApiState>, stopping: watch::Receiver<bool>) -> Self {
-        Self { state, stopping }
+        Self {
+            state,
+            stopping,
+            leaves: Arc::new(cache::ByHeight::new(cache::LEAF_BLOCKS)),
+            blocks: Arc::new(cache::ByHeight::new(cache::BLOCK_ANSWERS)),
+            subscriptions: Arc::new(cache::Subscriptions::default()),
+        }
     }
 
     /// The tonic server, with the request size limit applied.
@@ -69,17 +78,19 @@ impl ClientApi {
             .block(record.height)
             .map_err(internal)?
             .ok_or_else(|| internal_msg("committed transaction without its block"))?;
-        let leaves = block
-            .tx_ids
-            .iter()
-            .map(|id| {
-                let rec = store
-                    .transaction(id)
-                    .map_err(internal)?
-                    .ok_or_else(|| internal_msg("block lists an unknown transaction"))?;
-                Ok(merkle_leaf(id, rec.receipt.code))
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
+        let leaves = self.leaves.get_or_try(record.height, || {
+            block
+                .tx_ids
+                .iter()
+                .map(|id| {
+                    let rec = store
+                        .transaction(id)
+                        .map_err(internal)?
+                        .ok_or_else(|| internal_msg("block lists an unknown transaction"))?;
+                    Ok(merkle_leaf(id, rec.receipt.code))
+                })
+                .collect::<Result<Vec<_>, Status>>()
+        })?;
         let proof = MerkleProof::build(&leaves, record.index as usize)
             .ok_or_else(|| internal_msg("transaction index outside its block"))?;
         let (commit_path, commit) = self.commit_pair(&block.header)?;
@@ -90,6 +101,37 @@ impl ClientApi {
             commit_header: commit.as_ref().map(|(h, _)| h.into()),
             proof: Some((&proof).into()),
             commit_path: commit_path.iter().map(Into::into).collect(),
+        })
+    }
+
+    /// A committed block with its transactions and receipts, read from the
+    /// store (`GetBlock` keeps the last few in [`cache::BLOCK_ANSWERS`]).
+    fn read_block(&self, height: u64) -> Result<pb::GetBlockResponse, Status> {
+        let store = self.state.ledger.store();
+        let block = store.block(height).map_err(internal)?.ok_or_else(|| {
+            let committed = store.committed_height().ok().flatten().unwrap_or(0);
+            Status::not_found(format!(
+                "no block at height {height}; committed height is {committed}"
+            ))
+        })?;
+        let mut transactions = Vec::with_capacity(block.tx_ids.len());
+        let mut receipts = Vec::with_capacity(block.tx_ids.len());
+        for id in &block.tx_ids {
+            let record = store
+                .transaction(id)
+                .map_err(internal)?
+                .ok_or_else(|| internal_msg("block lists an unknown transaction"))?;
+            transactions.push((&record.transaction).into());
+            receipts.push((&record.receipt).into());
+        }
+        Ok(pb::GetBlockResponse {
+            block: Some(pb::Block {
+                header: Some((&block.header).into()),
+                transactions,
+                justify: None,
+            }),
+            receipts,
+            certificate: block.certificate.as_ref().map(Into::into),
         })
     }
 
@@ -118,6 +160,16 @@ impl ClientApi {
         }
         Ok((Vec::new(), None))
     }
+}
+
+/// A limit of this validator reached: `RESOURCE_EXHAUSTED` with a reason.
+fn limited(reason: &str) -> Status {
+    let mut status = Status::resource_exhausted(reason.to_owned());
+    status.metadata_mut().insert(
+        "chatpay-reason",
+        tonic::metadata::MetadataValue::from_static("too_many_subscriptions"),
+    );
+    status
 }
 
 /// A storage failure: the node logs it; the client sees INTERNAL.
@@ -378,32 +430,8 @@ impl pb::client_server::Client for ClientApi {
         request: Request<pb::GetBlockRequest>,
     ) -> Result<Response<pb::GetBlockResponse>, Status> {
         let height = request.into_inner().height;
-        let store = self.state.ledger.store();
-        let block = store.block(height).map_err(internal)?.ok_or_else(|| {
-            let committed = store.committed_height().ok().flatten().unwrap_or(0);
-            Status::not_found(format!(
-                "no block at height {height}; committed height is {committed}"
-            ))
-        })?;
-        let mut transactions = Vec::with_capacity(block.tx_ids.len());
-        let mut receipts = Vec::with_capacity(block.tx_ids.len());
-        for id in &block.tx_ids {
-            let record = store
-                .transaction(id)
-                .map_err(internal)?
-                .ok_or_else(|| internal_msg("block lists an unknown transaction"))?;
-            transactions.push((&record.transaction).into());
-            receipts.push((&record.receipt).into());
-        }
-        Ok(Response::new(pb::GetBlockResponse {
-            block: Some(pb::Block {
-                header: Some((&block.header).into()),
-                transactions,
-                justify: None,
-            }),
-            receipts,
-            certificate: block.certificate.as_ref().map(Into::into),
-        }))
+        let answer = self.blocks.get_or_try(height, || self.read_block(height))?;
+        Ok(Response::new(answer.as_ref().clone()))
     }
 
     async fn get_status(
@@ -445,6 +473,10 @@ impl pb::client_server::Client for ClientApi {
         &self,
         request: Request<pb::SubscribeAccountRequest>,
     ) -> Result<Response<Self::SubscribeAccountStream>, Status> {
+        let slot = self
+            .subscriptions
+            .open(request.remote_addr())
+            .map_err(|reason| limited(&reason))?;
         let req = request.into_inner();
         let key = self.address(&req.address)?;
         let stream = subscribe(
@@ -452,6 +484,7 @@ impl pb::client_server::Client for ClientApi {
             key,
             req.from_height,
             self.stopping.clone(),
+            slot,
         );
         Ok(Response::new(Box::pin(stream)))
     }

@@ -7,6 +7,7 @@
 //! subscriber that falls behind the notification buffer re-reads the store
 //! from its cursor.
 
+use super::cache::SubscriptionSlot;
 use super::service::internal;
 use crate::ledger::{CommittedBlock, Ledger};
 use crate::storage::TxPosition;
@@ -23,19 +24,24 @@ const REPLAY_PAGE: usize = 256;
 
 type Sender = mpsc::Sender<Result<pb::AccountEvent, Status>>;
 
-/// Starts a subscription task; the stream ends when the client goes away.
+/// Starts a subscription task holding `slot`; the stream ends when the
+/// client goes away (noticed at once, not at the next event, so the slot
+/// frees with it).
 pub fn subscribe(
     ledger: Arc<Ledger>,
     key: PublicKey,
     from_height: u64,
     mut stopping: watch::Receiver<bool>,
+    slot: SubscriptionSlot,
 ) -> ReceiverStream<Result<pb::AccountEvent, Status>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let notifications = ledger.subscribe();
     tokio::spawn(async move {
+        let _slot = slot;
         let result = tokio::select! {
             biased;
             _ = stopping.wait_for(|s| *s) => Err(Status::unavailable("node is shutting down; resubscribe elsewhere")),
+            () = tx.closed() => Ok(()),
             r = follow(&ledger, &key, (from_height, 0), notifications, &tx) => r,
         };
         if let Err(status) = result {

@@ -170,6 +170,10 @@ mod tests {
         SecretKey::from_slice(&b).unwrap()
     }
 
+    fn chain() -> chatpay_proto::ChainBinding {
+        chatpay_proto::ChainBinding::genesis(sha256(b"genesis"))
+    }
+
     fn vote(voter: u8, round: u64, block: &[u8]) -> Vote {
         let block_hash = sha256(block);
         Vote {
@@ -177,7 +181,7 @@ mod tests {
             round,
             height: round,
             voter: u32::from(voter),
-            signature: key(voter).sign_digest(&Vote::digest(&block_hash, round, round)),
+            signature: key(voter).sign_digest(&Vote::digest(&chain(), &block_hash, round, round)),
         }
     }
 
@@ -192,7 +196,7 @@ mod tests {
             round,
             high_qc,
             sender: u32::from(sender),
-            signature: key(sender).sign_digest(&Timeout::digest(round, hqc_round)),
+            signature: key(sender).sign_digest(&Timeout::digest(&chain(), round, hqc_round)),
             last_round_tc: None,
         }
     }
@@ -214,7 +218,7 @@ mod tests {
             vec![0, 1, 3]
         );
         let validators: Vec<_> = (0..4).map(|i| key(i).public_key().clone()).collect();
-        qc.verify(&validators).unwrap();
+        qc.verify(&chain(), &validators).unwrap();
         // The fourth vote does not make a second certificate.
         assert_eq!(agg.add_vote(vote(2, 1, b"a")), VoteOutcome::Counted);
     }
@@ -244,7 +248,7 @@ mod tests {
         let (tc, high) = agg.add_timeout(timeout(2, 5, 2)).unwrap();
         assert_eq!((tc.round, tc.high_qc_round(), high.round), (5, 4, 4));
         let validators: Vec<_> = (0..4).map(|i| key(i).public_key().clone()).collect();
-        tc.verify(&validators).unwrap();
+        tc.verify(&chain(), &validators).unwrap();
         assert!(
             agg.add_timeout(timeout(3, 5, 4)).is_none(),
             "once per round"

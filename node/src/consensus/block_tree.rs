@@ -242,6 +242,42 @@ impl BlockTree {
     pub fn certificate(&self, hash: &Hash) -> Option<&QuorumCertificate> {
         self.certificates.get(hash)
     }
+
+    /// Forgets the blocks of rounds below `round` that no certificate
+    /// reaches: neither certified nor an ancestor of a certified block or
+    /// of a block of `round` or later. Such a block lost its round, and
+    /// whoever certifies it later shows the certificate, which fetches it
+    /// again. Without this, a leader's blocks that never gather a quorum
+    /// would pile up for as long as nothing commits. Returns the hashes
+    /// forgotten.
+    pub fn prune_uncertified_before(&mut self, round: u64) -> Vec<Hash> {
+        let mut keep = std::collections::BTreeSet::new();
+        let live: Vec<Hash> = self
+            .blocks
+            .iter()
+            .filter(|(h, b)| b.header.round >= round || self.certificates.contains_key(*h))
+            .map(|(h, _)| *h)
+            .collect();
+        for start in live {
+            let mut cursor = start;
+            while let Some(block) = self.blocks.get(&cursor) {
+                if !keep.insert(cursor) {
+                    break;
+                }
+                cursor = block.header.parent_hash;
+            }
+        }
+        let dropped: Vec<Hash> = self
+            .blocks
+            .keys()
+            .filter(|h| !keep.contains(*h))
+            .copied()
+            .collect();
+        for h in &dropped {
+            self.blocks.remove(h);
+        }
+        dropped
+    }
 }
 
 #[cfg(test)]
@@ -349,6 +385,36 @@ mod tests {
             Err(TreeError::UnknownParent { .. })
         ));
         assert!(matches!(t.insert_block(b), Err(TreeError::Stale { .. })));
+    }
+
+    #[test]
+    fn uncertified_blocks_of_ended_rounds_are_pruned_and_certified_ones_kept() {
+        let g = genesis();
+        let mut tree = BlockTree::new(g.clone(), qc_of(&g));
+        // Round gaps, so nothing commits: b1, b2 and b3 are certified by
+        // their children; round 6's block and the fork at round 7 never
+        // are, and round 8 is current.
+        let b1 = child(&g, 1, 0);
+        let b2 = child(&b1.header, 3, 0);
+        let b3 = child(&b2.header, 5, 0);
+        let lost6 = child(&b3.header, 6, 0);
+        let lost7 = child(&b1.header, 7, 1);
+        let b8 = child(&b3.header, 8, 0);
+        for b in [&b1, &b2, &b3, &lost6, &lost7, &b8] {
+            assert!(tree.insert_block(b.clone()).unwrap().is_empty());
+        }
+        let mut dropped = tree.prune_uncertified_before(8);
+        dropped.sort();
+        let mut expected = vec![lost6.hash(), lost7.hash()];
+        expected.sort();
+        assert_eq!(dropped, expected);
+        for kept in [&b1, &b2, &b3, &b8] {
+            assert!(tree.contains(&kept.hash()));
+        }
+        assert_eq!(tree.len(), 4);
+        // Shown again (its certificate fetches it), it is taken back.
+        assert!(tree.insert_block(lost6.clone()).is_ok());
+        assert!(tree.contains(&lost6.hash()));
     }
 
     #[test]

@@ -18,12 +18,12 @@ use super::leader::leader;
 use super::messages::{Block, Proposal, Timeout, TimeoutCertificate, ValidatorIndex, Vote};
 use super::mutations::Mutations;
 use super::pacemaker::{NewRound, Pacemaker};
-use super::safety::SafetyRules;
+use super::safety::{SafetyError, SafetyRules};
 use super::sync::{MAX_FETCH_DEPTH, SyncedBlock, certificate_of};
 use super::wire::ConsensusMessage;
 use crate::execution::{BranchView, StateView};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
-use crate::mempool::{Mempool, SignatureCache, signature_valid};
+use crate::mempool::{Mempool, SignatureCache, signature_valid, size_of};
 use chatpay_proto::pb;
 use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, SignedTransfer, TxId};
 use prost::Message as _;
@@ -128,6 +128,13 @@ pub enum Output {
         /// Block wanted.
         hash: Hash,
     },
+    /// A peer sent an invalid message (the node counts it in a metric).
+    Misbehaviour {
+        /// Who sent it (as the link claims; unauthenticated links may lie).
+        peer: ValidatorIndex,
+        /// What was wrong, a fixed label.
+        what: &'static str,
+    },
     /// Fetch committed blocks from `from_height` on from `peer`; report them
     /// as [`Input::Synced`].
     SyncBlocks {
@@ -164,6 +171,10 @@ const REQUEST_TIMEOUT_MS: u64 = 2_000;
 const MAX_ROUNDS_AHEAD: u64 = 1_000;
 /// Most fetched blocks held while their own parents are fetched.
 const MAX_ORPHANS: usize = 64;
+/// Uncertified blocks are kept for this many rounds after their own: a
+/// quorum certificate formed just before a round's timeout may still
+/// arrive with the next proposal.
+const PRUNE_AFTER_ROUNDS: u64 = 2;
 
 /// One validator's consensus state.
 pub struct Core {
@@ -181,6 +192,8 @@ pub struct Core {
     speculative: BTreeMap<Hash, Speculative>,
     certificates: BTreeMap<Hash, QuorumCertificate>,
     proposals_seen: BTreeMap<u64, Hash>,
+    /// Rounds whose leader's double proposal was reported already.
+    double_proposals: BTreeSet<u64>,
     waiting_to_propose: Option<u64>,
     /// The round whose proposal waits for the block of the highest certificate.
     blocked_proposal: Option<u64>,
@@ -190,6 +203,10 @@ pub struct Core {
     recovering: bool,
     /// The newest proposal whose ancestors are being fetched.
     pending: Option<(ValidatorIndex, Proposal)>,
+    /// Per proposer, its proposal for the lowest round not entered yet.
+    ahead: BTreeMap<ValidatorIndex, Proposal>,
+    /// Held proposals whose round has started, handled after the input.
+    ahead_due: Vec<(ValidatorIndex, Proposal)>,
     /// Fetched blocks whose parents are being fetched.
     orphans: BTreeMap<Hash, Block>,
     /// Blocks asked for and not received yet (others are not accepted).
@@ -212,6 +229,38 @@ pub struct Core {
     stats: CoreStats,
     /// The highest round this validator timed out of (its timer fired).
     timed_out_round: u64,
+}
+
+/// How far a new block's timestamp may be ahead of this validator's clock
+/// (unless it only repeats its parent's, which an honest leader whose
+/// clock is behind its parent's does). One leader can therefore move the
+/// chain's clock at most this far ahead of the honest validators' clocks.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 30_000;
+
+/// Rule: vote only for a block whose timestamp is not ahead of the local
+/// clock by more than [`MAX_CLOCK_DRIFT_MS`], or equals its parent's. (That
+/// it is not below its parent's is checked for every block accepted.)
+fn check_timestamp_fresh(header: &BlockHeader, parent_ts: u64, now_ms: u64) -> Result<(), String> {
+    let ts = header.timestamp_ms;
+    if ts == parent_ts || ts <= now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
+        return Ok(());
+    }
+    Err(format!(
+        "timestamp {ts} ms is more than {MAX_CLOCK_DRIFT_MS} ms past the clock {now_ms} ms"
+    ))
+}
+
+/// A refusal of the safety rules is expected (logged at debug); a failure
+/// to write the safety record is not: the node stops rather than go on
+/// with a record it could not make durable.
+///
+/// # Panics
+/// On [`SafetyError::Store`].
+fn refused_or_fatal(round: u64, what: &str, e: &SafetyError) {
+    if let SafetyError::Store(e) = e {
+        panic!("writing the safety record for a {what} in round {round} failed: {e}");
+    }
+    tracing::debug!(round, error = %e, "safety rules refused a {what}");
 }
 
 /// Decodes what this validator recorded for a restart (`None` if unreadable).
@@ -289,11 +338,14 @@ impl Core {
             speculative: BTreeMap::new(),
             certificates: BTreeMap::new(),
             proposals_seen: BTreeMap::new(),
+            double_proposals: BTreeSet::new(),
             waiting_to_propose: None,
             blocked_proposal: None,
             recorded_high_qc_round: 0,
             recovering: false,
             pending: None,
+            ahead: BTreeMap::new(),
+            ahead_due: Vec::new(),
             orphans: BTreeMap::new(),
             expected: BTreeSet::new(),
             request_until_ms: 0,
@@ -370,6 +422,10 @@ impl Core {
             while let Some(message) = self.to_self.pop_front() {
                 self.on_message(self.me, message);
             }
+            if let Some((from, p)) = self.ahead_due.pop() {
+                self.on_proposal(from, p);
+                continue;
+            }
             if !self.propose_if_unblocked() {
                 break;
             }
@@ -397,6 +453,16 @@ impl Core {
             "entering round"
         );
         self.aggregator.prune_below(new.round.saturating_sub(1));
+        self.prune_ended_rounds(new.round);
+        let leader_of_round = leader(new.round, self.validators.len());
+        self.ahead.retain(|_, p| p.block.round() >= new.round);
+        if let Some(p) = self.ahead.remove(&leader_of_round) {
+            if p.block.round() == new.round {
+                self.ahead_due.push((leader_of_round, p));
+            } else {
+                self.ahead.insert(leader_of_round, p);
+            }
+        }
         self.out.push(Output::SetTimer {
             round: new.round,
             after_ms: new.timeout_ms,
@@ -411,6 +477,24 @@ impl Core {
                     round: new.round,
                     after_ms: self.config.idle_interval_ms,
                 });
+            }
+        }
+    }
+
+    /// Forgets uncertified blocks of rounds that ended before the one
+    /// before `round` (the block tree's rule), and their executions.
+    fn prune_ended_rounds(&mut self, round: u64) {
+        let dropped = self
+            .tree
+            .prune_uncertified_before(round.saturating_sub(PRUNE_AFTER_ROUNDS));
+        if !dropped.is_empty() {
+            tracing::debug!(
+                blocks = dropped.len(),
+                round,
+                "forgot blocks of ended rounds"
+            );
+            for hash in dropped {
+                self.speculative.remove(&hash);
             }
         }
     }
@@ -530,19 +614,20 @@ impl Core {
         // Taken from the mempool: each signature was checked on admission.
         let signature_valid =
             |t: &SignedTransfer| signature_valid(&self.signatures, &self.mempool, t);
-        let output = match self
-            .ledger
-            .execute_on(&branch, &transactions, &signature_valid)
-        {
-            Ok(output) => output,
-            Err(LedgerError::Store(e)) => panic!("ledger storage failed while proposing: {e}"),
-            Err(e) => {
-                // A batch the ledger refuses (a duplicate) is a mempool bug;
-                // skip this proposal rather than stop the validator.
-                tracing::error!(round, error = %e, "proposal batch refused by the ledger");
-                return;
-            }
-        };
+        let (output, transactions) =
+            match self
+                .ledger
+                .execute_for_proposal(&branch, &transactions, &signature_valid)
+            {
+                Ok(done) => done,
+                Err(LedgerError::Store(e)) => panic!("ledger storage failed while proposing: {e}"),
+                Err(e) => {
+                    // A batch the ledger refuses (a duplicate) is a mempool bug;
+                    // skip this proposal rather than stop the validator.
+                    tracing::error!(round, error = %e, "proposal batch refused by the ledger");
+                    return;
+                }
+            };
         let header = BlockHeader {
             genesis_hash: self.ledger.genesis().hash(),
             height: parent.height + 1,
@@ -559,15 +644,18 @@ impl Core {
             transactions,
             justify: high_qc.clone(),
         };
-        let timeout_certificate = if high_qc.round + 1 == round {
+        let timeout_certificate = if high_qc.round.checked_add(1) == Some(round) {
             None
         } else {
             self.pacemaker.last_tc().cloned()
         };
-        let signature = match self.safety.sign_proposal(&block) {
+        let signature = match self
+            .safety
+            .sign_proposal(&block, timeout_certificate.as_ref())
+        {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(round, error = %e, "safety rules refused to sign a proposal");
+                refused_or_fatal(round, "proposal", &e);
                 return;
             }
         };
@@ -583,44 +671,81 @@ impl Core {
         self.send_to_self(ConsensusMessage::Proposal(Box::new(proposal)));
     }
 
+    /// Whether a proposal is worth a signature check: from the leader of
+    /// its round, who sent it, no further ahead than [`MAX_ROUNDS_AHEAD`],
+    /// within this validator's block limits, with a transaction count that
+    /// matches its header. Nothing is executed or stored before this and
+    /// the signatures pass.
+    fn proposal_admissible(&self, from: ValidatorIndex, p: &Proposal) -> Result<(), String> {
+        let h = &p.block.header;
+        if h.proposer != leader(h.round, self.validators.len()) || h.proposer != from {
+            return Err(format!("round {} is not led by sender {from}", h.round));
+        }
+        let ahead = self.pacemaker.round().saturating_add(MAX_ROUNDS_AHEAD);
+        if h.round > ahead {
+            return Err(format!("round {} is beyond round {ahead}", h.round));
+        }
+        let count = p.block.transactions.len();
+        if count > self.config.max_block_txs || usize::try_from(h.tx_count) != Ok(count) {
+            return Err(format!(
+                "{count} transactions (header says {}, limit {})",
+                h.tx_count, self.config.max_block_txs
+            ));
+        }
+        let bytes: usize = p.block.transactions.iter().map(size_of).sum();
+        if bytes > self.config.max_block_bytes {
+            return Err(format!(
+                "{bytes} transaction bytes, limit {}",
+                self.config.max_block_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether some certificate this validator knows certifies `hash`.
+    fn is_certified(&self, hash: &Hash) -> bool {
+        self.certificates.contains_key(hash)
+            || self.tree.certificate(hash).is_some()
+            || self.tree.high_qc().block_hash == *hash
+    }
+
     fn on_proposal(&mut self, from: ValidatorIndex, p: Proposal) {
         let round = p.block.round();
-        if p.block.header.proposer != leader(round, self.validators.len())
-            || p.block.header.proposer != from
-        {
-            tracing::warn!(
-                from,
-                round,
-                "proposal from a validator that does not lead the round"
-            );
+        if let Err(reason) = self.proposal_admissible(from, &p) {
+            self.peer_misbehaved(from, "inadmissible proposal", &reason);
             return;
         }
-        if let Err(e) = p.verify_signature(&self.validators) {
-            tracing::warn!(from, round, error = %e, "proposal with a bad signature");
+        if let Err(e) = p.verify_signature(self.safety.chain(), &self.validators) {
+            self.peer_misbehaved(from, "proposal with a bad signature", &e.to_string());
             return;
         }
         let hash = p.block.hash();
         let first = *self.proposals_seen.entry(round).or_insert(hash);
         if first != hash && !self.config.mutations.vote_twice() {
-            tracing::warn!(proposer = from, round, %first, second = %hash, "leader equivocated: two proposals in one round");
-            self.out.push(Output::DoubleProposal {
-                proposer: from,
-                round,
-                first,
-                second: hash,
-            });
-            return;
+            // Evidence once per round: a leader signing thousands of
+            // proposals for one round must not write thousands of lines.
+            if self.double_proposals.insert(round) {
+                self.out.push(Output::DoubleProposal {
+                    proposer: from,
+                    round,
+                    first,
+                    second: hash,
+                });
+            }
+            return self.peer_misbehaved(from, "second proposal in a round", "");
         }
         let current = self.pacemaker.round();
-        self.proposals_seen
-            .retain(|r, _| r + PROPOSAL_MEMORY_ROUNDS >= current);
+        let remembered = |r: &u64| r.saturating_add(PROPOSAL_MEMORY_ROUNDS) >= current;
+        self.proposals_seen.retain(|r, _| remembered(r));
+        self.double_proposals.retain(remembered);
         if let Err(e) = self.safety.verify_certificate(&p.block.justify) {
-            tracing::warn!(from, round, error = %e, "proposal with a bad certificate");
+            self.peer_misbehaved(from, "proposal with a bad certificate", &e.to_string());
             return;
         }
         if let Some(tc) = &p.timeout_certificate {
             if let Err(e) = self.safety.verify_tc(Some(tc)) {
-                tracing::warn!(from, round, error = %e, "proposal with a bad timeout certificate");
+                let e = e.to_string();
+                self.peer_misbehaved(from, "proposal with a bad timeout certificate", &e);
                 return;
             }
         }
@@ -631,7 +756,47 @@ impl Core {
         if self.speculative.contains_key(&hash) {
             return; // already handled (our own proposal echoed, or a resend)
         }
-        if self.branch_to(&p.block.header.parent_hash).is_none() {
+        let current = self.pacemaker.round();
+        if round > current {
+            self.hold_ahead(from, p);
+            return;
+        }
+        if round < current && !self.is_certified(&hash) {
+            // Its round ended without it: nothing can vote for it now, and
+            // a certificate that names it later fetches it.
+            tracing::debug!(from, round, current, "proposal of an ended round ignored");
+            return;
+        }
+        self.follow_proposal(from, p);
+    }
+
+    /// Keeps one proposal per proposer for a round not entered yet (the
+    /// lowest), handled when that round starts: one per proposer, so a
+    /// leader signing proposals for all its future rounds holds one slot.
+    fn hold_ahead(&mut self, from: ValidatorIndex, p: Proposal) {
+        let round = p.block.round();
+        let lower = self
+            .ahead
+            .get(&from)
+            .is_none_or(|held| round < held.block.round());
+        if lower {
+            tracing::debug!(from, round, "proposal for a later round held");
+            self.ahead.insert(from, p);
+        }
+    }
+
+    /// Executes (or waits for the ancestors of) a verified proposal of the
+    /// current round, or a certified one, and votes for it if it is of the
+    /// current round.
+    fn follow_proposal(&mut self, from: ValidatorIndex, p: Proposal) {
+        let round = p.block.round();
+        let Some(parent_ts) = self.parent_timestamp(&p.block.header.parent_hash) else {
+            if p.block.header.height <= self.tree.root().height.saturating_add(1) {
+                // Its parent is at or below the committed head, and not it:
+                // a dead fork, nothing to wait for.
+                tracing::debug!(from, round, "proposal on a dead fork ignored");
+                return;
+            }
             self.wait_for_ancestors(from, &p.block);
             if self
                 .pending
@@ -641,6 +806,9 @@ impl Core {
                 self.pending = Some((from, p));
             }
             return;
+        };
+        if let Err(reason) = check_timestamp_fresh(&p.block.header, parent_ts, self.now_ms) {
+            return self.peer_misbehaved(from, "proposal with a timestamp ahead", &reason);
         }
         if !self.accept_block(from, &p.block) {
             return;
@@ -650,7 +818,7 @@ impl Core {
         }
         match self.safety.vote(&p.block, p.timeout_certificate.as_ref()) {
             Ok(vote) => {
-                let next_leader = leader(round + 1, self.validators.len());
+                let next_leader = leader(round.saturating_add(1), self.validators.len());
                 if next_leader == self.me {
                     self.send_to_self(ConsensusMessage::Vote(vote));
                 } else {
@@ -658,8 +826,25 @@ impl Core {
                         .push(Output::Send(next_leader, ConsensusMessage::Vote(vote)));
                 }
             }
-            Err(e) => tracing::debug!(round, error = %e, "not voting"),
+            Err(e) => refused_or_fatal(round, "vote", &e),
         }
+    }
+
+    /// A peer sent something invalid: counted (`Output::Misbehaviour`, a
+    /// metric in the node) and logged at debug only, so that a stranger or
+    /// a faulty validator sending garbage cannot fill the operator's disk.
+    fn peer_misbehaved(&mut self, from: ValidatorIndex, what: &'static str, detail: &str) {
+        tracing::debug!(from, detail, "{what}");
+        self.out.push(Output::Misbehaviour { peer: from, what });
+    }
+
+    /// The timestamp of `hash`, if it is the committed head or a held,
+    /// executed block (the parent a new block can extend).
+    fn parent_timestamp(&self, hash: &Hash) -> Option<u64> {
+        if *hash == self.tree.root().hash() {
+            return Some(self.tree.root().timestamp_ms);
+        }
+        self.speculative.get(hash).map(|s| s.header.timestamp_ms)
     }
 
     /// Executes a block whose parent this validator holds, checks its header
@@ -670,6 +855,17 @@ impl Core {
         let Some(branch) = self.branch_to(&block.header.parent_hash) else {
             return false;
         };
+        let parent_ts = branch
+            .last()
+            .map_or(self.tree.root().timestamp_ms, |b| b.header.timestamp_ms);
+        if block.header.timestamp_ms < parent_ts {
+            tracing::debug!(from, round, "block timestamp below its parent's");
+            self.out.push(Output::Misbehaviour {
+                peer: from,
+                what: "block with a timestamp below its parent's",
+            });
+            return false;
+        }
         // Each signature is checked once per validator: those it admitted
         // are not checked again, and those checked here are not checked on
         // admission when the transfer is forwarded after its proposal.
@@ -680,20 +876,22 @@ impl Core {
             .execute_on(&branch, &block.transactions, &signature_valid)
         {
             Ok(o) => o,
+            Err(LedgerError::Store(e)) => panic!("ledger storage failed executing a block: {e}"),
             Err(e) => {
-                tracing::warn!(from, round, error = %e, "block does not execute");
+                self.peer_misbehaved(from, "block that does not execute", &e.to_string());
                 return false;
             }
         };
         let h = &block.header;
         if h.tx_root != output.tx_root || h.state_digest != output.state_digest {
-            tracing::warn!(from, round, "block header disagrees with its execution");
+            let detail = format!("round {round}");
+            self.peer_misbehaved(from, "block header disagrees with its execution", &detail);
             return false;
         }
         let committed = match self.tree.insert_block(block.clone()) {
             Ok(committed) => committed,
             Err(e) => {
-                tracing::warn!(from, round, error = %e, "block refused by the block tree");
+                self.peer_misbehaved(from, "block refused by the block tree", &e.to_string());
                 return false;
             }
         };
@@ -968,7 +1166,8 @@ impl Core {
             })
         };
         let proven = (0..linked.saturating_sub(1)).rev().find(|&i| {
-            blocks[i + 1].block.round() == blocks[i].block.round() + 1 && certified(i + 1).is_some()
+            blocks[i].block.round().checked_add(1) == Some(blocks[i + 1].block.round())
+                && certified(i + 1).is_some()
         });
         let Some(last) = proven else {
             tracing::warn!(peer, blocks = linked, "synced blocks prove no commit");
@@ -1033,16 +1232,18 @@ impl Core {
     }
 
     fn on_vote(&mut self, from: ValidatorIndex, vote: Vote) {
-        if vote.voter != from || leader(vote.round + 1, self.validators.len()) != self.me {
+        let Some(next) = vote.round.checked_add(1) else {
+            return self.peer_misbehaved(from, "vote for the last round", "");
+        };
+        if vote.voter != from || leader(next, self.validators.len()) != self.me {
             return;
         }
         let current = self.pacemaker.round();
-        if vote.round + 1 < current || vote.round > current + MAX_ROUNDS_AHEAD {
+        if next < current || vote.round > current.saturating_add(MAX_ROUNDS_AHEAD) {
             return; // too old to matter, or too far ahead to hold
         }
-        if let Err(e) = vote.verify(&self.validators) {
-            tracing::warn!(from, error = %e, "vote with a bad signature");
-            return;
+        if let Err(e) = vote.verify(self.safety.chain(), &self.validators) {
+            return self.peer_misbehaved(from, "vote with a bad signature", &e.to_string());
         }
         match self.aggregator.add_vote(vote) {
             VoteOutcome::Certified(qc) => {
@@ -1080,7 +1281,7 @@ impl Core {
             }
             // Expected after a restart, until a certificate as high as the
             // last one this validator signed over arrives from a peer.
-            Err(e) => tracing::debug!(round, error = %e, "safety rules refused a timeout"),
+            Err(e) => refused_or_fatal(round, "timeout", &e),
         }
         // Keep repeating the timeout until the round ends.
         if self.pacemaker.is_current(round) {
@@ -1093,27 +1294,30 @@ impl Core {
 
     fn on_timeout(&mut self, from: ValidatorIndex, t: Timeout) {
         let current = self.pacemaker.round();
-        if t.sender != from || t.round + 1 < current || t.round > current + MAX_ROUNDS_AHEAD {
+        let Some(next) = t.round.checked_add(1) else {
+            return self.peer_misbehaved(from, "timeout of the last round", "");
+        };
+        if t.sender != from || next < current || t.round > current.saturating_add(MAX_ROUNDS_AHEAD)
+        {
             return;
         }
-        if let Err(e) = t.verify(&self.validators) {
-            tracing::warn!(from, error = %e, "timeout with a bad signature");
-            return;
+        if let Err(e) = t.verify(self.safety.chain(), &self.validators) {
+            return self.peer_misbehaved(from, "timeout with a bad signature", &e.to_string());
         }
         if let Err(e) = self.safety.verify_certificate(&t.high_qc) {
-            tracing::warn!(from, error = %e, "timeout with a bad certificate");
-            return;
+            return self.peer_misbehaved(from, "timeout with a bad certificate", &e.to_string());
         }
         self.process_qc(t.high_qc.clone());
         // The TC that took the sender into its round takes this validator
         // there too (it restarted, or missed the timeouts that made it).
         let mut t = t;
         if let Some(tc) = t.last_round_tc.take() {
-            if tc.round + 1 == t.round && tc.round >= self.pacemaker.round() {
+            if tc.round.checked_add(1) == Some(t.round) && tc.round >= self.pacemaker.round() {
                 match self.safety.verify_tc(Some(&tc)) {
                     Ok(()) => self.on_tc(tc),
                     Err(e) => {
-                        tracing::warn!(from, error = %e, "timeout with a bad timeout certificate");
+                        let e = e.to_string();
+                        self.peer_misbehaved(from, "timeout with a bad timeout certificate", &e);
                     }
                 }
             }

@@ -2,9 +2,9 @@
 //! signing bytes (defined in `chatpay-proto`, docs/protocol.md).
 
 use chatpay_proto::{
-    BlockHeader, CertificateError, Hash, PublicKey, QuorumCertificate, Signature, SignatureError,
-    SignedTransfer, proposal_signing_bytes, quorum, sha256, timeout_signing_bytes,
-    vote_signing_bytes,
+    BlockHeader, CertificateError, ChainBinding, Hash, PublicKey, QuorumCertificate, Signature,
+    SignatureError, SignedTransfer, proposal_signing_bytes, quorum, sha256,
+    timeout_certificate_digest, timeout_signing_bytes, vote_signing_bytes,
 };
 use std::collections::BTreeSet;
 
@@ -51,15 +51,19 @@ pub struct Vote {
 
 impl Vote {
     /// SHA-256 of the vote bytes, what the signature covers.
-    pub fn digest(block_hash: &Hash, round: u64, height: u64) -> Hash {
-        sha256(&vote_signing_bytes(block_hash, round, height))
+    pub fn digest(chain: &ChainBinding, block_hash: &Hash, round: u64, height: u64) -> Hash {
+        sha256(&vote_signing_bytes(chain, block_hash, round, height))
     }
 
-    /// Checks the signature against the voter's key.
-    pub fn verify(&self, validators: &[PublicKey]) -> Result<(), MessageError> {
+    /// Checks the signature, bound to `chain`, against the voter's key.
+    pub fn verify(
+        &self,
+        chain: &ChainBinding,
+        validators: &[PublicKey],
+    ) -> Result<(), MessageError> {
         let key = validator_key(validators, self.voter)?;
         key.verify_digest(
-            &Self::digest(&self.block_hash, self.round, self.height),
+            &Self::digest(chain, &self.block_hash, self.round, self.height),
             &self.signature,
         )
         .map_err(|source| MessageError::BadSignature {
@@ -87,13 +91,18 @@ pub struct Timeout {
 
 impl Timeout {
     /// SHA-256 of the timeout bytes.
-    pub fn digest(round: u64, high_qc_round: u64) -> Hash {
-        sha256(&timeout_signing_bytes(round, high_qc_round))
+    pub fn digest(chain: &ChainBinding, round: u64, high_qc_round: u64) -> Hash {
+        sha256(&timeout_signing_bytes(chain, round, high_qc_round))
     }
 
-    /// Checks the signature, and that the carried certificate is below the round.
-    /// The certificate itself is checked by the caller (it may be cached).
-    pub fn verify(&self, validators: &[PublicKey]) -> Result<(), MessageError> {
+    /// Checks the signature (bound to `chain`), and that the carried
+    /// certificate is below the round. The certificate itself is checked by
+    /// the caller (it may be cached).
+    pub fn verify(
+        &self,
+        chain: &ChainBinding,
+        validators: &[PublicKey],
+    ) -> Result<(), MessageError> {
         if self.high_qc.round >= self.round {
             return Err(MessageError::Invalid(format!(
                 "timeout for round {} carries a certificate of round {}",
@@ -102,7 +111,7 @@ impl Timeout {
         }
         let key = validator_key(validators, self.sender)?;
         key.verify_digest(
-            &Self::digest(self.round, self.high_qc.round),
+            &Self::digest(chain, self.round, self.high_qc.round),
             &self.signature,
         )
         .map_err(|source| MessageError::BadSignature {
@@ -143,14 +152,30 @@ impl TimeoutCertificate {
             .unwrap_or(0)
     }
 
-    /// Checks 2f + 1 distinct, valid signers.
-    pub fn verify(&self, validators: &[PublicKey]) -> Result<(), MessageError> {
-        self.verify_with_quorum(validators, quorum(validators.len()))
+    /// Checks a [`quorum`] of distinct, valid signers bound to `chain`.
+    pub fn verify(
+        &self,
+        chain: &ChainBinding,
+        validators: &[PublicKey],
+    ) -> Result<(), MessageError> {
+        self.verify_with_quorum(chain, validators, quorum(validators.len()))
     }
 
-    /// Checks `need` distinct, valid signers.
+    /// SHA-256 of the certificate's canonical bytes (what a proposal that
+    /// carries it signs; docs/protocol.md).
+    pub fn digest(&self) -> Hash {
+        timeout_certificate_digest(
+            self.round,
+            self.signatures
+                .iter()
+                .map(|s| (s.sender, s.high_qc_round, &s.signature)),
+        )
+    }
+
+    /// Checks `need` distinct, valid signers bound to `chain`.
     pub fn verify_with_quorum(
         &self,
+        chain: &ChainBinding,
         validators: &[PublicKey],
         need: usize,
     ) -> Result<(), MessageError> {
@@ -168,11 +193,14 @@ impl TimeoutCertificate {
                 )));
             }
             let key = validator_key(validators, s.sender)?;
-            key.verify_digest(&Timeout::digest(self.round, s.high_qc_round), &s.signature)
-                .map_err(|source| MessageError::BadSignature {
-                    sender: s.sender,
-                    source,
-                })?;
+            key.verify_digest(
+                &Timeout::digest(chain, self.round, s.high_qc_round),
+                &s.signature,
+            )
+            .map_err(|source| MessageError::BadSignature {
+                sender: s.sender,
+                source,
+            })?;
         }
         if seen.len() < need {
             return Err(MessageError::Certificate(CertificateError::NoQuorum {
@@ -191,16 +219,38 @@ pub struct Proposal {
     pub block: Block,
     /// Certificate of the previous round when it ended by timeout.
     pub timeout_certificate: Option<TimeoutCertificate>,
-    /// Signature of the proposer (the header's `proposer`) over the block hash.
+    /// Signature of the proposer (the header's `proposer`) over
+    /// [`Self::signing_bytes`]: the block hash, its certificate and the
+    /// timeout certificate, bound to the chain and epoch.
     pub signature: Signature,
 }
 
 impl Proposal {
+    /// What the proposer signs for `block` carrying `tc`.
+    pub fn signing_bytes(
+        chain: &ChainBinding,
+        block: &Block,
+        tc: Option<&TimeoutCertificate>,
+    ) -> Vec<u8> {
+        let tc_digest = tc.map(TimeoutCertificate::digest);
+        proposal_signing_bytes(
+            chain,
+            &block.hash(),
+            &block.justify.digest(),
+            tc_digest.as_ref(),
+        )
+    }
+
     /// Checks the proposer's signature.
-    pub fn verify_signature(&self, validators: &[PublicKey]) -> Result<(), MessageError> {
+    pub fn verify_signature(
+        &self,
+        chain: &ChainBinding,
+        validators: &[PublicKey],
+    ) -> Result<(), MessageError> {
         let proposer = self.block.header.proposer;
         let key = validator_key(validators, proposer)?;
-        key.verify(&proposal_signing_bytes(&self.block.hash()), &self.signature)
+        let bytes = Self::signing_bytes(chain, &self.block, self.timeout_certificate.as_ref());
+        key.verify(&bytes, &self.signature)
             .map_err(|source| MessageError::BadSignature {
                 sender: proposer,
                 source,

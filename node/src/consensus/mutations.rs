@@ -17,8 +17,11 @@ pub struct Mutations {
     pub vote_twice: bool,
     /// Commit a block as soon as it is certified (a 1-chain rule).
     pub one_chain_commit: bool,
-    /// Accept and form certificates with 2f signatures instead of 2f + 1.
+    /// Accept and form certificates with one signature fewer than a quorum.
     pub weak_quorum: bool,
+    /// Use the old quorum formula 2⌊(n − 1)/3⌋ + 1, too small whenever
+    /// n ≠ 3f + 1 (n = 6: 3 of 6, so two halves certify apart).
+    pub old_quorum: bool,
 }
 
 /// Whether this build honours [`Mutations`].
@@ -30,6 +33,7 @@ impl Mutations {
         vote_twice: false,
         one_chain_commit: false,
         weak_quorum: false,
+        old_quorum: false,
     };
 
     /// [`Self::vote_twice`], if this build honours mutations.
@@ -42,11 +46,14 @@ impl Mutations {
         ENABLED && self.one_chain_commit
     }
 
-    /// The number of signatures a certificate needs out of `n`: 2f + 1, or
-    /// 2f with [`Self::weak_quorum`] in a build that honours mutations.
+    /// The number of signatures a certificate needs out of `n`:
+    /// [`chatpay_proto::quorum`], or what [`Self::weak_quorum`] or
+    /// [`Self::old_quorum`] make of it in a build that honours mutations.
     pub fn quorum(&self, n: usize) -> usize {
         let q = chatpay_proto::quorum(n);
-        if ENABLED && self.weak_quorum {
+        if ENABLED && self.old_quorum {
+            2 * chatpay_proto::max_faulty(n) + 1
+        } else if ENABLED && self.weak_quorum {
             q.saturating_sub(1).max(1)
         } else {
             q

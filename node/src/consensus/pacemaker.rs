@@ -86,7 +86,7 @@ impl Pacemaker {
         if qc_round < self.round {
             return None;
         }
-        self.round = qc_round + 1;
+        self.round = qc_round.saturating_add(1);
         self.consecutive_timeouts = 0;
         self.last_tc = None;
         Some(self.entered())
@@ -97,7 +97,7 @@ impl Pacemaker {
         if tc.round < self.round {
             return None;
         }
-        self.round = tc.round + 1;
+        self.round = tc.round.saturating_add(1);
         self.consecutive_timeouts = self.consecutive_timeouts.saturating_add(1);
         self.last_tc = Some(tc);
         Some(self.entered())

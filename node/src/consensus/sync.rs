@@ -22,6 +22,14 @@ use chatpay_proto::{Hash, QuorumCertificate, SignedTransfer};
 pub const MAX_SYNC_BLOCKS: u64 = 64;
 /// Transaction bytes after which a sync response stops (at a provable point).
 pub const SYNC_RESPONSE_BYTES: usize = 8 << 20;
+/// Transaction bytes a sync response never goes past, provable point or
+/// not (the receiver then asks again from where it got).
+pub const SYNC_RESPONSE_MAX_BYTES: usize = 2 * SYNC_RESPONSE_BYTES;
+/// Encoded bytes a validator takes in from one sync response before it
+/// stops reading: the server's cap plus one block's headers and
+/// certificates and one more message. One sync is in flight at a time, so
+/// this bounds what catch-up holds.
+pub const SYNC_RECEIVE_MAX_BYTES: usize = SYNC_RESPONSE_MAX_BYTES + (16 << 20);
 /// A block further than this above the committed head is caught up by
 /// height range, not fetched parent by parent.
 pub const MAX_FETCH_DEPTH: u64 = 16;
@@ -93,14 +101,48 @@ fn missing(height: u64) -> StoreError {
     }
 }
 
-/// Committed blocks from `from` (≥ 1) to at most `to`, bounded by
-/// [`MAX_SYNC_BLOCKS`] and [`SYNC_RESPONSE_BYTES`]. Past those bounds it
-/// continues (up to four times the count) until the last two blocks are of
-/// consecutive rounds, so the receiver can prove a commit from the batch.
+/// How much one sync response may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncBudget {
+    /// Blocks after which it stops at the next provable point.
+    pub blocks: u64,
+    /// Transaction bytes after which it stops at the next provable point.
+    pub bytes: usize,
+    /// Most blocks in any case.
+    pub max_blocks: u64,
+    /// Most transaction bytes in any case (one block may cross it).
+    pub max_bytes: usize,
+}
+
+/// What a validator serves: [`MAX_SYNC_BLOCKS`] and [`SYNC_RESPONSE_BYTES`],
+/// continued up to four times the count and [`SYNC_RESPONSE_MAX_BYTES`].
+pub const SYNC_BUDGET: SyncBudget = SyncBudget {
+    blocks: MAX_SYNC_BLOCKS,
+    bytes: SYNC_RESPONSE_BYTES,
+    max_blocks: 4 * MAX_SYNC_BLOCKS,
+    max_bytes: SYNC_RESPONSE_MAX_BYTES,
+};
+
+/// Committed blocks from `from` (≥ 1) to at most `to`, within
+/// [`SYNC_BUDGET`] (see [`committed_range_within`]).
 pub fn committed_range(
     store: &dyn Store,
     from: u64,
     to: u64,
+) -> Result<Vec<SyncedBlock>, StoreError> {
+    committed_range_within(store, from, to, SYNC_BUDGET)
+}
+
+/// Committed blocks from `from` (≥ 1) to at most `to`, bounded by
+/// `budget.blocks` and `budget.bytes`. Past those bounds it continues
+/// until the last two blocks are of consecutive rounds, so the receiver can
+/// prove a commit from the batch, but never past `budget.max_blocks`
+/// blocks, nor past `budget.max_bytes` of transactions.
+pub fn committed_range_within(
+    store: &dyn Store,
+    from: u64,
+    to: u64,
+    budget: SyncBudget,
 ) -> Result<Vec<SyncedBlock>, StoreError> {
     let from = from.max(1);
     let Some(top) = store.committed_height()? else {
@@ -111,8 +153,10 @@ pub fn committed_range(
     let mut bytes = 0usize;
     let mut height = from;
     while height <= last {
-        let full = out.len() as u64 >= MAX_SYNC_BLOCKS || bytes >= SYNC_RESPONSE_BYTES;
-        if full && (provable(&out) || out.len() as u64 >= 4 * MAX_SYNC_BLOCKS) {
+        let count = out.len() as u64;
+        let full = count >= budget.blocks || bytes >= budget.bytes;
+        let spent = count >= budget.max_blocks || bytes >= budget.max_bytes;
+        if spent || (full && provable(&out)) {
             break;
         }
         let Some(block) = committed_block(store, height)? else {
@@ -132,7 +176,7 @@ pub fn committed_range(
 
 fn provable(blocks: &[SyncedBlock]) -> bool {
     match blocks {
-        [.., a, b] => a.block.header.round + 1 == b.block.header.round,
+        [.., a, b] => a.block.header.round.checked_add(1) == Some(b.block.header.round),
         _ => false,
     }
 }

@@ -304,7 +304,8 @@ mod tests {
 
     fn sample_qc(round: u64) -> QuorumCertificate {
         let block_hash = sha256(&round.to_be_bytes());
-        let digest = Vote::digest(&block_hash, round, round);
+        let chain = chatpay_proto::ChainBinding::genesis(sha256(b"genesis"));
+        let digest = Vote::digest(&chain, &block_hash, round, round);
         QuorumCertificate {
             block_hash,
             round,

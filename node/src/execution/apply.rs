@@ -107,6 +107,41 @@ impl<V: StateView + ?Sized> Overlay<'_, V> {
     }
 }
 
+/// Why a block cannot be executed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    /// Reading the parent state failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The block includes a transfer its signer did not make valid at that
+    /// position: a block that holds one is invalid (docs/ledger.md,
+    /// "Invalid blocks"), so that a leader cannot burn a payment's tx id.
+    #[error("transactions[{index}] ({tx_id}) is invalid at its position: {}", code.as_str())]
+    InvalidTransfer {
+        /// Position in the block.
+        index: usize,
+        /// Its tx id.
+        tx_id: chatpay_proto::TxId,
+        /// What is wrong with it.
+        code: ReceiptCode,
+    },
+}
+
+/// Whether a transfer refused with `code` makes the block that includes it
+/// invalid. Every refusal but two: the chain id, the signature, the
+/// outputs and the fee are the signer's own and were checked on admission;
+/// the sender's existence and nonce follow from the chain and the
+/// sender's own earlier transfers, which the leader orders. Only a balance
+/// too low (or a credit that would overflow) can follow from what others
+/// sent or did not send, and those are receipts: the transfer takes its
+/// place in the block and changes nothing.
+pub fn invalidates_block(code: ReceiptCode) -> bool {
+    !matches!(
+        code,
+        ReceiptCode::Success | ReceiptCode::InsufficientFunds | ReceiptCode::Overflow
+    )
+}
+
 /// Executes `transactions` in order on `view` (the state after `parent`).
 /// `signature_valid` answers whether a transaction's signature verifies:
 /// [`check_signature`] checks it; a validator passes its
@@ -115,8 +150,8 @@ impl<V: StateView + ?Sized> Overlay<'_, V> {
 /// transactions on this chain.
 ///
 /// # Errors
-/// Only when reading the parent state fails; ledger rule violations are
-/// receipts, not errors.
+/// When reading the parent state fails, or a transfer is invalid at its
+/// position ([`invalidates_block`]); a balance too low is a receipt.
 ///
 /// # Panics
 /// If supply is not conserved (Σ balance changes + Δburned ≠ 0): that is a
@@ -127,7 +162,39 @@ pub fn execute<V: StateView + ?Sized>(
     parent: &ParentState,
     transactions: &[SignedTransfer],
     signature_valid: &dyn Fn(&SignedTransfer) -> bool,
-) -> Result<ExecutionOutput, StoreError> {
+) -> Result<ExecutionOutput, ExecutionError> {
+    let (out, _) = execute_with(rules, view, parent, transactions, signature_valid, false)?;
+    Ok(out)
+}
+
+/// What a leader runs on the batch it is about to propose: [`execute`],
+/// leaving out every transfer that would make the block invalid (a
+/// mempool entry gone stale), and returning the transfers kept.
+///
+/// # Errors
+/// Only when reading the parent state fails.
+pub fn execute_leaving_out_invalid<V: StateView + ?Sized>(
+    rules: &ChainRules,
+    view: &V,
+    parent: &ParentState,
+    transactions: &[SignedTransfer],
+    signature_valid: &dyn Fn(&SignedTransfer) -> bool,
+) -> Result<(ExecutionOutput, Vec<SignedTransfer>), StoreError> {
+    match execute_with(rules, view, parent, transactions, signature_valid, true) {
+        Ok(done) => Ok(done),
+        Err(ExecutionError::Store(e)) => Err(e),
+        Err(ExecutionError::InvalidTransfer { .. }) => unreachable!("left out, not refused"),
+    }
+}
+
+fn execute_with<V: StateView + ?Sized>(
+    rules: &ChainRules,
+    view: &V,
+    parent: &ParentState,
+    transactions: &[SignedTransfer],
+    signature_valid: &dyn Fn(&SignedTransfer) -> bool,
+    leave_out_invalid: bool,
+) -> Result<(ExecutionOutput, Vec<SignedTransfer>), ExecutionError> {
     let mut overlay = Overlay {
         view,
         before: BTreeMap::new(),
@@ -135,16 +202,33 @@ pub fn execute<V: StateView + ?Sized>(
     };
     let mut burned = parent.burned;
     let mut receipts = Vec::with_capacity(transactions.len());
-    for tx in transactions {
+    let mut kept = Vec::with_capacity(transactions.len());
+    for (index, tx) in transactions.iter().enumerate() {
         let code = match apply_one(rules, &mut overlay, tx, signature_valid)? {
             Ok(fee) => {
                 burned = burned.checked_add(fee).expect("burned ≤ supply ≤ u64::MAX");
                 ReceiptCode::Success
             }
+            Err(code) if invalidates_block(code) && leave_out_invalid => continue,
+            Err(code) if invalidates_block(code) => {
+                return Err(ExecutionError::InvalidTransfer {
+                    index,
+                    tx_id: tx.tx_id(),
+                    code,
+                });
+            }
             Err(code) => code,
         };
         receipts.push(Receipt { code });
+        if leave_out_invalid {
+            kept.push(tx.clone());
+        }
     }
+    let transactions = if leave_out_invalid {
+        &kept[..]
+    } else {
+        transactions
+    };
     check_conservation(&overlay, burned - parent.burned);
     let accounts: Vec<(PublicKey, Account)> = overlay.after.into_iter().collect();
     let leaves: Vec<Hash> = transactions
@@ -153,13 +237,14 @@ pub fn execute<V: StateView + ?Sized>(
         .map(|(tx, r)| merkle_leaf(&tx.tx_id(), r.code))
         .collect();
     let height = parent.height + 1;
-    Ok(ExecutionOutput {
+    let out = ExecutionOutput {
         tx_root: merkle_root(&leaves),
         state_digest: next_state_digest(&parent.state_digest, height, burned, &accounts),
         receipts,
         accounts,
         burned,
-    })
+    };
+    Ok((out, kept))
 }
 
 /// Applies one transfer to the overlay: `Ok(Ok(fee))` on success,

@@ -12,7 +12,12 @@
 //! - each transfer is checked in order: chain id, signature, outputs
 //!   (no zero amount), sender exists, nonce = last + 1, fee ≥ fee per
 //!   transfer, Σ amounts + fee without overflow, balance ≥ Σ amounts + fee;
-//! - a failing transfer gets a receipt with the reason and changes nothing;
+//! - a transfer whose chain id, signature, outputs, fee, sender or nonce is
+//!   wrong at its position makes the whole block invalid (no vote, no
+//!   commit): a leader cannot burn a payment's tx id by including it where
+//!   it fails;
+//! - a transfer whose sender's balance is too low there (or whose credit
+//!   would overflow) gets a receipt with the reason and changes nothing;
 //! - a successful one debits the sender, advances its nonce, credits every
 //!   output (creating accounts) and burns the fee;
 //! - supply is conserved: Σ balances + burned is the same before and after.
@@ -21,6 +26,7 @@ mod apply;
 mod digest;
 
 pub use apply::{
-    BranchView, ChainRules, ExecutionOutput, ParentState, StateView, check_signature, execute,
+    BranchView, ChainRules, ExecutionError, ExecutionOutput, ParentState, StateView,
+    check_signature, execute, execute_leaving_out_invalid, invalidates_block,
 };
 pub use digest::{genesis_state_digest, next_state_digest};

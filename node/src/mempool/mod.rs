@@ -198,8 +198,9 @@ pub struct Mempool {
     signatures: Arc<SignatureCache>,
 }
 
-/// Size a transaction is accounted for: signing bytes + 64-byte signature.
-fn size_of(tx: &SignedTransfer) -> usize {
+/// Size a transaction is accounted for, in the mempool and against a
+/// block's `max_block_bytes`: signing bytes + 64-byte signature.
+pub fn size_of(tx: &SignedTransfer) -> usize {
     tx.transfer().signing_bytes_len() + chatpay_proto::Signature::LEN
 }
 

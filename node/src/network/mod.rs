@@ -14,7 +14,7 @@
 mod peers;
 mod service;
 
-pub use peers::Peers;
+pub use peers::{Peers, SyncError};
 pub use service::ValidatorService;
 
 use std::time::Duration;

@@ -7,7 +7,7 @@ use super::{
     PEER_QUEUE, RPC_TIMEOUT, SYNC_TIMEOUT,
 };
 use crate::consensus::messages::{Block, ValidatorIndex};
-use crate::consensus::sync::{MAX_SYNC_BLOCKS, SyncedBlock};
+use crate::consensus::sync::{MAX_SYNC_BLOCKS, SYNC_RECEIVE_MAX_BYTES, SyncedBlock};
 use crate::metrics::Metrics;
 use chatpay_proto::{Hash, pb};
 use std::future::Future;
@@ -43,6 +43,20 @@ struct Link {
 pub struct Peers {
     me: ValidatorIndex,
     links: Vec<Option<Link>>,
+    /// One sync in flight at a time, whoever asks: what it holds is
+    /// bounded by [`SYNC_RECEIVE_MAX_BYTES`].
+    sync_slot: tokio::sync::Semaphore,
+}
+
+/// Why a sync brought nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Another sync is in flight; its answer will come.
+    #[error("another sync is in flight")]
+    Busy,
+    /// The peer failed, timed out, or could not be reached.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Peers {
@@ -91,7 +105,12 @@ impl Peers {
                 forward,
             }));
         }
-        Ok((Self { me, links }, tasks))
+        let peers = Self {
+            me,
+            links,
+            sync_slot: tokio::sync::Semaphore::new(1),
+        };
+        Ok((peers, tasks))
     }
 
     fn link(&self, peer: ValidatorIndex) -> Option<&Link> {
@@ -187,15 +206,21 @@ impl Peers {
     }
 
     /// Fetches committed blocks from `from_height` on from `peer`; stops at
-    /// the first malformed one (the core checks the rest).
+    /// the first malformed one (the core checks the rest), and once the
+    /// response passes [`SYNC_RECEIVE_MAX_BYTES`] or 4 × [`MAX_SYNC_BLOCKS`]
+    /// blocks. One sync at a time: while one is in flight, another returns
+    /// [`SyncError::Busy`] at once.
     pub async fn sync_blocks(
         &self,
         peer: ValidatorIndex,
         from_height: u64,
-    ) -> Result<Vec<SyncedBlock>, String> {
+    ) -> Result<Vec<SyncedBlock>, SyncError> {
+        let Ok(_slot) = self.sync_slot.try_acquire() else {
+            return Err(SyncError::Busy);
+        };
         let mut client = self
             .link(peer)
-            .ok_or_else(|| format!("no link to validator {peer}"))?
+            .ok_or_else(|| SyncError::Failed(format!("no link to validator {peer}")))?
             .client
             .clone();
         let request = pb::SyncBlocksRequest {
@@ -209,7 +234,13 @@ impl Peers {
                 .map_err(|s| format!("{}: {}", s.code(), s.message()))?
                 .into_inner();
             let mut blocks = Vec::new();
+            let mut received = 0usize;
             while let Some(item) = stream.message().await.map_err(|s| s.to_string())? {
+                received = received.saturating_add(prost::Message::encoded_len(&item));
+                if received > SYNC_RECEIVE_MAX_BYTES {
+                    tracing::debug!(peer, received, "sync response over its byte cap; cut");
+                    break;
+                }
                 match SyncedBlock::try_from(item) {
                     Ok(b) => blocks.push(b),
                     Err(e) => {
@@ -225,7 +256,9 @@ impl Peers {
         };
         tokio::time::timeout(SYNC_TIMEOUT, collect)
             .await
-            .map_err(|_| "timed out".to_string())?
+            .map_err(|_| "timed out".to_string())
+            .and_then(|r| r)
+            .map_err(SyncError::Failed)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::codec::{self, history_key};
 use super::columns as cf;
+use super::safety_file::{self, SafetyFiles};
 use super::{
     BlockCommit, HistoryEntry, Result, Store, StoreError, StoredBlock, TxPosition, TxRecord,
     check_extends,
@@ -48,6 +49,8 @@ pub trait Backend: Send + Sync + 'static {
     /// scan over deleted keys costs more the more were deleted before);
     /// durable when `sync`.
     fn delete_range(&self, cf: &'static str, from: &[u8], to: &[u8], sync: bool) -> Result<()>;
+    /// Makes every write so far durable (RocksDB: syncs the WAL).
+    fn sync(&self) -> Result<()>;
     /// Visits entries of `cf` from `start` in `direction` until `visit`
     /// returns false.
     fn scan(
@@ -66,6 +69,9 @@ pub struct KvStore<B> {
     commit_lock: Mutex<()>,
     /// Accounts as the latest commits wrote them.
     accounts: RwLock<AccountCache>,
+    /// Where the safety record and its TC live, when not in the database
+    /// (validators on disk: see [`SafetyFiles`]).
+    safety_files: Option<SafetyFiles>,
 }
 
 /// Committed accounts as the most recent commits wrote them: every
@@ -129,7 +135,26 @@ impl<B: Backend> KvStore<B> {
             backend,
             commit_lock: Mutex::new(()),
             accounts: RwLock::new(AccountCache::new(entries)),
+            safety_files: None,
         }
+    }
+
+    /// Keeps the safety record and its TC in `files` from now on. A record
+    /// (and TC) still in the database, written by an older version, is
+    /// moved there first unless `files` already holds one.
+    pub(crate) fn keep_safety_in(mut self, files: SafetyFiles) -> Result<Self> {
+        for (name, key) in [
+            (safety_file::HIGH_TC, cf::HIGH_TC_KEY),
+            (safety_file::RECORD, cf::SAFETY_KEY),
+        ] {
+            if files.read(name)?.is_none() {
+                if let Some(bytes) = self.backend.get(cf::SAFETY, key)? {
+                    files.write(name, &bytes)?;
+                }
+            }
+        }
+        self.safety_files = Some(files);
+        Ok(self)
     }
 
     /// How many committed accounts are held in memory.
@@ -350,12 +375,24 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn safety_data(&self) -> Result<Option<Vec<u8>>> {
-        self.backend.get(cf::SAFETY, cf::SAFETY_KEY)
+        match &self.safety_files {
+            Some(files) => files.read(safety_file::RECORD),
+            None => self.backend.get(cf::SAFETY, cf::SAFETY_KEY),
+        }
     }
 
     fn put_safety_data(&self, bytes: &[u8]) -> Result<()> {
-        self.backend
-            .write(vec![put(cf::SAFETY, cf::SAFETY_KEY, bytes)], true)
+        match &self.safety_files {
+            Some(files) => {
+                // What was recorded unsynced before (blocks, certificates)
+                // is durable before the record that may let a vote out.
+                self.backend.sync()?;
+                files.write(safety_file::RECORD, bytes)
+            }
+            None => self
+                .backend
+                .write(vec![put(cf::SAFETY, cf::SAFETY_KEY, bytes)], true),
+        }
     }
 
     fn put_pending_block(&self, height: u64, hash: &Hash, bytes: &[u8]) -> Result<()> {
@@ -398,11 +435,19 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn high_tc(&self) -> Result<Option<Vec<u8>>> {
-        self.backend.get(cf::SAFETY, cf::HIGH_TC_KEY)
+        match &self.safety_files {
+            Some(files) => files.read(safety_file::HIGH_TC),
+            None => self.backend.get(cf::SAFETY, cf::HIGH_TC_KEY),
+        }
     }
 
     fn put_high_tc(&self, bytes: &[u8]) -> Result<()> {
-        self.backend
-            .write(vec![put(cf::SAFETY, cf::HIGH_TC_KEY, bytes)], false)
+        match &self.safety_files {
+            // Synced on its own: once per round ended by timeout.
+            Some(files) => files.write(safety_file::HIGH_TC, bytes),
+            None => self
+                .backend
+                .write(vec![put(cf::SAFETY, cf::HIGH_TC_KEY, bytes)], false),
+        }
     }
 }

@@ -188,6 +188,11 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn sync(&self) -> Result<()> {
+        self.with(|d| d.record(Vec::new(), true, &[]));
+        Ok(())
+    }
+
     fn delete_range(&self, cf: &'static str, from: &[u8], to: &[u8], sync: bool) -> Result<()> {
         self.with(|d| {
             let keys: Vec<Vec<u8>> = d.live.get(cf).map_or_else(Vec::new, |col| {

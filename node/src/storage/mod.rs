@@ -21,12 +21,14 @@ pub mod columns;
 mod kv;
 mod memory;
 mod rocks;
+pub mod safety_file;
 #[cfg(test)]
 pub(crate) mod suite;
 
 pub use kv::KvStore;
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
+pub use safety_file::SafetyFiles;
 
 use chatpay_proto::{
     Account, BlockHeader, Hash, PublicKey, QuorumCertificate, Receipt, SignedTransfer, TxId,

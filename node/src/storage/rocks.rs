@@ -2,7 +2,7 @@
 //! ([`columns`](super::columns)), commits as one `WriteBatch` with fsync.
 
 use super::kv::{Backend, KvStore, Put, Scan};
-use super::{Result, StoreError, columns};
+use super::{Result, SafetyFiles, StoreError, columns};
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
     WriteOptions,
@@ -58,6 +58,13 @@ fn column_options(cf: &str) -> Options {
 }
 
 impl RocksStore {
+    /// Opens (or creates) the database at `path`, keeping the safety record
+    /// and its TC in files under `safety_dir` (outside the database, so
+    /// that deleting or restoring the database never rolls them back).
+    pub fn open_with_safety_files(path: &Path, safety_dir: &Path) -> Result<Self> {
+        Self::open(path)?.keep_safety_in(SafetyFiles::open(safety_dir)?)
+    }
+
     /// Writes a consistent copy of the database to `dir` (which must not
     /// exist): a RocksDB checkpoint, hard links where the file system allows.
     pub fn checkpoint(&self, dir: &Path) -> Result<()> {
@@ -103,6 +110,10 @@ impl Backend for RocksBackend {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         self.db.write_opt(batch, &opts).map_err(db_error)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(db_error)
     }
 
     fn delete_range(&self, cf: &'static str, from: &[u8], to: &[u8], sync: bool) -> Result<()> {

@@ -26,6 +26,10 @@ pub struct Network {
     pub chain_id: String,
     pub fee: u64,
     pub hrp: String,
+    /// Each validator's listening socket, bound here for the whole test and
+    /// passed to every run of its process as fd 3 (`LISTEN_FDS`): the port
+    /// is never free, so no other process can take it between two runs.
+    listeners: Vec<std::net::TcpListener>,
 }
 
 impl Drop for Network {
@@ -37,13 +41,11 @@ impl Drop for Network {
     }
 }
 
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
+/// `n` listening sockets on 127.0.0.1, each on a port the system chose.
+/// They stay bound while held; a validator process gets its own as fd 3.
+pub fn listeners(n: usize) -> Vec<std::net::TcpListener> {
+    (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
         .collect()
 }
 
@@ -54,7 +56,11 @@ impl Network {
 
     pub async fn create() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(4);
+        let listeners = listeners(4);
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
         let list: Vec<String> = ports.iter().map(u16::to_string).collect();
         let out = dir.path().join("net");
         let status = Command::new(BIN)
@@ -98,6 +104,7 @@ impl Network {
             chain_id: "chatpay-proc".into(),
             fee: 0,
             hrp: String::new(),
+            listeners,
         };
         for i in 0..4 {
             net.start(i);
@@ -114,7 +121,16 @@ impl Network {
             .append(true)
             .open(self.home(i).join("node.log"))
             .unwrap();
+        use command_fds::{CommandFdExt, FdMapping};
+        let socket = std::os::fd::OwnedFd::from(self.listeners[i].try_clone().unwrap());
         let child = Command::new(BIN)
+            .fd_mappings(vec![FdMapping {
+                parent_fd: socket,
+                child_fd: 3,
+            }])
+            .unwrap()
+            .env("LISTEN_FDS", "1")
+            .env_remove("LISTEN_PID")
             .arg("start")
             .arg("--home")
             .arg(self.home(i))

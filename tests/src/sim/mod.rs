@@ -19,6 +19,7 @@
 //!                                     checker: stores' blocks, safety records
 //! ```
 
+pub mod adversary;
 pub mod check;
 pub mod net;
 pub mod schedule;
@@ -69,6 +70,10 @@ const SUBMIT_AFTER_HEAL_MS: u64 = 4_000;
 /// payment must be committed within this bound.
 pub const SETTLE_MS: u64 = 20_000;
 
+/// Seeds from here on are run by `make sim` but not by `make test`; some of
+/// them simulate 10 validators.
+pub const LARGE_FROM_SEED: u64 = 100;
+
 /// A safety rule broken on purpose, to show the checker catches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutation {
@@ -79,17 +84,21 @@ pub enum Mutation {
     SkipSafetyFsync,
     /// Blocks commit on a 1-chain (as soon as they are certified).
     OneChainCommit,
-    /// Certificates of 2f signatures are formed and accepted.
+    /// Certificates of one signature fewer than a quorum are formed and
+    /// accepted.
     WeakQuorum,
+    /// The old quorum formula 2⌊(n − 1)/3⌋ + 1 (too small for n = 5, 6).
+    OldQuorum,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 5] = [
         Mutation::VoteTwice,
         Mutation::SkipSafetyFsync,
         Mutation::OneChainCommit,
         Mutation::WeakQuorum,
+        Mutation::OldQuorum,
     ];
 
     /// The name used on the command line.
@@ -99,6 +108,7 @@ impl Mutation {
             Mutation::SkipSafetyFsync => "skip-safety-fsync",
             Mutation::OneChainCommit => "one-chain-commit",
             Mutation::WeakQuorum => "weak-quorum",
+            Mutation::OldQuorum => "old-quorum",
         }
     }
 
@@ -108,6 +118,7 @@ impl Mutation {
             Mutation::VoteTwice => m.vote_twice = true,
             Mutation::OneChainCommit => m.one_chain_commit = true,
             Mutation::WeakQuorum => m.weak_quorum = true,
+            Mutation::OldQuorum => m.old_quorum = true,
             Mutation::SkipSafetyFsync => {}
         }
         m
@@ -139,7 +150,7 @@ impl fmt::Display for Mutation {
 pub struct SimConfig {
     /// Everything random derives from it.
     pub seed: u64,
-    /// Validators (n = 3f + 1).
+    /// Validators (any n; f = ⌊(n − 1)/3⌋ of them may be faulty).
     pub validators: usize,
     /// A safety rule to break, if any.
     pub mutation: Option<Mutation>,
@@ -148,12 +159,19 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// The batch's choice for `seed`: 7 validators for every fourth seed,
-    /// 4 otherwise.
+    /// The batch's choice for `seed`: 4, 5, 6 and 7 validators in turn
+    /// (n = 5 and 6 are where a quorum formula made for n = 3f + 1 breaks),
+    /// and 10 for every tenth seed from [`LARGE_FROM_SEED`] on (seeds only
+    /// `make sim`'s larger batch runs).
     pub fn for_seed(seed: u64) -> Self {
+        let validators = if seed >= LARGE_FROM_SEED && seed % 10 == 9 {
+            10
+        } else {
+            [4, 5, 6, 7][(seed % 4) as usize]
+        };
         Self {
             seed,
-            validators: if seed % 4 == 3 { 7 } else { 4 },
+            validators,
             mutation: None,
             verbose: false,
         }
@@ -216,6 +234,9 @@ struct UserLog {
     submitted: BTreeMap<TxId, u64>,
     /// Payment → what a validator reported.
     committed: BTreeMap<TxId, SeenCommitted>,
+    /// Payments that committed with another receipt than success (their
+    /// signer meant them to succeed: a faulty leader burned them).
+    failed: Vec<(TxId, i32)>,
     /// Users still running.
     running: usize,
 }
@@ -307,6 +328,10 @@ async fn user(
                 .await;
                 if let Ok(Ok(r)) = answer {
                     if let Some(TxStatus::Committed(c)) = r.into_inner().status {
+                        let code = c.receipt.map_or(0, |r| r.code);
+                        if code != pb::ReceiptCode::Success as i32 {
+                            log.lock().expect("user log").failed.push((id, code));
+                        }
                         log.lock().expect("user log").committed.insert(
                             id,
                             SeenCommitted {
@@ -347,6 +372,8 @@ struct World<'a> {
     /// Per host: how many active faults keep it down.
     down: Vec<u32>,
     active: Vec<(Scheduled, Fault)>,
+    /// What the adversary host is told to do.
+    orders: Arc<adversary::Orders>,
     /// Hosts whose chain data was deleted, not yet told to the checker.
     wiped: Vec<usize>,
     trace: Vec<String>,
@@ -474,6 +501,15 @@ impl<'a> World<'a> {
             | Fault::IsolateLeader
             | Fault::MuteLeader
             | Fault::SplitAtLeaders => {}
+            attack @ (Fault::FloodFutureProposals(_)
+            | Fault::ForeignCertificates(_)
+            | Fault::StrangerFlood) => {
+                self.orders
+                    .attacks
+                    .lock()
+                    .expect("orders")
+                    .push(attack.clone());
+            }
             Fault::Slow(v, ms) => {
                 self.each_link(*v, |sim, a, b| {
                     sim.set_link_max_message_latency(a, b, Duration::from_millis(*ms))
@@ -540,6 +576,14 @@ impl<'a> World<'a> {
             | Fault::IsolateLeader
             | Fault::MuteLeader
             | Fault::SplitAtLeaders => {}
+            attack @ (Fault::FloodFutureProposals(_)
+            | Fault::ForeignCertificates(_)
+            | Fault::StrangerFlood) => {
+                let mut attacks = self.orders.attacks.lock().expect("orders");
+                if let Some(i) = attacks.iter().position(|a| a == attack) {
+                    attacks.remove(i);
+                }
+            }
         }
         self.apply_cuts();
         restarted
@@ -651,6 +695,14 @@ pub fn run(config: &SimConfig) -> Outcome {
         });
     }
 
+    let orders = Arc::new(adversary::Orders::default());
+    {
+        let (orders, genesis, seed) = (orders.clone(), genesis.clone(), config.seed);
+        sim.client("adversary", async move {
+            adversary::run(n, genesis, orders, seed).await
+        });
+    }
+
     // No cuts between the twins and the others: both copies reach every
     // validator (each honest one sees both proposals of a twin leader),
     // and each honest validator's own messages reach one copy.
@@ -666,6 +718,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         twin_cuts,
         cuts: Cuts::default(),
         active: Vec::new(),
+        orders: orders.clone(),
         wiped: Vec::new(),
         trace: Vec::new(),
         verbose: config.verbose,
@@ -709,6 +762,7 @@ pub fn run(config: &SimConfig) -> Outcome {
             world.log(now, format!("final heal at height {height_at_heal}"));
         }
 
+        orders.round.store(checker.max_round, Ordering::Relaxed);
         if let Err(e) = world.sim.step() {
             checker
                 .violations
@@ -755,6 +809,11 @@ pub fn run(config: &SimConfig) -> Outcome {
     let seen = log.lock().expect("user log").committed.clone();
     if checker.violations.is_empty() {
         checker.check_seen(now, &world.stores, &seen);
+    }
+    if let Some((id, code)) = log.lock().expect("user log").failed.first() {
+        checker.violations.push(format!(
+            "payment {id} committed with receipt code {code}, not the success its signer meant"
+        ));
     }
     let height = honest.iter().map(|v| checker.height(*v)).max().unwrap_or(0);
     let mut trace = world.trace;

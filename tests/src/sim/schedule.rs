@@ -45,6 +45,15 @@ pub enum Fault {
     /// kept. When the fault ends it
     /// starts from genesis and catches up from its peers.
     Wipe(usize),
+    /// Validator `.0` is faulty: besides running, it signs proposals for
+    /// its future rounds (up to 200 ahead) and sends them to everyone.
+    FloodFutureProposals(usize),
+    /// Validator `.0` is faulty: it times out carrying a certificate from
+    /// another network whose validators use the same keys.
+    ForeignCertificates(usize),
+    /// A stranger (no validator key) sends votes of the current round
+    /// claiming validators' indices, and fetches of unknown blocks.
+    StrangerFlood,
 }
 
 impl fmt::Display for Fault {
@@ -62,6 +71,13 @@ impl fmt::Display for Fault {
             Fault::Crash(v) => write!(f, "crash v{v}"),
             Fault::PowerCut(v) => write!(f, "power cut of v{v} (unsynced writes lost)"),
             Fault::Wipe(v) => write!(f, "wipe v{v} (chain data deleted, safety record kept)"),
+            Fault::FloodFutureProposals(v) => {
+                write!(f, "v{v} floods proposals for its future rounds")
+            }
+            Fault::ForeignCertificates(v) => {
+                write!(f, "v{v} sends certificates of another network")
+            }
+            Fault::StrangerFlood => write!(f, "a stranger floods forged votes and fetches"),
         }
     }
 }
@@ -135,11 +151,20 @@ impl Schedule {
         // committing under each, which is where a broken commit or quorum
         // rule shows. Overlapping faults mostly stop it.
         let one_at_a_time = rng.random_ratio(1, 3);
+        // The validators that attack (with their keys) are the Twins ones,
+        // or one drawn here: never more than f faulty validators at once.
+        let faulty: Vec<usize> = if !twins.is_empty() {
+            twins.iter().map(|t: &Twin| t.validator).collect()
+        } else if f > 0 {
+            vec![rng.random_range(0..n)]
+        } else {
+            Vec::new()
+        };
         let mut faults = Vec::new();
         let mut at = WARMUP_MS + rng.random_range(0..500);
         while at < heal_ms {
             let mut length = rng.random_range(200..3_000);
-            let fault = Self::draw_fault(rng, n);
+            let fault = Self::draw_fault(rng, n, &faulty);
             if fault == Fault::SplitAtLeaders {
                 // Long enough for the side without the certificate to time
                 // out of the rounds the other side leads (1 + 2 + 4 s of
@@ -162,10 +187,12 @@ impl Schedule {
         }
     }
 
-    fn draw_fault(rng: &mut SmallRng, n: usize) -> Fault {
+    /// One fault; attacks that need a validator's key come from `faulty`.
+    fn draw_fault(rng: &mut SmallRng, n: usize, faulty: &[usize]) -> Fault {
         let v = rng.random_range(0..n);
+        let attacker = (!faulty.is_empty()).then(|| faulty[rng.random_range(0..faulty.len())]);
         let other = (v + rng.random_range(1..n)) % n;
-        match rng.random_range(0..13) {
+        match rng.random_range(0..16) {
             0 => {
                 // A minority/majority split, or an even one.
                 let size = rng.random_range(1..=n / 2);
@@ -188,7 +215,10 @@ impl Schedule {
             9 => Fault::Mute(v),
             10 => Fault::MuteLeader,
             11 => Fault::Wipe(v),
-            _ => Fault::SplitAtLeaders,
+            12 => Fault::SplitAtLeaders,
+            13 => attacker.map_or(Fault::StrangerFlood, Fault::FloodFutureProposals),
+            14 => attacker.map_or(Fault::StrangerFlood, Fault::ForeignCertificates),
+            _ => Fault::StrangerFlood,
         }
     }
 }

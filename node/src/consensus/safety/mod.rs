@@ -20,12 +20,11 @@ mod storage;
 
 pub use storage::SafetyData;
 
+use super::messages::Proposal;
 use super::messages::{Block, Timeout, TimeoutCertificate, ValidatorIndex, Vote};
 use super::mutations::Mutations;
 use crate::storage::{Store, StoreError};
-use chatpay_proto::{
-    Hash, PublicKey, QuorumCertificate, SecretKey, Signature, proposal_signing_bytes,
-};
+use chatpay_proto::{ChainBinding, Hash, PublicKey, QuorumCertificate, SecretKey, Signature};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -108,6 +107,8 @@ pub struct SafetyRules {
     me: ValidatorIndex,
     validators: Vec<PublicKey>,
     genesis_block: Hash,
+    /// The chain and epoch every signature is bound to.
+    chain: ChainBinding,
     store: Arc<dyn Store>,
     data: SafetyData,
     mutations: Mutations,
@@ -129,7 +130,8 @@ enum Verified {
 const VERIFIED_MEMORY: usize = 16;
 
 impl SafetyRules {
-    /// Loads the persisted record (or starts fresh) for validator `me`.
+    /// Loads the persisted record (or starts fresh) for validator `me` of
+    /// the chain `chain`, whose genesis block hashes to `genesis_block`.
     ///
     /// # Panics
     /// If `key` is not the key of validator `me`.
@@ -138,6 +140,7 @@ impl SafetyRules {
         me: ValidatorIndex,
         validators: Vec<PublicKey>,
         genesis_block: Hash,
+        chain: ChainBinding,
         store: Arc<dyn Store>,
     ) -> Result<Self, SafetyError> {
         assert_eq!(
@@ -154,6 +157,7 @@ impl SafetyRules {
             me,
             validators,
             genesis_block,
+            chain,
             store,
             data,
             mutations: Mutations::NONE,
@@ -165,6 +169,11 @@ impl SafetyRules {
     /// unless built with the `mutations` feature).
     pub fn set_mutations(&mut self, mutations: Mutations) {
         self.mutations = mutations;
+    }
+
+    /// The chain and epoch this validator signs for.
+    pub fn chain(&self) -> &ChainBinding {
+        &self.chain
     }
 
     /// The current record.
@@ -185,7 +194,7 @@ impl SafetyRules {
             };
         }
         self.verify_once(Verified::Quorum(qc.clone()), |need| {
-            qc.verify_with_quorum(&self.validators, need)
+            qc.verify_with_quorum(&self.chain, &self.validators, need)
                 .map_err(|e| e.to_string())
         })
     }
@@ -194,7 +203,7 @@ impl SafetyRules {
     pub fn verify_tc(&self, tc: Option<&TimeoutCertificate>) -> Result<(), SafetyError> {
         match tc {
             Some(tc) => self.verify_once(Verified::Timeout(tc.clone()), |need| {
-                tc.verify_with_quorum(&self.validators, need)
+                tc.verify_with_quorum(&self.chain, &self.validators, need)
                     .map_err(|e| e.to_string())
             }),
             None => Ok(()),
@@ -264,7 +273,7 @@ impl SafetyRules {
         }
         let tc_rounds = tc.map(|t| (t.round, t.high_qc_round()));
         rules::check_safe_to_vote(header.round, block.justify.round, tc_rounds)?;
-        let digest = Vote::digest(&hash, header.round, header.height);
+        let digest = Vote::digest(&self.chain, &hash, header.round, header.height);
         let vote = Vote {
             block_hash: hash,
             round: header.round,
@@ -311,13 +320,22 @@ impl SafetyRules {
             round,
             high_qc: high_qc.clone(),
             sender: self.me,
-            signature: self.key.sign_digest(&Timeout::digest(round, high_qc.round)),
-            last_round_tc: tc.filter(|t| t.round + 1 == round).cloned(),
+            signature: self
+                .key
+                .sign_digest(&Timeout::digest(&self.chain, round, high_qc.round)),
+            last_round_tc: tc
+                .filter(|t| t.round.checked_add(1) == Some(round))
+                .cloned(),
         })
     }
 
-    /// Signs this validator's proposal of `block` (one block per round).
-    pub fn sign_proposal(&mut self, block: &Block) -> Result<Signature, SafetyError> {
+    /// Signs this validator's proposal of `block` carrying `tc` (one block
+    /// per round).
+    pub fn sign_proposal(
+        &mut self,
+        block: &Block,
+        tc: Option<&TimeoutCertificate>,
+    ) -> Result<Signature, SafetyError> {
         let header = &block.header;
         if header.proposer != self.me {
             return Err(SafetyError::NotProposer {
@@ -335,7 +353,9 @@ impl SafetyRules {
             next.last_proposal_hash = hash;
             self.persist(next)?;
         }
-        Ok(self.key.sign(&proposal_signing_bytes(&hash)))
+        Ok(self
+            .key
+            .sign(&Proposal::signing_bytes(&self.chain, block, tc)))
     }
 }
 

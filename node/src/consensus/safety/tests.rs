@@ -21,6 +21,10 @@ fn genesis_hash() -> Hash {
     sha256(b"genesis block")
 }
 
+fn chain() -> ChainBinding {
+    ChainBinding::genesis(sha256(b"genesis"))
+}
+
 fn genesis_qc() -> QuorumCertificate {
     QuorumCertificate {
         block_hash: genesis_hash(),
@@ -50,7 +54,7 @@ fn block(round: u64, height: u64, justify: QuorumCertificate, salt: u8) -> Block
 }
 
 fn certify(b: &Block, signers: &[usize]) -> QuorumCertificate {
-    let digest = Vote::digest(&b.hash(), b.round(), b.header.height);
+    let digest = Vote::digest(&chain(), &b.hash(), b.round(), b.header.height);
     QuorumCertificate {
         block_hash: b.hash(),
         round: b.round(),
@@ -74,14 +78,22 @@ fn tc(round: u64, high_qc_rounds: [u64; 3]) -> TimeoutCertificate {
             .map(|(i, hqc)| TimeoutSignature {
                 sender: i as u32,
                 high_qc_round: *hqc,
-                signature: key(i as u8).sign_digest(&Timeout::digest(round, *hqc)),
+                signature: key(i as u8).sign_digest(&Timeout::digest(&chain(), round, *hqc)),
             })
             .collect(),
     }
 }
 
 fn rules(store: Arc<dyn Store>, me: u8) -> SafetyRules {
-    SafetyRules::new(key(me), u32::from(me), validators(), genesis_hash(), store).unwrap()
+    SafetyRules::new(
+        key(me),
+        u32::from(me),
+        validators(),
+        genesis_hash(),
+        chain(),
+        store,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -89,7 +101,7 @@ fn one_vote_per_round_and_the_same_vote_when_asked_again() {
     let mut sr = rules(Arc::new(MemoryStore::new_empty()), 0);
     let b1 = block(1, 1, genesis_qc(), 1);
     let v = sr.vote(&b1, None).unwrap();
-    v.verify(&validators()).unwrap();
+    v.verify(&chain(), &validators()).unwrap();
     assert_eq!(
         sr.vote(&b1, None).unwrap(),
         v,
@@ -175,7 +187,7 @@ fn refuses_forged_or_mismatched_certificates() {
 fn no_vote_in_a_round_after_timing_out_of_it() {
     let mut sr = rules(Arc::new(MemoryStore::new_empty()), 3);
     let t = sr.timeout(1, &genesis_qc(), None).unwrap();
-    t.verify(&validators()).unwrap();
+    t.verify(&chain(), &validators()).unwrap();
     assert!(matches!(
         sr.vote(&block(1, 1, genesis_qc(), 1), None),
         Err(SafetyError::RoundNotNew { .. })
@@ -194,20 +206,20 @@ fn no_vote_in_a_round_after_timing_out_of_it() {
 fn one_proposal_per_round() {
     let mut sr = rules(Arc::new(MemoryStore::new_empty()), 1);
     let b = block(1, 1, genesis_qc(), 1);
-    let s1 = sr.sign_proposal(&b).unwrap();
+    let s1 = sr.sign_proposal(&b, None).unwrap();
     assert_eq!(
-        sr.sign_proposal(&b).unwrap(),
+        sr.sign_proposal(&b, None).unwrap(),
         s1,
         "the same block may be signed again"
     );
     let other = block(1, 1, genesis_qc(), 9);
     assert!(matches!(
-        sr.sign_proposal(&other),
+        sr.sign_proposal(&other, None),
         Err(SafetyError::ProposalRoundNotNew { .. })
     ));
     let not_mine = block(2, 2, genesis_qc(), 1);
     assert!(matches!(
-        sr.sign_proposal(&not_mine),
+        sr.sign_proposal(&not_mine, None),
         Err(SafetyError::NotProposer { .. })
     ));
 }
