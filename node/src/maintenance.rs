@@ -150,10 +150,12 @@ mod tests {
                 store.safety_data().unwrap().unwrap(),
                 b"signed up to round 7"
             );
-            // The TC that let it sign in round 7 stays; the QC, over a
-            // block that is gone, does not.
+            // The TC that let it sign in round 7 stays, and so does the
+            // highest certificate the record was written with: without it
+            // the validator could not show a certificate as high as the
+            // rounds its record says it saw, and could never time out.
             assert_eq!(store.high_tc().unwrap().unwrap(), b"TC of round 6");
-            assert_eq!(store.high_qc().unwrap(), None);
+            assert_eq!(store.high_qc().unwrap().unwrap(), b"QC of round 5");
             store.put_safety_data(b"signed up to round 9").unwrap();
             store.put_high_tc(b"TC of round 8").unwrap();
         }

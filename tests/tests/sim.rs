@@ -29,12 +29,12 @@ fn replay(seed: u64) -> Vec<String> {
 
 #[test]
 fn a_seed_replays_exactly_and_a_faulty_run_stays_safe() {
-    // Seed 96: 4 validators, a Twins validator that also floods proposals
+    // Seed 56: 4 validators, a Twins validator that also floods proposals
     // for its future rounds and sends certificates of another network, a
     // wipe, crashes and splits, as the batch runs it.
-    let reports = sim::run_batch(simulator(), &[96, 97], 2, None, false, |_| {});
+    let reports = sim::run_batch(simulator(), &[56, 57], 2, None, false, |_| {});
     let report = |seed| -> &Report { reports.iter().find(|r| r.seed == seed).unwrap() };
-    let first = report(96);
+    let first = report(56);
     assert!(first.violations.is_empty(), "{:?}", first.violations);
     assert!(first.faults > 5, "{}", first.summary);
     assert!(first.rounds > 50, "{}", first.summary);
@@ -51,12 +51,12 @@ fn a_seed_replays_exactly_and_a_faulty_run_stays_safe() {
         first.schedule
     );
     // Another seed draws another schedule.
-    assert_ne!(first.schedule, report(97).schedule);
+    assert_ne!(first.schedule, report(57).schedule);
     // The replay: the same schedule, and the same run to the millisecond
     // (every fault, every validator's every round and commit, in order),
     // twice, and the same outcome as in the batch.
-    let once = replay(96);
-    let again = replay(96);
+    let once = replay(56);
+    let again = replay(56);
     assert!(once.len() > 100, "a trace of {} lines", once.len());
     if let Some(i) = (0..once.len()).find(|i| once.get(*i) != again.get(*i)) {
         panic!(

@@ -72,6 +72,9 @@ pub struct KvStore<B> {
     /// Where the safety record and its TC live, when not in the database
     /// (validators on disk: see [`SafetyFiles`]).
     safety_files: Option<SafetyFiles>,
+    /// With `safety_files`: the highest certificate recorded since the
+    /// record was last written; the next record carries it.
+    recorded_qc: Mutex<Option<Vec<u8>>>,
 }
 
 /// Committed accounts as the most recent commits wrote them: every
@@ -136,6 +139,7 @@ impl<B: Backend> KvStore<B> {
             commit_lock: Mutex::new(()),
             accounts: RwLock::new(AccountCache::new(entries)),
             safety_files: None,
+            recorded_qc: Mutex::new(None),
         }
     }
 
@@ -143,18 +147,30 @@ impl<B: Backend> KvStore<B> {
     /// (and TC) still in the database, written by an older version, is
     /// moved there first unless `files` already holds one.
     pub(crate) fn keep_safety_in(mut self, files: SafetyFiles) -> Result<Self> {
-        for (name, key) in [
-            (safety_file::HIGH_TC, cf::HIGH_TC_KEY),
-            (safety_file::RECORD, cf::SAFETY_KEY),
-        ] {
-            if files.read(name)?.is_none() {
-                if let Some(bytes) = self.backend.get(cf::SAFETY, key)? {
-                    files.write(name, &bytes)?;
-                }
+        if files.read(safety_file::HIGH_TC)?.is_none() {
+            if let Some(tc) = self.backend.get(cf::SAFETY, cf::HIGH_TC_KEY)? {
+                files.write(safety_file::HIGH_TC, &tc)?;
+            }
+        }
+        if files.read(safety_file::RECORD)?.is_none() {
+            if let Some(record) = self.backend.get(cf::SAFETY, cf::SAFETY_KEY)? {
+                let qc = self.backend.get(cf::SAFETY, cf::HIGH_QC_KEY)?;
+                files.write(
+                    safety_file::RECORD,
+                    &safety_file::encode_record(&record, qc.as_deref()),
+                )?;
             }
         }
         self.safety_files = Some(files);
         Ok(self)
+    }
+
+    /// The record file's (record, certificate), if it exists.
+    fn record_file(files: &SafetyFiles) -> Result<Option<safety_file::RecordFile>> {
+        files
+            .read(safety_file::RECORD)?
+            .map(|bytes| safety_file::decode_record(&bytes))
+            .transpose()
     }
 
     /// How many committed accounts are held in memory.
@@ -376,7 +392,7 @@ impl<B: Backend> Store for KvStore<B> {
 
     fn safety_data(&self) -> Result<Option<Vec<u8>>> {
         match &self.safety_files {
-            Some(files) => files.read(safety_file::RECORD),
+            Some(files) => Ok(Self::record_file(files)?.map(|(record, _)| record)),
             None => self.backend.get(cf::SAFETY, cf::SAFETY_KEY),
         }
     }
@@ -387,7 +403,15 @@ impl<B: Backend> Store for KvStore<B> {
                 // What was recorded unsynced before (blocks, certificates)
                 // is durable before the record that may let a vote out.
                 self.backend.sync()?;
-                files.write(safety_file::RECORD, bytes)
+                // The record carries the highest certificate, which covers
+                // every certificate round the record says it saw: a wiped
+                // validator can still show it and time out.
+                let mut recorded = self.recorded_qc.lock().unwrap_or_else(|e| e.into_inner());
+                if recorded.is_none() {
+                    *recorded = Self::record_file(files)?.and_then(|(_, qc)| qc);
+                }
+                let file = safety_file::encode_record(bytes, recorded.as_deref());
+                files.write(safety_file::RECORD, &file)
             }
             None => self
                 .backend
@@ -426,10 +450,17 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn high_qc(&self) -> Result<Option<Vec<u8>>> {
-        self.backend.get(cf::SAFETY, cf::HIGH_QC_KEY)
+        let stored = self.backend.get(cf::SAFETY, cf::HIGH_QC_KEY)?;
+        match (&self.safety_files, stored) {
+            (Some(files), None) => Ok(Self::record_file(files)?.and_then(|(_, qc)| qc)),
+            (_, stored) => Ok(stored),
+        }
     }
 
     fn put_high_qc(&self, bytes: &[u8]) -> Result<()> {
+        if self.safety_files.is_some() {
+            *self.recorded_qc.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes.to_vec());
+        }
         self.backend
             .write(vec![put(cf::SAFETY, cf::HIGH_QC_KEY, bytes)], false)
     }

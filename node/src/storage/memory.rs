@@ -117,14 +117,16 @@ impl MemoryStore {
     }
 
     /// What `chatpay-node unsafe-reset` does to a stopped validator's
-    /// database: every column emptied except the safety record and the
-    /// timeout certificate of the highest round entered, which are kept
-    /// (durable). The validator then starts from genesis and catches up
-    /// from its peers. Call it only while nothing uses the store.
+    /// database: every column emptied except the safety record, the
+    /// highest certificate it had (the record carries it) and the timeout
+    /// certificate of the highest round entered, which are kept (durable).
+    /// The validator then starts from genesis and catches up from its
+    /// peers. Call it only while nothing uses the store.
     pub fn unsafe_reset(&self) {
         use super::Store;
         let record = self.safety_data().expect("memory reads cannot fail");
         let tc = self.high_tc().expect("memory reads cannot fail");
+        let qc = self.high_qc().expect("memory reads cannot fail");
         self.backend().with(|d| {
             let empty: Columns = columns::ALL.iter().map(|cf| (*cf, Column::new())).collect();
             d.unsynced.clear();
@@ -135,6 +137,9 @@ impl MemoryStore {
         // Written back as `maintenance::unsafe_reset` does, synced.
         if let Some(tc) = tc {
             self.put_high_tc(&tc).expect("memory writes cannot fail");
+        }
+        if let Some(qc) = qc {
+            self.put_high_qc(&qc).expect("memory writes cannot fail");
         }
         if let Some(record) = record {
             self.put_safety_data(&record)

@@ -2,7 +2,8 @@
 //! database.
 //!
 //! ```text
-//!  <home>/safety/record   what this validator last signed (SafetyData)
+//!  <home>/safety/record   what this validator last signed (SafetyData),
+//!                         with the highest certificate it had then
 //!  <home>/safety/high_tc  the timeout certificate of its highest round
 //!  write: name.tmp ─write─▶ fsync ─rename─▶ name ─▶ fsync the directory
 //! ```
@@ -26,6 +27,37 @@ pub const HIGH_TC: &str = "high_tc";
 /// Largest file read back (a record is under 300 bytes; a TC of 256
 /// signers under 20 KiB).
 const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The record file's bytes: record length (4 bytes, big-endian), the
+/// record, then the highest certificate (absent: nothing).
+pub fn encode_record(record: &[u8], qc: Option<&[u8]>) -> Vec<u8> {
+    let len = u32::try_from(record.len()).expect("a safety record is small");
+    let mut out = Vec::with_capacity(4 + record.len() + qc.map_or(0, <[u8]>::len));
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(record);
+    out.extend_from_slice(qc.unwrap_or_default());
+    out
+}
+
+/// What a record file holds: the record and the highest certificate.
+pub type RecordFile = (Vec<u8>, Option<Vec<u8>>);
+
+/// The (record, certificate) of a record file.
+pub fn decode_record(bytes: &[u8]) -> Result<RecordFile> {
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        what: "safety record file",
+        detail: detail.into(),
+    };
+    let (len, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("shorter than its length prefix"))?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| corrupt("length"))?;
+    if rest.len() < len {
+        return Err(corrupt("shorter than the record it announces"));
+    }
+    let (record, qc) = rest.split_at(len);
+    Ok((record.to_vec(), (!qc.is_empty()).then(|| qc.to_vec())))
+}
 
 /// A directory of atomically replaced files.
 #[derive(Debug, Clone)]
@@ -93,6 +125,18 @@ impl SafetyFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_file_holds_the_record_and_the_certificate() {
+        for qc in [None, Some(&b"QC of round 9"[..])] {
+            let bytes = encode_record(b"signed in round 9", qc);
+            let (record, got) = decode_record(&bytes).unwrap();
+            assert_eq!(record, b"signed in round 9");
+            assert_eq!(got.as_deref(), qc);
+        }
+        assert!(decode_record(&[0, 0, 0, 9, 1]).is_err());
+        assert!(decode_record(&[0, 0]).is_err());
+    }
 
     #[test]
     fn a_write_replaces_the_whole_file_and_a_stale_temporary_is_harmless() {

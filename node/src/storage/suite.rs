@@ -397,7 +397,7 @@ fn committed_accounts_read_back_through_the_cache_generations() {
 }
 
 #[test]
-fn an_unsafe_reset_keeps_only_the_safety_record_and_its_tc() {
+fn an_unsafe_reset_keeps_only_the_safety_record_and_its_certificates() {
     let store = MemoryStore::new_empty();
     let genesis = genesis();
     store.commit_block(&genesis).unwrap();
@@ -412,7 +412,7 @@ fn an_unsafe_reset_keeps_only_the_safety_record_and_its_tc() {
     store.unsafe_reset();
     assert_eq!(store.safety_data().unwrap(), Some(b"voted".to_vec()));
     assert_eq!(store.high_tc().unwrap(), Some(b"tc".to_vec()));
-    assert_eq!(store.high_qc().unwrap(), None);
+    assert_eq!(store.high_qc().unwrap(), Some(b"qc".to_vec()));
     assert_eq!(store.cached_accounts(), 0);
     assert!(store.pending_blocks().unwrap().is_empty());
     // Everything else reads as a new store, also after a power cut.
@@ -423,6 +423,7 @@ fn an_unsafe_reset_keeps_only_the_safety_record_and_its_tc() {
     assert_eq!(store.block(1).unwrap(), None);
     assert_eq!(store.burned().unwrap(), 0);
     assert_eq!(store.safety_data().unwrap(), Some(b"voted".to_vec()));
+    assert_eq!(store.high_qc().unwrap(), Some(b"qc".to_vec()));
 }
 
 #[test]

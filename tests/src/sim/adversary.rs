@@ -16,31 +16,33 @@
 
 use super::net::{PORT, SimConnector};
 use super::schedule::Fault;
-use super::{EPOCH_MS, HEAL_MS, SETTLE_MS, host};
+use super::{HEAL_MS, SETTLE_MS, host};
 use crate::validator_key;
 use chatpay_node::consensus::core::genesis_certificate;
 use chatpay_node::consensus::leader::leader;
 use chatpay_node::consensus::messages::{Block, Proposal, Timeout, Vote};
 use chatpay_node::consensus::wire::ConsensusMessage;
-use chatpay_node::execution::check_signature;
+use chatpay_node::execution::next_state_digest;
 use chatpay_node::genesis::Genesis;
-use chatpay_node::ledger::Ledger;
-use chatpay_node::storage::MemoryStore;
+use chatpay_node::storage::{MemoryStore, Store};
 use chatpay_proto::pb::validator_client::ValidatorClient;
 use chatpay_proto::{
-    BlockHeader, ChainBinding, QuorumCertificate, SecretKey, ValidatorSignature, pb, sha256,
+    BlockHeader, ChainBinding, QuorumCertificate, SecretKey, ValidatorSignature, merkle_root, pb,
+    sha256,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 /// How often the adversary acts while an attack is on (ms).
 const ATTACK_EVERY_MS: u64 = 20;
 /// Future rounds a flooding leader signs a proposal for, per tick.
-const FLOOD_PER_TICK: u64 = 8;
+const FLOOD_PER_TICK: u64 = 16;
 
 /// What the adversary is told by the simulation loop.
 #[derive(Default)]
@@ -68,21 +70,24 @@ pub fn is_attack(fault: &Fault) -> bool {
 }
 
 /// The adversary's host: acts on `orders` until the simulation ends.
+/// `chain` is a store to read public chain data from (the committed head
+/// and its certificate, as any client can), one of an honest validator's.
 pub async fn run(
     n: usize,
     genesis: Arc<Genesis>,
+    chain: Arc<MemoryStore>,
     orders: Arc<Orders>,
     seed: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xbad_c0de);
     let mut clients: Vec<ValidatorClient<Channel>> = Vec::new();
+    let mut streams = Vec::new();
     for v in 0..n {
-        clients.push(ValidatorClient::new(SimConnector::dial(&format!(
-            "{}:{PORT}",
-            host(v)
-        ))?));
+        let client = ValidatorClient::new(SimConnector::dial(&format!("{}:{PORT}", host(v)))?);
+        streams.push(open_stream(client.clone()));
+        clients.push(client);
     }
-    let forge = Forge::new(n, &genesis);
+    let forge = Forge::new(n, &genesis, chain);
     while super::now_ms() < HEAL_MS + SETTLE_MS {
         tokio::time::sleep(Duration::from_millis(ATTACK_EVERY_MS)).await;
         let round = orders.round.load(Ordering::Relaxed);
@@ -94,43 +99,66 @@ pub async fn run(
                     let fetch = pb::FetchBlockRequest {
                         block_hash: hash.0.to_vec(),
                     };
-                    let _ = timeout(clients[to].fetch_block(fetch)).await;
+                    let mut client = clients[to].clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(SEND_BOUND, client.fetch_block(fetch)).await;
+                    });
                 }
-                let _ = timeout(clients[to].deliver(pb::ConsensusMessage::from(&message))).await;
-                orders.sent.fetch_add(1, Ordering::Relaxed);
+                // Dropped when the stream is full or broken, as a peer's.
+                if streams[to]
+                    .try_send(pb::ConsensusMessage::from(&message))
+                    .is_ok()
+                {
+                    orders.sent.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
     Ok(())
 }
 
-async fn timeout<T>(call: impl std::future::Future<Output = T>) -> Option<T> {
-    tokio::time::timeout(Duration::from_millis(200), call)
-        .await
-        .ok()
+/// How long one attacking call may take.
+const SEND_BOUND: Duration = Duration::from_millis(500);
+/// Messages queued per validator's stream.
+const STREAM_QUEUE: usize = 4_096;
+
+/// A consensus stream to one validator, reopened when it breaks (every
+/// message goes through the validator's own checks, as a peer's would).
+fn open_stream(client: ValidatorClient<Channel>) -> mpsc::Sender<pb::ConsensusMessage> {
+    let (tx, mut rx) = mpsc::channel::<pb::ConsensusMessage>(STREAM_QUEUE);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let (inner_tx, inner_rx) = mpsc::channel(STREAM_QUEUE);
+            let _ = inner_tx.try_send(first);
+            let mut client = client.clone();
+            let call = tokio::spawn(async move {
+                let _ = client.stream(ReceiverStream::new(inner_rx)).await;
+            });
+            while let Some(m) = rx.recv().await {
+                if inner_tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+            call.abort();
+        }
+    });
+    tx
 }
 
 /// Makes the attackers' messages.
 struct Forge {
     n: usize,
     chain: ChainBinding,
-    genesis: BlockHeader,
-    /// The execution of an empty block on genesis: (tx root, state digest).
-    empty: (chatpay_proto::Hash, chatpay_proto::Hash),
+    /// Public chain data: the committed head and its certificate.
+    store: Arc<MemoryStore>,
 }
 
 impl Forge {
-    fn new(n: usize, genesis: &Arc<Genesis>) -> Self {
-        let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), genesis.clone())
-            .expect("a ledger over a fresh store");
-        let out = ledger
-            .execute_on(&[], &[], &check_signature)
-            .expect("an empty block executes");
+    fn new(n: usize, genesis: &Arc<Genesis>, store: Arc<MemoryStore>) -> Self {
         Self {
             n,
             chain: ChainBinding::genesis(genesis.hash()),
-            genesis: genesis.header(),
-            empty: (out.tx_root, out.state_digest),
+            store,
         }
     }
 
@@ -145,10 +173,11 @@ impl Forge {
         match attack {
             Fault::FloodFutureProposals(v) => {
                 for _ in 0..FLOOD_PER_TICK {
-                    let ahead = rng.random_range(1..200u64);
+                    let ahead = rng.random_range(1..1_000u64);
                     let r = next_led(round + ahead, *v, self.n);
-                    let p = self.proposal(*v, r);
-                    self.to_all_but(*v, &ConsensusMessage::Proposal(Box::new(p)), &mut out);
+                    if let Some(p) = self.proposal(*v, r) {
+                        self.to_all_but(*v, &ConsensusMessage::Proposal(Box::new(p)), &mut out);
+                    }
                 }
             }
             Fault::ForeignCertificates(v) => {
@@ -184,31 +213,40 @@ impl Forge {
         out.extend((0..self.n).filter(|to| *to != v).map(|to| (to, m.clone())));
     }
 
-    /// Validator `v`'s signed proposal of an empty block on genesis for
-    /// round `round` (which it leads).
-    fn proposal(&self, v: usize, round: u64) -> Proposal {
+    /// Validator `v`'s signed proposal for round `round` (which it leads)
+    /// of an empty block on the committed head, with the head's
+    /// certificate: a block every validator holding the head could execute
+    /// and keep. `None` while the head has no certificate to show.
+    fn proposal(&self, v: usize, round: u64) -> Option<Proposal> {
+        let head = self.store.last_header().ok()??;
+        let justify = if head.height == 0 {
+            genesis_certificate(&head)
+        } else {
+            self.store.block(head.height).ok()??.certificate?
+        };
+        let burned = self.store.burned().ok()?;
         let header = BlockHeader {
-            genesis_hash: self.genesis.genesis_hash,
-            height: 1,
+            genesis_hash: head.genesis_hash,
+            height: head.height + 1,
             round,
-            parent_hash: self.genesis.hash(),
+            parent_hash: head.hash(),
             proposer: u32::try_from(v).expect("small"),
-            timestamp_ms: EPOCH_MS,
+            timestamp_ms: head.timestamp_ms,
             tx_count: 0,
-            tx_root: self.empty.0,
-            state_digest: self.empty.1,
+            tx_root: merkle_root(&[]),
+            state_digest: next_state_digest(&head.state_digest, head.height + 1, burned, &[]),
         };
         let block = Block {
             header,
             transactions: Vec::new(),
-            justify: genesis_certificate(&self.genesis),
+            justify,
         };
         let bytes = Proposal::signing_bytes(&self.chain, &block, None);
-        Proposal {
+        Some(Proposal {
             signature: validator_key(v).sign(&bytes),
             block,
             timeout_certificate: None,
-        }
+        })
     }
 
     /// Validator `v`'s timeout of `round`, carrying a certificate of round

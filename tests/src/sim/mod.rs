@@ -482,8 +482,8 @@ impl<'a> World<'a> {
             Fault::IsolateLeader => Fault::Split(vec![leading(round)], self.others(leading(round))),
             Fault::MuteLeader => Fault::Mute(leading(round)),
             Fault::SplitAtLeaders => {
-                let f = (self.n as u64 - 1) / 3;
-                let mut side: Vec<usize> = (round..=round + f).map(leading).collect();
+                let half = self.n as u64 / 2;
+                let mut side: Vec<usize> = (round..round + half).map(leading).collect();
                 side.sort_unstable();
                 let rest = (0..self.n).filter(|v| !side.contains(v)).collect();
                 Fault::Split(side, rest)
@@ -698,8 +698,10 @@ pub fn run(config: &SimConfig) -> Outcome {
     let orders = Arc::new(adversary::Orders::default());
     {
         let (orders, genesis, seed) = (orders.clone(), genesis.clone(), config.seed);
+        // Public chain data from an honest validator's store.
+        let chain = stores[honest[0]].clone();
         sim.client("adversary", async move {
-            adversary::run(n, genesis, orders, seed).await
+            adversary::run(n, genesis, chain, orders, seed).await
         });
     }
 

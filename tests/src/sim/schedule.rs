@@ -19,10 +19,11 @@ pub enum Fault {
     /// of the certificate. The others time out and propose again at the same
     /// height, so a validator that committed on the certificate alone forks.
     MuteLeader,
-    /// Split the current round's leader and the f after it from the others,
-    /// for three times as long as other faults. They certify a block among
-    /// themselves (a quorum only if quorums are too small) while the others,
-    /// unaware, time out and certify another at the same height.
+    /// Split the current round's leader and the leaders after it, ⌊n/2⌋ in
+    /// all, from the others, for 8 s longer than other faults. They
+    /// certify a block among themselves (a quorum only if quorums are too
+    /// small: 2 of 4, 3 of 6) while the others, unaware, time out and
+    /// certify another at the same height.
     SplitAtLeaders,
     /// Traffic from `.0` to `.1` is dropped; the other way flows.
     OneWay(usize, usize),
@@ -62,7 +63,7 @@ impl fmt::Display for Fault {
             Fault::Split(a, b) => write!(f, "split {a:?} | {b:?}"),
             Fault::IsolateLeader => write!(f, "isolate the leader"),
             Fault::MuteLeader => write!(f, "mute the leader"),
-            Fault::SplitAtLeaders => write!(f, "split the next f + 1 leaders from the rest"),
+            Fault::SplitAtLeaders => write!(f, "split the next n/2 leaders from the rest"),
             Fault::OneWay(a, b) => write!(f, "one-way cut v{a} -> v{b}"),
             Fault::Mute(v) => write!(f, "mute v{v} (what it sends is dropped)"),
             Fault::Slow(v, ms) => write!(f, "slow links of v{v} (up to {ms} ms)"),
@@ -162,14 +163,22 @@ impl Schedule {
         };
         let mut faults = Vec::new();
         let mut at = WARMUP_MS + rng.random_range(0..500);
+        // A quarter of the runs open with a long split at the leaders, alone,
+        // while the chain is healthy: where quorums are too small, both
+        // sides commit.
+        let mut first = rng.random_ratio(1, 4).then_some(Fault::SplitAtLeaders);
         while at < heal_ms {
             let mut length = rng.random_range(200..3_000);
-            let fault = Self::draw_fault(rng, n, &faulty);
+            let alone = first.is_some();
+            let fault = first
+                .take()
+                .unwrap_or_else(|| Self::draw_fault(rng, n, &faulty));
             if fault == Fault::SplitAtLeaders {
                 // Long enough for the side without the certificate to time
                 // out of the rounds the other side leads (1 + 2 + 4 s of
-                // backed-off timeouts) and certify a block of its own.
-                length *= 3;
+                // backed-off timeouts for n/2 = 3) and certify and commit
+                // a block of its own.
+                length += 8_000;
             }
             let until = (at + length).min(heal_ms);
             faults.push(Scheduled {
@@ -177,7 +186,7 @@ impl Schedule {
                 until_ms: until,
                 fault,
             });
-            at = if one_at_a_time { until } else { at } + rng.random_range(150..1_500);
+            at = if one_at_a_time || alone { until } else { at } + rng.random_range(150..1_500);
         }
         Self {
             faults,
@@ -192,7 +201,7 @@ impl Schedule {
         let v = rng.random_range(0..n);
         let attacker = (!faulty.is_empty()).then(|| faulty[rng.random_range(0..faulty.len())]);
         let other = (v + rng.random_range(1..n)) % n;
-        match rng.random_range(0..16) {
+        match rng.random_range(0..17) {
             0 => {
                 // A minority/majority split, or an even one.
                 let size = rng.random_range(1..=n / 2);
@@ -215,9 +224,9 @@ impl Schedule {
             9 => Fault::Mute(v),
             10 => Fault::MuteLeader,
             11 => Fault::Wipe(v),
-            12 => Fault::SplitAtLeaders,
-            13 => attacker.map_or(Fault::StrangerFlood, Fault::FloodFutureProposals),
-            14 => attacker.map_or(Fault::StrangerFlood, Fault::ForeignCertificates),
+            12 | 13 => Fault::SplitAtLeaders,
+            14 => attacker.map_or(Fault::StrangerFlood, Fault::FloodFutureProposals),
+            15 => attacker.map_or(Fault::StrangerFlood, Fault::ForeignCertificates),
             _ => Fault::StrangerFlood,
         }
     }
