@@ -115,6 +115,35 @@ async fn two_of_four_down_stops_without_forking_and_resumes() {
     c.shutdown().await;
 }
 
+/// Six validators tolerate one fault (f = 1), so a quorum is five: with two
+/// stopped, nothing commits. (The old quorum, 2f + 1 = 3, let the four
+/// left commit on, and any two halves of three could commit apart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_validators_with_two_stopped_commit_nothing() {
+    let mut c = LocalNetwork::start(6).await;
+    c.wait_for(&[0, 1, 2, 3, 4, 5], 3, WAIT).await;
+    c.stop(4).await;
+    c.stop(5).await;
+    let before = c.heights();
+    submit(&c, 0, 1).await;
+    // Several round timeouts (1 s, 2 s) pass with four of six.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = c.heights();
+    for i in 0..4 {
+        assert!(
+            after[i] <= before[i] + 1,
+            "before {before:?} after {after:?}"
+        );
+    }
+    assert!((0..4).all(|i| nonce(&c, i) == 0));
+    // With both back, the transfer commits everywhere.
+    c.restart(4).await;
+    c.restart(5).await;
+    wait_for_nonce(&c, 1).await;
+    c.assert_agreement();
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sending_garbage_is_refused_and_the_cluster_goes_on() {
     use pb::validator_client::ValidatorClient;
