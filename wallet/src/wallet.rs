@@ -588,6 +588,7 @@ impl Wallet {
     ) -> Result<(), WalletError> {
         let me = address.public_key().clone();
         let mut failures = 0u32;
+        let mut misplaced = 0u32;
         let mut reported = std::collections::VecDeque::new();
         loop {
             let request = pb::SubscribeAccountRequest {
@@ -630,8 +631,18 @@ impl Wallet {
                     }
                     Taken::Nothing => {}
                     // The validator lied about where a payment is: ask
-                    // again (the next call may reach another validator).
-                    Taken::Misplaced => break,
+                    // again after a pause (the next call may reach another
+                    // validator), and give up on a stream that keeps lying.
+                    Taken::Misplaced => {
+                        misplaced += 1;
+                        if misplaced > MAX_MISPLACED {
+                            return Err(WalletError::Unverified(
+                                "the validators' account streams keep placing payments where their proofs do not".into(),
+                            ));
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
                 }
             }
         }
@@ -707,6 +718,9 @@ impl Wallet {
         }
     }
 }
+
+/// Streams that misplaced a payment before `incoming` gives up.
+const MAX_MISPLACED: u32 = 10;
 
 /// Tx ids of the latest incoming payments reported, kept to report none
 /// twice within one stream.
