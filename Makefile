@@ -20,7 +20,8 @@ devnet: deps
 	$(CARGO) run --locked -q -p chatpay-node --bin chatpay-node -- devnet $(ARGS)
 
 ## End-to-end benchmark: release validators with RocksDB on 127.0.0.1 under
-## the load generator (RATE, DURATION, VALIDATORS, ACCOUNTS, MEMO).
+## the load generator (RATE, DURATION, VALIDATORS, ACCOUNTS, MEMO; STOP=K
+## kills K validators first, WARMUP=S leaves S seconds out of the latencies).
 bench: deps
 	./tests/bench.sh
 

@@ -13,6 +13,10 @@
 # still answers, each stayed under RSS_BOUND_MIB (1024) of memory, the
 # clients were refused with a reason, and at least MIN_SHARE (0.5) of the
 # saturation rate (RATE / 3) committed (`make bench-overload`).
+# STOP=K kills the last K validators (kill -9) once the chain runs and
+# sends the load to the others; WARMUP=S leaves the first S seconds out of
+# the latency percentiles (`STOP=1 WARMUP=60 DURATION=120 make bench`: one of
+# four crashed, measured after the first minute).
 set -eu
 if [ "${OVERLOAD:-0}" = 1 ]; then
     DURATION=${DURATION:-60}
@@ -81,10 +85,28 @@ until [ "$(height || echo 0)" -ge 3 ] 2>/dev/null; do
     [ "$tries" -lt 300 ] || { echo "validators did not start"; cat "$dir"/node*.log; exit 1; }
     sleep 0.1
 done
+STOP=${STOP:-0}
+WARMUP=${WARMUP:-0}
+if [ "$STOP" -gt 0 ]; then
+    live=$((VALIDATORS - STOP))
+    i=0 kept_pids="" kept_nodes=""
+    for p in $pids; do
+        if [ "$i" -lt "$live" ]; then
+            kept_pids="$kept_pids $p"
+        else
+            kill -9 "$p"
+        fi
+        i=$((i + 1))
+    done
+    pids=$kept_pids
+    nodes=$(echo "$nodes" | cut -d, -f1-"$live")
+    echo "bench: stopped $STOP of $VALIDATORS validators (kill -9)"
+fi
 run() {
-    echo "bench: $VALIDATORS validators, $1 transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes, batch $BATCH"
+    echo "bench: $VALIDATORS validators, $1 transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes, batch $BATCH, warm-up $WARMUP s"
     "$bin/chatpay-loadgen" run --nodes "$nodes" --accounts "$ACCOUNTS" --rate "$1" \
-        --duration "$DURATION" --memo-bytes "$MEMO" --batch "$BATCH" --pids "$(echo $pids | tr ' ' ',')" --out "$2"
+        --duration "$DURATION" --memo-bytes "$MEMO" --batch "$BATCH" --warmup "$WARMUP" \
+        --pids "$(echo $pids | tr ' ' ',')" --out "$2"
 }
 if [ "${MAX:-0}" = 1 ]; then
     # `make bench-max`: double the rate while >= 99% commits with p99 <= 1 s,

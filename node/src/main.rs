@@ -342,6 +342,7 @@ async fn prepare(home: &Path, config: Config) -> Result<Prepared> {
             core: config.core(),
             mempool: config.mempool(),
             clock: chatpay_node::node::Clock::system(),
+            stats: None,
         },
         config,
         genesis: Arc::new(genesis),

@@ -46,6 +46,7 @@ pub struct Metrics {
     qcs_formed: Counter,
     tcs_formed: Counter,
     catching_up: Gauge,
+    leader: Gauge,
     committed_height: Gauge,
     transfers_committed: Counter,
     commit_latency: Histogram,
@@ -74,6 +75,7 @@ impl Metrics {
         let qcs_formed = Counter::default();
         let tcs_formed = Counter::default();
         let catching_up = Gauge::default();
+        let leader = Gauge::default();
         let committed_height = Gauge::default();
         let transfers_committed = Counter::default();
         // 5 ms … ~40 s.
@@ -111,6 +113,11 @@ impl Metrics {
             "catching_up",
             "1 while fetching blocks it lacks",
             catching_up.clone(),
+        );
+        r.register(
+            "leader",
+            "Leader of the current round as this validator sees it (-1 while unknown)",
+            leader.clone(),
         );
         r.register(
             "committed_height",
@@ -165,6 +172,7 @@ impl Metrics {
             qcs_formed,
             tcs_formed,
             catching_up,
+            leader,
             committed_height,
             transfers_committed,
             commit_latency,
@@ -192,6 +200,7 @@ impl Metrics {
         self.tcs_formed
             .inc_by(stats.tcs_formed.saturating_sub(last.tcs_formed));
         self.catching_up.set(i64::from(stats.catching_up));
+        self.leader.set(stats.leader.map_or(-1, i64::from));
         *last = stats;
     }
 

@@ -12,7 +12,7 @@
 //! has stopped: nothing is committed after it returns.
 
 use crate::api::{self, ApiState};
-use crate::consensus::core::{Core, CoreConfig, Input, Output};
+use crate::consensus::core::{Core, CoreConfig, CoreStats, Input, Output};
 use crate::consensus::messages::{Block, ValidatorIndex};
 use crate::consensus::safety::{SafetyError, SafetyRules};
 use crate::genesis::Genesis;
@@ -61,6 +61,9 @@ pub struct NodeConfig {
     pub mempool: MempoolConfig,
     /// Where the validator reads the time.
     pub clock: Clock,
+    /// Receives the core's counters after each input, for a program that
+    /// embeds the validator (the simulator reads who leads from it).
+    pub stats: Option<watch::Sender<CoreStats>>,
 }
 
 /// Where a validator reads wall-clock time, in milliseconds since the Unix
@@ -193,6 +196,7 @@ where
         metrics: metrics.clone(),
         health: health.clone(),
         clock: config.clock.clone(),
+        stats: config.stats.clone(),
     };
     let mut core_task = tokio::spawn(drive(core, events, shell, stop.clone()));
     tasks.push(tokio::spawn(observe_commits(
@@ -329,6 +333,7 @@ struct Shell {
     metrics: Arc<Metrics>,
     health: HealthReporter,
     clock: Clock,
+    stats: Option<watch::Sender<CoreStats>>,
 }
 
 /// Keeps the commit metrics.
@@ -379,6 +384,9 @@ async fn drive(
             }
             let stats = core.stats();
             shell.metrics.observe_core(stats);
+            if let Some(watch) = &shell.stats {
+                watch.send_replace(stats);
+            }
             if stats.catching_up == serving && !*stop.borrow() {
                 serving = !stats.catching_up;
                 api::set_health(&shell.health, serving).await;

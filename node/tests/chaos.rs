@@ -52,7 +52,9 @@ async fn a_paused_leader_is_routed_around_and_catches_up() {
     let net = Network::create().await;
     net.wait_for_height(&[0, 1, 2, 3], 2).await;
     let load = Load::start(&net, 30);
-    // The leader of the next round, paused for three base round timeouts.
+    // The next round's round-robin leader (it leads if that round follows
+    // a timeout; otherwise leader reputation may name another), paused for
+    // three base round timeouts.
     let leader = ((net.last_round(0).await + 1) % 4) as usize;
     net.signal(leader, "STOP");
     let live: Vec<usize> = (0..4).filter(|i| *i != leader).collect();

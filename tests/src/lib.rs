@@ -172,6 +172,7 @@ impl LocalNetwork {
             },
             mempool: self.mempool,
             clock: Clock::system(),
+            stats: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(

@@ -34,8 +34,10 @@ pub enum VoteOutcome {
 #[derive(Default)]
 struct RoundVotes {
     by_voter: BTreeMap<ValidatorIndex, Vote>,
-    by_block: BTreeMap<Hash, Vec<ValidatorSignature>>,
-    certified: Option<Hash>,
+    /// Signatures per block hash and height (a vote signs both: one that
+    /// names another height for the block would spoil the certificate).
+    by_block: BTreeMap<(Hash, u64), Vec<ValidatorSignature>>,
+    certified: Option<(Hash, u64)>,
 }
 
 #[derive(Default)]
@@ -81,15 +83,16 @@ impl Aggregator {
             }));
         }
         round.by_voter.insert(vote.voter, vote.clone());
-        let signers = round.by_block.entry(vote.block_hash).or_default();
+        let key = (vote.block_hash, vote.height);
+        let signers = round.by_block.entry(key).or_default();
         signers.push(ValidatorSignature {
             validator: vote.voter,
             signature: vote.signature,
         });
-        if signers.len() >= self.quorum && round.certified != Some(vote.block_hash) {
+        if signers.len() >= self.quorum && round.certified != Some(key) {
             // At most one block per round can reach a quorum among honest
             // votes; if two do, 2f + 1 + 2f + 1 - n > f validators equivocated.
-            round.certified = Some(vote.block_hash);
+            round.certified = Some(key);
             let mut signatures = signers.clone();
             signatures.sort_by_key(|s| s.validator);
             return VoteOutcome::Certified(QuorumCertificate {
@@ -100,6 +103,29 @@ impl Aggregator {
             });
         }
         VoteOutcome::Counted
+    }
+
+    /// `qc` with every vote for its block received here since, when that
+    /// is more than it carries: a leader proposes with the fullest
+    /// certificate it has, so that a validator whose vote came after the
+    /// quorum is seen to be up (leader reputation reads the signers).
+    pub fn fullest(&self, qc: &QuorumCertificate) -> QuorumCertificate {
+        let Some(signers) = self
+            .votes
+            .get(&qc.round)
+            .and_then(|r| r.by_block.get(&(qc.block_hash, qc.height)))
+        else {
+            return qc.clone();
+        };
+        if signers.len() <= qc.signatures.len() {
+            return qc.clone();
+        }
+        let mut signatures = signers.clone();
+        signatures.sort_by_key(|s| s.validator);
+        QuorumCertificate {
+            signatures,
+            ..qc.clone()
+        }
     }
 
     /// Adds a verified timeout; returns the timeout certificate and the
@@ -221,6 +247,41 @@ mod tests {
         qc.verify(&chain(), &validators).unwrap();
         // The fourth vote does not make a second certificate.
         assert_eq!(agg.add_vote(vote(2, 1, b"a")), VoteOutcome::Counted);
+    }
+
+    #[test]
+    fn a_vote_naming_another_height_does_not_spoil_the_certificate() {
+        // A faulty validator votes for the block with a wrong height: its
+        // signature is valid for what it signed, and would make a
+        // certificate of the true height fail to verify everywhere.
+        let mut agg = Aggregator::new(4);
+        let mut wrong = vote(2, 1, b"a");
+        wrong.height = 9;
+        wrong.signature = key(2).sign_digest(&Vote::digest(&chain(), &wrong.block_hash, 1, 9));
+        agg.add_vote(wrong);
+        assert_eq!(agg.add_vote(vote(0, 1, b"a")), VoteOutcome::Counted);
+        assert_eq!(agg.add_vote(vote(1, 1, b"a")), VoteOutcome::Counted);
+        let VoteOutcome::Certified(qc) = agg.add_vote(vote(3, 1, b"a")) else {
+            panic!("no QC")
+        };
+        let validators: Vec<_> = (0..4).map(|i| key(i).public_key().clone()).collect();
+        qc.verify(&chain(), &validators).unwrap();
+    }
+
+    #[test]
+    fn the_fullest_certificate_carries_late_votes() {
+        let mut agg = Aggregator::new(4);
+        agg.add_vote(vote(0, 1, b"a"));
+        agg.add_vote(vote(1, 1, b"a"));
+        let VoteOutcome::Certified(qc) = agg.add_vote(vote(2, 1, b"a")) else {
+            panic!("no QC")
+        };
+        assert_eq!(agg.fullest(&qc), qc);
+        agg.add_vote(vote(3, 1, b"a"));
+        let full = agg.fullest(&qc);
+        assert_eq!(full.signatures.len(), 4);
+        let validators: Vec<_> = (0..4).map(|i| key(i).public_key().clone()).collect();
+        full.verify(&chain(), &validators).unwrap();
     }
 
     #[test]

@@ -94,6 +94,11 @@ impl BlockTree {
         &self.root
     }
 
+    /// The hash of the last committed header.
+    pub fn root_hash(&self) -> Hash {
+        self.root_hash
+    }
+
     /// The highest certificate known.
     pub fn high_qc(&self) -> &QuorumCertificate {
         &self.high_qc

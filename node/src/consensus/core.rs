@@ -14,7 +14,7 @@
 
 use super::aggregator::{Aggregator, Equivocation, VoteOutcome};
 use super::block_tree::BlockTree;
-use super::leader::leader;
+use super::leader::{BlockFacts, Leadership, round_robin};
 use super::messages::{Block, Proposal, Timeout, TimeoutCertificate, ValidatorIndex, Vote};
 use super::mutations::Mutations;
 use super::pacemaker::{NewRound, Pacemaker};
@@ -160,6 +160,9 @@ pub struct CoreStats {
     pub tcs_formed: u64,
     /// Whether it is fetching blocks it lacks before it can follow.
     pub catching_up: bool,
+    /// The leader of the current round as this validator sees it (`None`
+    /// while it lacks the block that names it).
+    pub leader: Option<ValidatorIndex>,
 }
 
 /// Rounds of proposals remembered for double-proposal detection.
@@ -190,6 +193,10 @@ pub struct Core {
     aggregator: Aggregator,
     pacemaker: Pacemaker,
     speculative: BTreeMap<Hash, Speculative>,
+    /// Per executed block (the keys of `speculative`), who leads next.
+    leadership: BTreeMap<Hash, Leadership>,
+    /// The committed head's leadership.
+    root_leadership: Leadership,
     certificates: BTreeMap<Hash, QuorumCertificate>,
     proposals_seen: BTreeMap<u64, Hash>,
     /// Rounds whose leader's double proposal was reported already.
@@ -282,6 +289,54 @@ pub fn genesis_certificate(genesis: &BlockHeader) -> QuorumCertificate {
     }
 }
 
+/// Committed blocks replayed on start to rebuild which leaders failed.
+const LEADERSHIP_REPLAY_BLOCKS: u64 = 1_000;
+
+/// The leadership of the committed head `root`, rebuilt from the last
+/// [`LEADERSHIP_REPLAY_BLOCKS`] committed blocks: their rounds and
+/// proposers, and as the signers of the certificate each carried those of
+/// the certificate stored with its parent (the same one but in rare cases).
+/// A failure older than the window is forgotten here; see [`super::leader`]
+/// for what a disagreement costs.
+fn stored_leadership(
+    ledger: &Ledger,
+    root: &BlockHeader,
+    validators: usize,
+) -> Result<Leadership, LedgerError> {
+    let store = ledger.store();
+    let first = root.height.saturating_sub(LEADERSHIP_REPLAY_BLOCKS).max(1);
+    let mut parent = match first - 1 {
+        0 => None,
+        h => store.block(h)?,
+    };
+    let mut leadership = match &parent {
+        None => Leadership::genesis(validators),
+        Some(p) => Leadership {
+            failed: BTreeMap::new(),
+            next: round_robin(p.header.round.saturating_add(1), validators),
+        },
+    };
+    for height in first..=root.height {
+        let Some(block) = store.block(height)? else {
+            break;
+        };
+        let signers: Vec<ValidatorIndex> = parent
+            .as_ref()
+            .and_then(|p| p.certificate.as_ref())
+            .map(|qc| qc.signatures.iter().map(|s| s.validator).collect())
+            .unwrap_or_default();
+        let facts = BlockFacts {
+            round: block.header.round,
+            proposer: block.header.proposer,
+            parent_round: parent.as_ref().map_or(0, |p| p.header.round),
+            signers: &signers,
+        };
+        leadership = Leadership::after(&leadership, facts, validators);
+        parent = Some(block);
+    }
+    Ok(leadership)
+}
+
 impl Core {
     /// A core over a ledger at its committed head (genesis, or where the
     /// validator stopped: it resumes after the round of the head's certificate).
@@ -320,6 +375,7 @@ impl Core {
             .unwrap_or_else(|e| e.into_inner())
             .signatures()
             .clone();
+        let root_leadership = stored_leadership(&ledger, &root, validators.len())?;
         let mut pacemaker = Pacemaker::new(config.base_timeout_ms, config.max_timeout_ms);
         if root_qc.round > 0 {
             pacemaker.on_qc(root_qc.round);
@@ -336,6 +392,8 @@ impl Core {
             signatures,
             safety,
             speculative: BTreeMap::new(),
+            leadership: BTreeMap::new(),
+            root_leadership,
             certificates: BTreeMap::new(),
             proposals_seen: BTreeMap::new(),
             double_proposals: BTreeSet::new(),
@@ -373,6 +431,7 @@ impl Core {
             round: self.pacemaker.round(),
             last_voted_round: self.safety.data().last_voted_round,
             catching_up: self.pending.is_some(),
+            leader: self.leader(),
             ..self.stats
         }
     }
@@ -454,31 +513,111 @@ impl Core {
         );
         self.aggregator.prune_below(new.round.saturating_sub(1));
         self.prune_ended_rounds(new.round);
-        let leader_of_round = leader(new.round, self.validators.len());
+        // Held proposals of the round entered are handled now (their
+        // leader is checked then: it may only be known now).
         self.ahead.retain(|_, p| p.block.round() >= new.round);
-        if let Some(p) = self.ahead.remove(&leader_of_round) {
-            if p.block.round() == new.round {
-                self.ahead_due.push((leader_of_round, p));
-            } else {
-                self.ahead.insert(leader_of_round, p);
-            }
+        let due: Vec<ValidatorIndex> = self
+            .ahead
+            .iter()
+            .filter(|(_, p)| p.block.round() == new.round)
+            .map(|(from, _)| *from)
+            .collect();
+        for from in due {
+            let p = self.ahead.remove(&from).expect("listed above");
+            self.ahead_due.push((from, p));
         }
         self.out.push(Output::SetTimer {
             round: new.round,
             after_ms: new.timeout_ms,
         });
         self.waiting_to_propose = None;
-        if leader(new.round, self.validators.len()) == self.me {
-            if self.has_work() {
-                self.propose(new.round);
-            } else {
-                self.waiting_to_propose = Some(new.round);
-                self.out.push(Output::SetProposeTimer {
-                    round: new.round,
-                    after_ms: self.config.idle_interval_ms,
-                });
-            }
+        self.blocked_proposal = None;
+        self.lead_if_leader(new.round);
+    }
+
+    /// Proposes in `round` (the current one) if this validator leads it:
+    /// at once if there is work, else after the idle interval. While the
+    /// block of the highest certificate is missing the leader is not known
+    /// yet: the block is fetched and this runs again once it is here.
+    fn lead_if_leader(&mut self, round: u64) {
+        let Some(leader) = self.leader() else {
+            self.blocked_proposal = Some(round);
+            self.fetch_certified_block();
+            return;
+        };
+        if leader != self.me {
+            return;
         }
+        if self.has_work() {
+            self.propose(round);
+        } else {
+            self.waiting_to_propose = Some(round);
+            self.out.push(Output::SetProposeTimer {
+                round,
+                after_ms: self.config.idle_interval_ms,
+            });
+        }
+    }
+
+    /// The leader of the current round as this validator sees it (from its
+    /// highest certificate), if it holds the block that decides it.
+    pub fn leader(&self) -> Option<ValidatorIndex> {
+        self.leader_of(self.pacemaker.round(), self.tree.high_qc())
+    }
+
+    /// The leader of `round` for a proposal carrying `justify` (and a TC
+    /// unless `justify` is of the round before): the one the certified
+    /// block names (see [`super::leader`]), or round-robin after a timed-out
+    /// round; `None` while the certified block is not here.
+    fn leader_of(&self, round: u64, justify: &QuorumCertificate) -> Option<ValidatorIndex> {
+        if justify.round.checked_add(1) != Some(round) {
+            return Some(round_robin(round, self.validators.len()));
+        }
+        self.next_leader_after(&justify.block_hash)
+    }
+
+    /// The leader of the round after block `hash`, for a proposal that
+    /// carries its certificate, if the block is here (executed or the head).
+    fn next_leader_after(&self, hash: &Hash) -> Option<ValidatorIndex> {
+        self.leadership_of(hash).map(|l| l.next)
+    }
+
+    fn leadership_of(&self, hash: &Hash) -> Option<&Leadership> {
+        if *hash == self.tree.root_hash() {
+            return Some(&self.root_leadership);
+        }
+        self.leadership.get(hash)
+    }
+
+    /// The leadership of `block`, whose parent's is `parent`.
+    fn leadership_after(&self, parent: &Leadership, block: &Block) -> Leadership {
+        let signers: Vec<ValidatorIndex> = block
+            .justify
+            .signatures
+            .iter()
+            .map(|s| s.validator)
+            .collect();
+        let facts = BlockFacts {
+            round: block.header.round,
+            proposer: block.header.proposer,
+            parent_round: block.justify.round,
+            signers: &signers,
+        };
+        Leadership::after(parent, facts, self.validators.len())
+    }
+
+    /// Asks for the block of the highest certificate from a validator that
+    /// signed it (each held it to vote).
+    fn fetch_certified_block(&mut self) {
+        let high_qc = self.tree.high_qc().clone();
+        let signer = high_qc
+            .signatures
+            .iter()
+            .map(|s| s.validator)
+            .find(|v| *v != self.me)
+            .unwrap_or(self.me);
+        let peer = self.helpful(signer, &high_qc);
+        self.request_block(peer, high_qc.block_hash);
     }
 
     /// Forgets uncertified blocks of rounds that ended before the one
@@ -495,12 +634,14 @@ impl Core {
             );
             for hash in dropped {
                 self.speculative.remove(&hash);
+                self.leadership.remove(&hash);
             }
         }
     }
 
-    /// Proposes in the current round if a proposal waited for the block of
-    /// the highest certificate and that block is here now.
+    /// Decides whether to propose in the current round once the block of
+    /// the highest certificate, which the decision (or the proposal)
+    /// waited for, is here.
     fn propose_if_unblocked(&mut self) -> bool {
         let round = self.pacemaker.round();
         if self.blocked_proposal != Some(round) {
@@ -509,7 +650,8 @@ impl Core {
         if self.branch_to(&self.tree.high_qc().block_hash).is_none() {
             return false;
         }
-        self.propose(round);
+        self.blocked_proposal = None;
+        self.lead_if_leader(round);
         true
     }
 
@@ -571,7 +713,7 @@ impl Core {
     fn propose(&mut self, round: u64) {
         self.waiting_to_propose = None;
         self.commit_to_announce = false;
-        let high_qc = self.tree.high_qc().clone();
+        let high_qc = self.aggregator.fullest(self.tree.high_qc());
         self.blocked_proposal = None;
         let Some(branch) = self.branch_to(&high_qc.block_hash) else {
             // Votes can outrun the proposal they are for: wait for the
@@ -579,9 +721,7 @@ impl Core {
             // round time out.
             tracing::debug!(round, "certified block not here yet; proposing once it is");
             self.blocked_proposal = Some(round);
-            let proposer = leader(high_qc.round, self.validators.len());
-            let peer = self.helpful(proposer, &high_qc);
-            self.request_block(peer, high_qc.block_hash);
+            self.fetch_certified_block();
             return;
         };
         let parent = branch
@@ -678,8 +818,15 @@ impl Core {
     /// the signatures pass.
     fn proposal_admissible(&self, from: ValidatorIndex, p: &Proposal) -> Result<(), String> {
         let h = &p.block.header;
-        if h.proposer != leader(h.round, self.validators.len()) || h.proposer != from {
-            return Err(format!("round {} is not led by sender {from}", h.round));
+        if h.proposer != from {
+            return Err(format!("proposer {} is not the sender {from}", h.proposer));
+        }
+        // Unknown while the certified block is not here: checked again
+        // before the vote (`follow_proposal`).
+        if let Some(leader) = self.leader_of(h.round, &p.block.justify) {
+            if leader != from {
+                return Err(format!("round {} is led by {leader}, not {from}", h.round));
+            }
         }
         let ahead = self.pacemaker.round().saturating_add(MAX_ROUNDS_AHEAD);
         if h.round > ahead {
@@ -807,6 +954,10 @@ impl Core {
             }
             return;
         };
+        if self.leader_of(round, &p.block.justify) != Some(from) {
+            let detail = format!("round {round}");
+            return self.peer_misbehaved(from, "proposal from a validator not leading", &detail);
+        }
         if let Err(reason) = check_timestamp_fresh(&p.block.header, parent_ts, self.now_ms) {
             return self.peer_misbehaved(from, "proposal with a timestamp ahead", &reason);
         }
@@ -818,7 +969,9 @@ impl Core {
         }
         match self.safety.vote(&p.block, p.timeout_certificate.as_ref()) {
             Ok(vote) => {
-                let next_leader = leader(round.saturating_add(1), self.validators.len());
+                let next_leader = self
+                    .next_leader_after(&p.block.hash())
+                    .expect("a block just accepted is held");
                 if next_leader == self.me {
                     self.send_to_self(ConsensusMessage::Vote(vote));
                 } else {
@@ -888,6 +1041,10 @@ impl Core {
             self.peer_misbehaved(from, "block header disagrees with its execution", &detail);
             return false;
         }
+        let Some(parent) = self.leadership_of(&block.header.parent_hash) else {
+            return false; // the branch above shows it is here
+        };
+        let leadership = self.leadership_after(parent, block);
         let committed = match self.tree.insert_block(block.clone()) {
             Ok(committed) => committed,
             Err(e) => {
@@ -895,6 +1052,7 @@ impl Core {
                 return false;
             }
         };
+        self.leadership.insert(block.hash(), leadership);
         self.speculative.insert(
             block.hash(),
             Speculative {
@@ -1181,6 +1339,7 @@ impl Core {
             return;
         };
         let mut root_qc = None;
+        let mut leadership = self.root_leadership.clone();
         for (s, qc) in blocks[..=last].iter().zip(certificates) {
             let b = &s.block;
             let committed = self.ledger.commit_then(
@@ -1190,7 +1349,10 @@ impl Core {
                 |block| self.drop_committed(block),
             );
             match committed {
-                Ok(_) => root_qc = Some(qc),
+                Ok(_) => {
+                    root_qc = Some(qc);
+                    leadership = self.leadership_after(&leadership, b);
+                }
                 Err(LedgerError::Store(e)) => panic!("ledger storage failed while syncing: {e}"),
                 Err(e) => {
                     tracing::warn!(peer, height = b.header.height, error = %e, "synced block refused");
@@ -1211,7 +1373,9 @@ impl Core {
             .prune_pending_blocks(root.height)
             .expect("pruning recorded blocks failed: storage is broken");
         self.tree = BlockTree::new(root, root_qc.clone()).with_mutations(self.config.mutations);
+        self.root_leadership = leadership;
         self.speculative.clear();
+        self.leadership.clear();
         self.certificates.clear();
         self.expected.clear();
         self.process_qc(root_qc);
@@ -1235,7 +1399,17 @@ impl Core {
         let Some(next) = vote.round.checked_add(1) else {
             return self.peer_misbehaved(from, "vote for the last round", "");
         };
-        if vote.voter != from || leader(next, self.validators.len()) != self.me {
+        if vote.voter != from {
+            return;
+        }
+        // Votes go to the leader the block names. Votes may outrun their
+        // block: one for a block not here yet is counted (the aggregator
+        // holds one per voter and round), and a certificate it completes
+        // fetches the block.
+        if self
+            .next_leader_after(&vote.block_hash)
+            .is_some_and(|l| l != self.me)
+        {
             return;
         }
         let current = self.pacemaker.round();
@@ -1390,6 +1564,7 @@ impl Core {
         }
         let tree = &self.tree;
         self.speculative.retain(|h, _| tree.contains(h));
+        self.leadership.retain(|h, _| tree.contains(h));
         self.ledger
             .store()
             .prune_pending_blocks(self.tree.root().height)
@@ -1404,6 +1579,9 @@ impl Core {
             .speculative
             .remove(&hash)
             .expect("blocks enter the tree only after they are executed");
+        if let Some(leadership) = self.leadership.remove(&hash) {
+            self.root_leadership = leadership;
+        }
         let certificate = self.certificates.remove(&hash);
         let committed = self
             .ledger

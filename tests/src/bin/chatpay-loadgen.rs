@@ -77,6 +77,11 @@ enum Command {
         /// an account may submit).
         #[arg(long, default_value_t = 64)]
         window: usize,
+        /// Seconds at the start whose transfers count as offered and
+        /// committed but not in the latency percentiles (a run measured
+        /// "after the first minute").
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
         /// Validator process ids (for CPU seconds), comma separated.
         #[arg(long, value_delimiter = ',')]
         pids: Vec<u32>,
@@ -125,6 +130,7 @@ fn main() -> Result<(), String> {
             memo_bytes,
             batch,
             window,
+            warmup,
             pids,
             out,
         } => rt.block_on(run(Run {
@@ -135,6 +141,7 @@ fn main() -> Result<(), String> {
             memo_bytes,
             batch,
             window,
+            warmup,
             pids,
             out,
         })),
@@ -182,6 +189,7 @@ struct Run {
     memo_bytes: usize,
     batch: usize,
     window: usize,
+    warmup: u64,
     pids: Vec<u32>,
     out: Option<PathBuf>,
 }
@@ -782,10 +790,16 @@ async fn run(r: Run) -> Result<(), String> {
         submitted.lock().unwrap().clone(),
         committed.lock().unwrap().clone(),
     );
+    let measured_from = started + Duration::from_secs(r.warmup);
     let mut latencies: Vec<f64> = s
         .iter()
         .zip(&c)
-        .filter_map(|(s, c)| Some(c.as_ref()?.duration_since(s.as_ref()?.0).as_secs_f64() * 1000.0))
+        .filter_map(|(s, c)| {
+            let due = s.as_ref()?.0;
+            (due >= measured_from)
+                .then(|| Some(c.as_ref()?.duration_since(due).as_secs_f64() * 1000.0))
+                .flatten()
+        })
         .collect();
     latencies.sort_by(f64::total_cmp);
     // From falling due to the validator's acknowledgement (retries and
@@ -793,6 +807,7 @@ async fn run(r: Run) -> Result<(), String> {
     let mut admission: Vec<f64> = s
         .iter()
         .flatten()
+        .filter(|(due, _)| *due >= measured_from)
         .map(|(due, acked)| acked.duration_since(*due).as_secs_f64() * 1000.0)
         .collect();
     admission.sort_by(f64::total_cmp);
@@ -818,6 +833,7 @@ async fn run(r: Run) -> Result<(), String> {
         "memo_bytes": r.memo_bytes,
         "submit_batch": r.batch,
         "window": r.window,
+        "warmup_s": r.warmup,
         "offered_tps": total as f64 / offered_secs,
         "admitted": admitted,
         "committed": committed_count,

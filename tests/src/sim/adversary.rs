@@ -19,7 +19,7 @@ use super::schedule::Fault;
 use super::{HEAL_MS, SETTLE_MS, host};
 use crate::validator_key;
 use chatpay_node::consensus::core::genesis_certificate;
-use chatpay_node::consensus::leader::leader;
+use chatpay_node::consensus::leader::round_robin;
 use chatpay_node::consensus::messages::{Block, Proposal, Timeout, Vote};
 use chatpay_node::consensus::wire::ConsensusMessage;
 use chatpay_node::execution::next_state_digest;
@@ -201,7 +201,7 @@ impl Forge {
                         1,
                     )),
                 };
-                let to = leader(round + 1, self.n) as usize;
+                let to = round_robin(round + 1, self.n) as usize;
                 out.push((to, ConsensusMessage::Vote(vote)));
             }
             _ => {}
@@ -278,9 +278,10 @@ impl Forge {
     }
 }
 
-/// The first round from `from` on that `v` leads.
+/// The first round from `from` on that `v` leads by round-robin (after
+/// a timeout: its proposals carry no certificate of the round before).
 fn next_led(from: u64, v: usize, n: usize) -> u64 {
     (from..from + n as u64)
-        .find(|r| leader(*r, n) as usize == v)
+        .find(|r| round_robin(*r, n) as usize == v)
         .expect("every validator leads one round in n")
 }

@@ -26,7 +26,8 @@ pub mod schedule;
 
 use crate::{test_genesis, validator_key};
 use chatpay_node::consensus::core::CoreConfig;
-use chatpay_node::consensus::leader::leader;
+use chatpay_node::consensus::core::CoreStats;
+use chatpay_node::consensus::leader::round_robin;
 use chatpay_node::consensus::mutations::Mutations;
 use chatpay_node::genesis::Genesis;
 use chatpay_node::mempool::MempoolConfig;
@@ -376,6 +377,9 @@ struct World<'a> {
     orders: Arc<adversary::Orders>,
     /// Hosts whose chain data was deleted, not yet told to the checker.
     wiped: Vec<usize>,
+    /// Each validator's (first host's) core counters, as last published.
+    stats: Vec<tokio::sync::watch::Receiver<CoreStats>>,
+    honest: Vec<usize>,
     trace: Vec<String>,
     verbose: bool,
 }
@@ -474,16 +478,33 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Starts `scheduled`; faults aimed at leaders aim at those of `round`
-    /// (the round after the highest one voted in) and the rounds after it.
+    /// The leader of the current round as the most advanced honest
+    /// validator that is up sees it; round-robin of `round` if none knows.
+    fn current_leader(&self, round: u64) -> usize {
+        self.honest
+            .iter()
+            .filter(|v| self.down[**v] == 0)
+            .map(|v| *self.stats[*v].borrow())
+            .max_by_key(|s| s.round)
+            .and_then(|s| s.leader)
+            .map_or_else(|| round_robin(round, self.n) as usize, |l| l as usize)
+    }
+
+    /// Starts `scheduled`; faults aimed at leaders aim at the current
+    /// leader (round-robin of `round`, the round after the highest one
+    /// voted in, if no honest validator knows it) and, for a split, the
+    /// validators after it by index, who lead the next certified rounds.
     fn start(&mut self, now: u64, scheduled: Scheduled, round: u64) {
-        let leading = |r: u64| leader(r, self.n) as usize;
+        let leading = self.current_leader(round);
         let fault = match scheduled.fault {
-            Fault::IsolateLeader => Fault::Split(vec![leading(round)], self.others(leading(round))),
-            Fault::MuteLeader => Fault::Mute(leading(round)),
+            Fault::IsolateLeader => Fault::Split(vec![leading], self.others(leading)),
+            Fault::MuteLeader => Fault::Mute(leading),
             Fault::SplitAtLeaders => {
-                let half = self.n as u64 / 2;
-                let mut side: Vec<usize> = (round..round + half).map(leading).collect();
+                // The leader and the validators after it by index: the
+                // leaders of the next rounds while rounds are certified
+                // (leader reputation's rotation, with nobody failed).
+                let mut side: Vec<usize> =
+                    (0..self.n / 2).map(|k| (leading + k) % self.n).collect();
                 side.sort_unstable();
                 let rest = (0..self.n).filter(|v| !side.contains(v)).collect();
                 Fault::Split(side, rest)
@@ -628,7 +649,13 @@ pub fn run(config: &SimConfig) -> Outcome {
         .tcp_capacity(1 << 16)
         .build();
 
+    let mut stats = Vec::new();
     for (h, name) in hosts.iter().enumerate() {
+        let watch = (h < n).then(|| {
+            let (tx, rx) = tokio::sync::watch::channel(CoreStats::default());
+            stats.push(rx);
+            tx
+        });
         let validator = if h < n {
             h
         } else {
@@ -659,6 +686,7 @@ pub fn run(config: &SimConfig) -> Outcome {
                 turmoil::since_epoch()
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }),
+            stats: watch,
         };
         let (genesis, store) = (genesis.clone(), stores[h].clone());
         sim.host(name.as_str(), move || {
@@ -722,6 +750,8 @@ pub fn run(config: &SimConfig) -> Outcome {
         active: Vec::new(),
         orders: orders.clone(),
         wiped: Vec::new(),
+        stats,
+        honest: honest.clone(),
         trace: Vec::new(),
         verbose: config.verbose,
     };

@@ -19,8 +19,9 @@ pub enum Fault {
     /// of the certificate. The others time out and propose again at the same
     /// height, so a validator that committed on the certificate alone forks.
     MuteLeader,
-    /// Split the current round's leader and the leaders after it, ⌊n/2⌋ in
-    /// all, from the others, for 8 s longer than other faults. They
+    /// Split the current round's leader and the validators after it by
+    /// index (the leaders of the next certified rounds), ⌊n/2⌋ in all, from
+    /// the others, for 8 s longer than other faults. They
     /// certify a block among themselves (a quorum only if quorums are too
     /// small: 2 of 4, 3 of 6) while the others, unaware, time out and
     /// certify another at the same height.
