@@ -50,29 +50,22 @@ dir=$(mktemp -d)
 pids=""
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null || true; done
+    # The validators are not this shell's children (the launcher started
+    # them): wait for each to exit, up to 10 s, before removing their data.
+    for p in $pids; do
+        n=0
+        while kill -0 "$p" 2>/dev/null && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    done
     wait 2>/dev/null || true
     rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
 
-ports=$(python3 -c "
-import socket
-socks = [socket.socket() for _ in range($VALIDATORS)]
-for s in socks: s.bind(('127.0.0.1', 0))
-print(','.join(str(s.getsockname()[1]) for s in socks))
-")
-"$bin/chatpay-loadgen" prepare --out "$dir/net" --validators "$VALIDATORS" \
-    --ports "$ports" --accounts "$ACCOUNTS" >/dev/null
-nodes=""
-i=0
-for port in $(echo "$ports" | tr ',' ' '); do
-    CHATPAY_METRICS_LISTEN=127.0.0.1:0 CHATPAY_LOG=warn \
-        "$bin/chatpay-node" start --home "$dir/net/node$i" 2>"$dir/node$i.log" &
-    pids="$pids $!"
-    nodes="$nodes,127.0.0.1:$port"
-    i=$((i + 1))
-done
-nodes=${nodes#,}
+# Each validator serves on a socket bound before its port is written into
+# the genesis and passed to it (no port is free in between; ADR 0012).
+launched=$(python3 tests/bench_launch.py "$bin" "$dir" "$VALIDATORS" "$ACCOUNTS")
+pids=$(echo "$launched" | awk '{print $1}' | tr '\n' ' ')
+nodes=$(echo "$launched" | awk '{printf "%s127.0.0.1:%s", (NR > 1 ? "," : ""), $2}')
 first=${nodes%%,*}
 # Warm up: measure a running chain, not its first rounds (streams still
 # connecting, leaders waiting out the idle interval).

@@ -58,6 +58,10 @@ pub enum TreeError {
     Full,
 }
 
+/// Certificates of blocks not held are kept up to this many heights above
+/// the committed head (the fetch depth: farther, a validator syncs).
+const CERTIFICATES_AHEAD: u64 = super::sync::MAX_FETCH_DEPTH;
+
 /// Uncommitted blocks and certificates.
 pub struct BlockTree {
     root: BlockHeader,
@@ -184,7 +188,12 @@ impl BlockTree {
             self.high_qc = qc.clone();
         }
         let certified = qc.block_hash;
-        if certified != self.root_hash {
+        // A certificate of a committed height (a late message), or far above
+        // the head for a block not held (the validator is behind and
+        // catches up by range sync), is not kept.
+        let above = qc.height > self.root.height;
+        let near = qc.height <= self.root.height.saturating_add(CERTIFICATES_AHEAD);
+        if above && (near || self.blocks.contains_key(&certified)) {
             self.certificates.insert(certified, qc);
         }
         let Some(child) = self.blocks.get(&certified) else {
@@ -241,6 +250,11 @@ impl BlockTree {
         self.certificates
             .retain(|h, q| q.height > root_height || *h == self.root_hash);
         chain
+    }
+
+    /// Certificates held (of held blocks, and of blocks near the head).
+    pub fn certificates_held(&self) -> usize {
+        self.certificates.len()
     }
 
     /// The certificate of a held block, if one was seen.
@@ -420,6 +434,27 @@ mod tests {
         // Shown again (its certificate fetches it), it is taken back.
         assert!(tree.insert_block(lost6.clone()).is_ok());
         assert!(tree.contains(&lost6.hash()));
+    }
+
+    #[test]
+    fn certificates_of_committed_or_far_heights_are_not_kept() {
+        let g = genesis();
+        let mut tree = BlockTree::new(g.clone(), qc_of(&g));
+        let mut at = |height: u64| {
+            let mut h = g.clone();
+            h.height = height;
+            h.round = height;
+            h.timestamp_ms = 7; // not the genesis block itself
+            tree.insert_qc(qc_of(&h));
+            tree.certificates_held()
+        };
+        // A late certificate of the committed height: not kept.
+        assert_eq!(at(0), 0);
+        // Within the fetch depth: kept, to be stored with its block.
+        assert_eq!(at(CERTIFICATES_AHEAD), 1);
+        // Farther, of a block not held: the validator syncs; not kept.
+        assert_eq!(at(CERTIFICATES_AHEAD + 1), 1);
+        assert_eq!(at(1_000), 1);
     }
 
     #[test]

@@ -163,7 +163,33 @@ pub struct CoreStats {
     /// The leader of the current round as this validator sees it (`None`
     /// while it lacks the block that names it).
     pub leader: Option<ValidatorIndex>,
+    /// What it holds that peers can make it hold (each bounded, checked by
+    /// the simulator after every step).
+    pub held: Held,
 }
+
+/// Sizes of what a validator holds on peers' account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Uncommitted blocks in the block tree (and their executions).
+    pub blocks: usize,
+    /// Proposals held for rounds not entered yet (at most one per proposer).
+    pub proposals_ahead: usize,
+    /// Fetched blocks waiting for their parents.
+    pub orphans: usize,
+    /// Rounds with votes or timeouts being aggregated.
+    pub aggregated_rounds: usize,
+    /// Certificates of uncommitted blocks.
+    pub certificates: usize,
+}
+
+/// Most proposals held ahead: one per validator.
+pub fn max_proposals_ahead(validators: usize) -> usize {
+    validators
+}
+
+/// Most fetched blocks held while their parents are fetched.
+pub const MAX_ORPHANS: usize = 64;
 
 /// Rounds of proposals remembered for double-proposal detection.
 const PROPOSAL_MEMORY_ROUNDS: u64 = 64;
@@ -172,8 +198,6 @@ const REQUEST_TIMEOUT_MS: u64 = 2_000;
 /// Votes and timeouts further ahead of the current round are dropped, so a
 /// faulty validator cannot make this one hold state for unbounded rounds.
 const MAX_ROUNDS_AHEAD: u64 = 1_000;
-/// Most fetched blocks held while their own parents are fetched.
-const MAX_ORPHANS: usize = 64;
 /// Uncertified blocks are kept for this many rounds after their own: a
 /// quorum certificate formed just before a round's timeout may still
 /// arrive with the next proposal.
@@ -198,9 +222,12 @@ pub struct Core {
     /// The committed head's leadership.
     root_leadership: Leadership,
     certificates: BTreeMap<Hash, QuorumCertificate>,
-    proposals_seen: BTreeMap<u64, Hash>,
+    /// The first proposal seen per round and proposer (a round may have two
+    /// rightful proposers: the leader the certified block names, and the
+    /// round-robin one for a proposal after a timeout).
+    proposals_seen: BTreeMap<(u64, ValidatorIndex), Hash>,
     /// Rounds whose leader's double proposal was reported already.
-    double_proposals: BTreeSet<u64>,
+    double_proposals: BTreeSet<(u64, ValidatorIndex)>,
     waiting_to_propose: Option<u64>,
     /// The round whose proposal waits for the block of the highest certificate.
     blocked_proposal: Option<u64>,
@@ -432,6 +459,13 @@ impl Core {
             last_voted_round: self.safety.data().last_voted_round,
             catching_up: self.pending.is_some(),
             leader: self.leader(),
+            held: Held {
+                blocks: self.tree.len().max(self.speculative.len()),
+                proposals_ahead: self.ahead.len() + self.ahead_due.len(),
+                orphans: self.orphans.len(),
+                aggregated_rounds: self.aggregator.rounds_held(),
+                certificates: self.certificates.len().max(self.tree.certificates_held()),
+            },
             ..self.stats
         }
     }
@@ -567,13 +601,15 @@ impl Core {
 
     /// The leader of `round` for a proposal carrying `justify` (and a TC
     /// unless `justify` is of the round before): the one the certified
-    /// block names (see [`super::leader`]), or round-robin after a timed-out
-    /// round; `None` while the certified block is not here.
+    /// block names, or after a timed-out round round-robin skipping the
+    /// failed (see [`super::leader`]); `None` while the certified block is
+    /// not here.
     fn leader_of(&self, round: u64, justify: &QuorumCertificate) -> Option<ValidatorIndex> {
-        if justify.round.checked_add(1) != Some(round) {
-            return Some(round_robin(round, self.validators.len()));
+        let parent = self.leadership_of(&justify.block_hash)?;
+        if justify.round.checked_add(1) == Some(round) {
+            return Some(parent.next);
         }
-        self.next_leader_after(&justify.block_hash)
+        Some(parent.after_timeout(justify.round, round, self.validators.len()))
     }
 
     /// The leader of the round after block `hash`, for a proposal that
@@ -867,11 +903,11 @@ impl Core {
             return;
         }
         let hash = p.block.hash();
-        let first = *self.proposals_seen.entry(round).or_insert(hash);
+        let first = *self.proposals_seen.entry((round, from)).or_insert(hash);
         if first != hash && !self.config.mutations.vote_twice() {
             // Evidence once per round: a leader signing thousands of
             // proposals for one round must not write thousands of lines.
-            if self.double_proposals.insert(round) {
+            if self.double_proposals.insert((round, from)) {
                 self.out.push(Output::DoubleProposal {
                     proposer: from,
                     round,
@@ -883,8 +919,8 @@ impl Core {
         }
         let current = self.pacemaker.round();
         let remembered = |r: &u64| r.saturating_add(PROPOSAL_MEMORY_ROUNDS) >= current;
-        self.proposals_seen.retain(|r, _| remembered(r));
-        self.double_proposals.retain(remembered);
+        self.proposals_seen.retain(|(r, _), _| remembered(r));
+        self.double_proposals.retain(|(r, _)| remembered(r));
         if let Err(e) = self.safety.verify_certificate(&p.block.justify) {
             self.peer_misbehaved(from, "proposal with a bad certificate", &e.to_string());
             return;
@@ -1070,9 +1106,7 @@ impl Core {
                 .put_pending_block(block.header.height, &block.hash(), &bytes)
                 .expect("recording an accepted block failed: storage is broken");
         }
-        self.certificates
-            .entry(block.justify.block_hash)
-            .or_insert_with(|| block.justify.clone());
+        self.remember_certificate(&block.justify);
         self.commit_all(committed);
         self.record_high_qc();
         true
@@ -1124,9 +1158,7 @@ impl Core {
         {
             match decode_record::<pb::QuorumCertificate, QuorumCertificate>(&bytes) {
                 Some(qc) if qc.round > self.tree.high_qc().round => {
-                    self.certificates
-                        .entry(qc.block_hash)
-                        .or_insert_with(|| qc.clone());
+                    self.remember_certificate(&qc);
                     let committed = self.tree.insert_qc(qc);
                     self.commit_all(committed);
                 }
@@ -1535,12 +1567,30 @@ impl Core {
         }
     }
 
+    /// Keeps `qc` (the first seen for its block) to store with the block
+    /// when it commits, unless its block is committed already, or more than
+    /// [`MAX_FETCH_DEPTH`]
+    /// above the committed head and not held: that far behind, this
+    /// validator catches up by range sync, which brings each block's
+    /// certificate. Without the limit a validator far behind would keep one
+    /// certificate per block the others commit meanwhile.
+    fn remember_certificate(&mut self, qc: &QuorumCertificate) {
+        let root = self.tree.root().height;
+        if qc.height <= root {
+            return; // committed already (a late or replayed message)
+        }
+        let near = qc.height <= root.saturating_add(MAX_FETCH_DEPTH);
+        if near || self.tree.contains(&qc.block_hash) {
+            self.certificates
+                .entry(qc.block_hash)
+                .or_insert_with(|| qc.clone());
+        }
+    }
+
     /// Records a verified certificate: commits what it commits, and enters
     /// the next round if it is ahead.
     fn process_qc(&mut self, qc: QuorumCertificate) {
-        self.certificates
-            .entry(qc.block_hash)
-            .or_insert_with(|| qc.clone());
+        self.remember_certificate(&qc);
         let round = qc.round;
         let committed = self.tree.insert_qc(qc);
         self.commit_all(committed);

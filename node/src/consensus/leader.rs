@@ -7,7 +7,7 @@
 //! - A block whose round is more than one above its parent's shows that
 //!   the rounds in between ended without a certified block: their leaders
 //!   *failed*. The leader of the first of them is the one the parent named;
-//!   the others were led by round-robin (they followed a timeout).
+//!   the others followed a timeout (the rule below).
 //! - A failed validator is *back* once it signs the certificate of a round
 //!   after its failure (the one a later block carries) or proposes a block
 //!   of a later round. An entry older than [`EXCLUDE_ROUNDS`] rounds is
@@ -20,8 +20,12 @@
 //!   index order and wrapping around, that has not failed as of B (round-
 //!   robin skipping the failed). A crashed validator fails the first round
 //!   it is named for, and is skipped from then on until it votes again.
-//! - **after a timed-out round** (the proposal carries a TC of r − 1), or
-//!   if every validator failed: round-robin, `r mod n`.
+//! - **after a timed-out round** (the proposal carries a TC of r − 1 and
+//!   the QC of an earlier round, for block B): the first validator from
+//!   `r mod n` on, wrapping around, that has not failed as of a block of
+//!   round r on B (the leaders of the rounds after B's included); `r mod n`
+//!   if every validator has. So a dead validator named once costs one
+//!   round, not a second one when round-robin lands on it.
 //!
 //! Every honest validator that holds B computes the same leader: the rule
 //! reads B's chain (rounds, proposers, and the signers of the certificates
@@ -95,62 +99,85 @@ impl Leadership {
     /// The leadership of `block`, whose parent's is `parent`, among
     /// `validators` validators.
     pub fn after(parent: &Leadership, block: BlockFacts<'_>, validators: usize) -> Self {
-        let mut failed = parent.failed.clone();
-        for (round, leader) in failed_leaders(parent, block, validators) {
-            failed.insert(leader, round);
-        }
+        let mut failed = failed_by(parent, block.parent_round, block.round, validators);
         failed.retain(|v, round| {
-            let expired = round.saturating_add(EXCLUDE_ROUNDS) < block.round;
             let voted_since = block.signers.contains(v) && block.parent_round > *round;
             let proposed_since = *v == block.proposer && block.round > *round;
-            !(expired || voted_since || proposed_since)
+            !(voted_since || proposed_since)
         });
-        let next = next_leader(block.proposer, block.round, &failed, validators);
+        let next = first_not_failed(block.proposer.saturating_add(1), &failed, validators)
+            .unwrap_or_else(|| round_robin(block.round.saturating_add(1), validators));
         Self { failed, next }
     }
+
+    /// Rule: the leader of `round` after a timed-out round, for a proposal
+    /// extending the block with this leadership (of round `parent_round`):
+    /// the first validator from `round mod n` on, wrapping around, that
+    /// has not failed as of a block of `round` on that parent (the leaders
+    /// of the rounds in between included); `round mod n` if all have.
+    pub fn after_timeout(
+        &self,
+        parent_round: u64,
+        round: u64,
+        validators: usize,
+    ) -> ValidatorIndex {
+        let failed = failed_by(self, parent_round, round, validators);
+        let start = u32::try_from(round % validators as u64).expect("below n");
+        first_not_failed(start, &failed, validators).unwrap_or(start)
+    }
 }
 
-/// Rule: the rounds strictly between `block`'s parent's and its own ended
-/// without a certified block; their leaders failed. The first was led by
-/// the validator its parent named, the others by round-robin. Only the
-/// first and the last `validators` of a long gap are read (round-robin over
-/// more names nobody new).
-fn failed_leaders(
+/// The failures as of a block of `round` whose parent (of `parent_round`)
+/// has leadership `parent`: the parent's, less those older than
+/// [`EXCLUDE_ROUNDS`], plus the leaders of the rounds in between, which
+/// ended without a certified block. The first of them was led by the
+/// validator the parent named, and its votes went to the one after that
+/// (both suspected); each later one by the rule after a timeout, applied
+/// to the failures known by then. Only the first and the last `validators`
+/// rounds of a long gap are read.
+fn failed_by(
     parent: &Leadership,
-    block: BlockFacts<'_>,
+    parent_round: u64,
+    round: u64,
     validators: usize,
-) -> Vec<(u64, ValidatorIndex)> {
-    let Some(first) = block.parent_round.checked_add(1) else {
-        return Vec::new();
+) -> BTreeMap<ValidatorIndex, u64> {
+    let mut failed = parent.failed.clone();
+    failed.retain(|_, r| r.saturating_add(EXCLUDE_ROUNDS) >= round);
+    let Some(first) = parent_round.checked_add(1) else {
+        return failed;
     };
-    if first >= block.round {
-        return Vec::new();
+    if first >= round {
+        return failed;
+    }
+    // The first round failed either at its leader or at the validator its
+    // votes went to (the next leader it would have named, usually the
+    // validator after it): both are suspected; the innocent one is back
+    // with its next vote.
+    failed.insert(parent.next, first);
+    if let Some(collector) = first_not_failed(parent.next.saturating_add(1), &failed, validators) {
+        failed.insert(collector, first);
     }
     let n = u64::try_from(validators).expect("at most 256 validators");
-    let from = first.saturating_add(1).max(block.round.saturating_sub(n));
-    let mut out = vec![(first, parent.next)];
-    out.extend((from..block.round).map(|r| (r, round_robin(r, validators))));
-    out
+    let from = first.saturating_add(1).max(round.saturating_sub(n));
+    for r in from..round {
+        let start = u32::try_from(r % n).expect("below n");
+        let leader = first_not_failed(start, &failed, validators).unwrap_or(start);
+        failed.insert(leader, r);
+    }
+    failed
 }
 
-/// Rule: after a certified block of `round` proposed by `proposer`, the
-/// next leader is the first validator after `proposer`, wrapping around,
-/// that has not `failed`; round-robin if every validator has.
-pub fn next_leader(
-    proposer: ValidatorIndex,
-    round: u64,
+/// The first validator from `start` on (mod n), wrapping around, that has
+/// not `failed`.
+fn first_not_failed(
+    start: ValidatorIndex,
     failed: &BTreeMap<ValidatorIndex, u64>,
     validators: usize,
-) -> ValidatorIndex {
+) -> Option<ValidatorIndex> {
     let n = u32::try_from(validators).expect("at most 256 validators");
-    let next_round = round.saturating_add(1);
-    if proposer >= n {
-        return round_robin(next_round, validators);
-    }
-    (1..=n)
-        .map(|step| (proposer + step) % n)
+    (0..n)
+        .map(|step| (start % n + step) % n)
         .find(|v| !failed.contains_key(v))
-        .unwrap_or_else(|| round_robin(next_round, validators))
 }
 
 #[cfg(test)]
@@ -196,13 +223,14 @@ mod tests {
                 failed: &[],
                 next: 2,
             },
-            // Round 10 (named: 3) ended by timeout; 11 (round-robin: 3 of
-            // 4) too; 12 proposed by 0. 3 failed; 0 is next after… 0 → 1.
+            // Round 10 (named: 3, its votes for 0) timed out: 3 and 0
+            // suspected; 11 (3 by round-robin, 0 suspected: so 1) too; 12
+            // proposed by 0, back by proposing. Next after 0 is 2.
             Step {
                 parent: (&[], 3),
                 block: (12, 0, 9, &[0, 1, 2]),
-                failed: &[(3, 11)],
-                next: 1,
+                failed: &[(1, 11), (3, 10)],
+                next: 2,
             },
             // 3 failed: after 2 comes 0.
             Step {
@@ -244,7 +272,7 @@ mod tests {
             Step {
                 parent: (&[], 0),
                 block: (100, 1, 50, &[]),
-                failed: &[(0, 96), (2, 98), (3, 99)],
+                failed: &[(0, 51), (2, 98), (3, 99)],
                 next: 1,
             },
         ];
@@ -270,7 +298,7 @@ mod tests {
         let mut by_timeout = false;
         while round < rounds {
             let leader = if by_timeout {
-                round_robin(round, n)
+                chain.after_timeout(parent_round, round, n)
             } else {
                 chain.next
             };
@@ -292,8 +320,35 @@ mod tests {
 
     #[test]
     fn a_crashed_validator_costs_one_round_not_one_in_n() {
-        let lost = run(1_000, 100);
-        assert!(!lost.is_empty() && lost.len() <= 2, "{lost:?}");
+        for down in 100..110 {
+            let lost = run(1_000, down);
+            assert_eq!(lost.len(), 1, "down from {down}: {lost:?}");
+        }
         assert!(run(1_000, u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn after_a_timeout_the_failed_are_skipped_too() {
+        // The parent (round 9) named 3, whose round 10 timed out: 3 and 0
+        // (its votes' collector) are suspected, so round 11 (11 mod 4 = 3)
+        // goes to the next that is not, 1.
+        let parent = Leadership {
+            failed: BTreeMap::new(),
+            next: 3,
+        };
+        assert_eq!(parent.after_timeout(9, 11, 4), 1);
+        // Round 12 after a timeout of 11 with a parent of 10: 3 and 0
+        // suspected; 12 mod 4 = 0, so 1 leads.
+        assert_eq!(parent.after_timeout(10, 12, 4), 1);
+        // A failure of long ago expired; the round before (named: 0, votes
+        // for 1) timed out: 2 leads.
+        let old = Leadership {
+            failed: failed(&[(1, 5)]),
+            next: 0,
+        };
+        assert_eq!(
+            old.after_timeout(EXCLUDE_ROUNDS + 11, EXCLUDE_ROUNDS + 13, 4),
+            2
+        );
     }
 }

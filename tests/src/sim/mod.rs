@@ -26,7 +26,7 @@ pub mod schedule;
 
 use crate::{test_genesis, validator_key};
 use chatpay_node::consensus::core::CoreConfig;
-use chatpay_node::consensus::core::CoreStats;
+use chatpay_node::consensus::core::{CoreStats, Held, MAX_ORPHANS, max_proposals_ahead};
 use chatpay_node::consensus::leader::round_robin;
 use chatpay_node::consensus::mutations::Mutations;
 use chatpay_node::genesis::Genesis;
@@ -204,6 +204,51 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Wall-clock time the run took, ms (the one thing a seed does not fix).
     pub wall_ms: u64,
+    /// The most any honest validator held at once, of each kind.
+    pub held: Held,
+}
+
+/// Most uncommitted blocks an honest validator may hold at once. The block
+/// tree refuses more than 1 024 (a full tree halts the validator); blocks
+/// of ended rounds are pruned unless certified, so only a certified chain
+/// that cannot commit (rounds alternating with timeouts) grows it.
+const MAX_HELD_BLOCKS: usize = 128;
+/// Most rounds of votes and timeouts aggregated at once (vote and timeout
+/// rounds are counted apart; each is bounded by the 1 000 rounds ahead a
+/// message may be, and pruned on entering a round).
+const MAX_AGGREGATED_ROUNDS: usize = 2 * 1_002;
+
+/// The bounds an honest validator's holdings must stay within.
+fn held_violation(h: &Held, n: usize) -> Option<String> {
+    let checks = [
+        ("uncommitted blocks", h.blocks, MAX_HELD_BLOCKS),
+        ("certificates", h.certificates, MAX_HELD_BLOCKS),
+        (
+            "proposals held ahead",
+            h.proposals_ahead,
+            max_proposals_ahead(n),
+        ),
+        ("orphan blocks", h.orphans, MAX_ORPHANS),
+        (
+            "aggregated rounds",
+            h.aggregated_rounds,
+            MAX_AGGREGATED_ROUNDS,
+        ),
+    ];
+    checks
+        .iter()
+        .find(|(_, got, max)| got > max)
+        .map(|(what, got, max)| format!("holds {got} {what}, more than {max}"))
+}
+
+fn held_max(a: Held, b: Held) -> Held {
+    Held {
+        blocks: a.blocks.max(b.blocks),
+        proposals_ahead: a.proposals_ahead.max(b.proposals_ahead),
+        orphans: a.orphans.max(b.orphans),
+        aggregated_rounds: a.aggregated_rounds.max(b.aggregated_rounds),
+        certificates: a.certificates.max(b.certificates),
+    }
 }
 
 impl Outcome {
@@ -215,7 +260,7 @@ impl Outcome {
             Some(v) => format!("VIOLATION {v}"),
         };
         format!(
-            "seed {}: {} validators, {} twins, {} faults, {} rounds, height {}, {} payments, {:.1} s simulated: {verdict}",
+            "seed {}: {} validators, {} twins, {} faults, {} rounds, height {}, {} payments, {:.1} s simulated, held at most {} blocks: {verdict}",
             self.seed,
             self.validators,
             twins,
@@ -223,7 +268,8 @@ impl Outcome {
             self.rounds,
             self.height,
             self.committed,
-            self.simulated_ms as f64 / 1000.0
+            self.simulated_ms as f64 / 1000.0,
+            self.held.blocks
         )
     }
 }
@@ -476,6 +522,20 @@ impl<'a> World<'a> {
                 f(&mut self.sim, &self.hosts[*a], &self.hosts[*b]);
             }
         }
+    }
+
+    /// Checks what each honest validator that is up holds against its
+    /// bounds; returns the most each kind reached and the first violation.
+    fn check_held(&self, so_far: Held) -> (Held, Option<String>) {
+        let mut most = so_far;
+        for v in self.honest.iter().filter(|v| self.down[**v] == 0) {
+            let held = self.stats[*v].borrow().held;
+            most = held_max(most, held);
+            if let Some(e) = held_violation(&held, self.n) {
+                return (most, Some(format!("v{v} {e}")));
+            }
+        }
+        (most, None)
     }
 
     /// The leader of the current round as the most advanced honest
@@ -766,6 +826,7 @@ pub fn run(config: &SimConfig) -> Outcome {
     // validator must reach it.
     let mut target: Option<u64> = None;
     let mut now = 0;
+    let mut held = Held::default();
     loop {
         // Faults due now: ends first, then starts.
         let mut i = 0;
@@ -801,6 +862,11 @@ pub fn run(config: &SimConfig) -> Outcome {
                 .push(format!("t={now} ms: a validator stopped: {e}"));
         }
         now = u64::try_from(world.sim.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (most, violation) = world.check_held(held);
+        held = most;
+        if let Some(v) = violation {
+            checker.violations.push(format!("t={now} ms: {v}"));
+        }
         let seen = world.trace.len();
         checker.check(now, &world.stores, &mut world.trace);
         if world.verbose {
@@ -865,6 +931,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         trace,
         violations: checker.violations,
         wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        held,
     }
 }
 
