@@ -252,6 +252,19 @@ impl BlockTree {
         chain
     }
 
+    /// The certificate that a held child of `parent` in the round after it
+    /// carries (the child whose certificate committed `parent`; the lowest
+    /// hash if a faulty leader made two).
+    pub fn carried_certificate(&self, parent: &Hash) -> Option<&QuorumCertificate> {
+        let round = self.header_of(parent)?.round;
+        self.blocks
+            .iter()
+            .filter(|(_, b)| b.header.parent_hash == *parent)
+            .filter(|(_, b)| round.checked_add(1) == Some(b.header.round))
+            .map(|(_, b)| &b.justify)
+            .next()
+    }
+
     /// Certificates held (of held blocks, and of blocks near the head).
     pub fn certificates_held(&self) -> usize {
         self.certificates.len()

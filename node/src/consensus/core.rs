@@ -14,7 +14,7 @@
 
 use super::aggregator::{Aggregator, Equivocation, VoteOutcome};
 use super::block_tree::BlockTree;
-use super::leader::{BlockFacts, Leadership, round_robin};
+use super::leader::{BlockFacts, EXCLUDE_ROUNDS, Leadership, round_robin};
 use super::messages::{Block, Proposal, Timeout, TimeoutCertificate, ValidatorIndex, Vote};
 use super::mutations::Mutations;
 use super::pacemaker::{NewRound, Pacemaker};
@@ -231,6 +231,11 @@ pub struct Core {
     waiting_to_propose: Option<u64>,
     /// The round whose proposal waits for the block of the highest certificate.
     blocked_proposal: Option<u64>,
+    /// Attempts to fetch the block of the highest certificate (which signer
+    /// is asked next).
+    certified_fetches: usize,
+    /// No new attempt before this time.
+    certified_fetch_at: u64,
     /// Round of the highest certificate recorded in the store.
     recorded_high_qc_round: u64,
     /// Rebuilding from recorded state (nothing is recorded again meanwhile).
@@ -316,15 +321,16 @@ pub fn genesis_certificate(genesis: &BlockHeader) -> QuorumCertificate {
     }
 }
 
-/// Committed blocks replayed on start to rebuild which leaders failed.
-const LEADERSHIP_REPLAY_BLOCKS: u64 = 1_000;
+/// Committed blocks replayed on start to rebuild which leaders failed: as
+/// many as rounds a failure is remembered (a block has a round of its
+/// own), so every failure still in force is replayed.
+const LEADERSHIP_REPLAY_BLOCKS: u64 = EXCLUDE_ROUNDS;
 
 /// The leadership of the committed head `root`, rebuilt from the last
 /// [`LEADERSHIP_REPLAY_BLOCKS`] committed blocks: their rounds and
-/// proposers, and as the signers of the certificate each carried those of
-/// the certificate stored with its parent (the same one but in rare cases).
-/// A failure older than the window is forgotten here; see [`super::leader`]
-/// for what a disagreement costs.
+/// proposers, and the signers of the certificate each carried (stored with
+/// its parent). Only the window's start is approximated (who led before
+/// it); see [`super::leader`] for what a disagreement costs.
 fn stored_leadership(
     ledger: &Ledger,
     root: &BlockHeader,
@@ -426,6 +432,8 @@ impl Core {
             double_proposals: BTreeSet::new(),
             waiting_to_propose: None,
             blocked_proposal: None,
+            certified_fetches: 0,
+            certified_fetch_at: 0,
             recorded_high_qc_round: 0,
             recovering: false,
             pending: None,
@@ -601,15 +609,15 @@ impl Core {
 
     /// The leader of `round` for a proposal carrying `justify` (and a TC
     /// unless `justify` is of the round before): the one the certified
-    /// block names, or after a timed-out round round-robin skipping the
-    /// failed (see [`super::leader`]); `None` while the certified block is
-    /// not here.
+    /// block names, or round-robin after a timed-out round (see
+    /// [`super::leader`]); `None` while the certified block is not here.
     fn leader_of(&self, round: u64, justify: &QuorumCertificate) -> Option<ValidatorIndex> {
-        let parent = self.leadership_of(&justify.block_hash)?;
-        if justify.round.checked_add(1) == Some(round) {
-            return Some(parent.next);
+        if justify.round.checked_add(1) != Some(round) {
+            // After a timeout: the same for every validator, whatever
+            // certificate each holds (see `super::leader`).
+            return Some(round_robin(round, self.validators.len()));
         }
-        Some(parent.after_timeout(justify.round, round, self.validators.len()))
+        self.next_leader_after(&justify.block_hash)
     }
 
     /// The leader of the round after block `hash`, for a proposal that
@@ -643,16 +651,25 @@ impl Core {
     }
 
     /// Asks for the block of the highest certificate from a validator that
-    /// signed it (each held it to vote).
+    /// signed it (each held it to vote), each attempt the next signer, so
+    /// one that withholds it delays the block by one attempt. Attempts are
+    /// [`REQUEST_TIMEOUT_MS`] apart (see `propose_if_unblocked`).
     fn fetch_certified_block(&mut self) {
         let high_qc = self.tree.high_qc().clone();
-        let signer = high_qc
+        let signers: Vec<ValidatorIndex> = high_qc
             .signatures
             .iter()
             .map(|s| s.validator)
-            .find(|v| *v != self.me)
-            .unwrap_or(self.me);
-        let peer = self.helpful(signer, &high_qc);
+            .filter(|v| *v != self.me)
+            .collect();
+        let Some(peer) = signers
+            .get(self.certified_fetches % signers.len().max(1))
+            .copied()
+        else {
+            return;
+        };
+        self.certified_fetches = self.certified_fetches.wrapping_add(1);
+        self.certified_fetch_at = self.now_ms.saturating_add(REQUEST_TIMEOUT_MS);
         self.request_block(peer, high_qc.block_hash);
     }
 
@@ -684,6 +701,11 @@ impl Core {
             return false;
         }
         if self.branch_to(&self.tree.high_qc().block_hash).is_none() {
+            // Still missing: ask the next signer once the last attempt is
+            // a request timeout old (failed or unanswered).
+            if self.now_ms >= self.certified_fetch_at && self.now_ms >= self.request_until_ms {
+                self.fetch_certified_block();
+            }
             return false;
         }
         self.blocked_proposal = None;
@@ -856,6 +878,9 @@ impl Core {
         let h = &p.block.header;
         if h.proposer != from {
             return Err(format!("proposer {} is not the sender {from}", h.proposer));
+        }
+        if p.block.justify.block_hash != h.parent_hash {
+            return Err("its certificate is not of its parent".into());
         }
         // Unknown while the certified block is not here: checked again
         // before the vote (`follow_proposal`).
@@ -1609,8 +1634,17 @@ impl Core {
         if blocks.iter().any(|b| !b.transactions.is_empty()) {
             self.commit_to_announce = true;
         }
-        for block in blocks {
-            self.commit(block);
+        // Each block is stored with the certificate its committed child
+        // carried, the one every validator read (leader reputation reads
+        // its signers; range sync serves it as the child's `justify`).
+        let carried: Vec<Option<QuorumCertificate>> = (0..blocks.len())
+            .map(|i| match blocks.get(i + 1) {
+                Some(child) => Some(child.justify.clone()),
+                None => self.tree.carried_certificate(&blocks[i].hash()).cloned(),
+            })
+            .collect();
+        for (block, carried) in blocks.into_iter().zip(carried) {
+            self.commit(block, carried);
         }
         let tree = &self.tree;
         self.speculative.retain(|h, _| tree.contains(h));
@@ -1621,7 +1655,7 @@ impl Core {
             .expect("pruning recorded blocks failed: storage is broken");
     }
 
-    fn commit(&mut self, block: Block) {
+    fn commit(&mut self, block: Block, carried: Option<QuorumCertificate>) {
         let hash = block.hash();
         // Every block in the tree was executed before it was inserted; commit
         // that execution instead of running the block a third time.
@@ -1632,7 +1666,8 @@ impl Core {
         if let Some(leadership) = self.leadership.remove(&hash) {
             self.root_leadership = leadership;
         }
-        let certificate = self.certificates.remove(&hash);
+        let known = self.certificates.remove(&hash);
+        let certificate = carried.filter(|qc| qc.block_hash == hash).or(known);
         let committed = self
             .ledger
             .commit_executed_then(

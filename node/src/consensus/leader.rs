@@ -6,8 +6,9 @@
 //!
 //! - A block whose round is more than one above its parent's shows that
 //!   the rounds in between ended without a certified block: their leaders
-//!   *failed*. The leader of the first of them is the one the parent named;
-//!   the others followed a timeout (the rule below).
+//!   *failed*. The leader of the first of them is the one the parent named
+//!   (the validator its votes went to is suspected with it); the others
+//!   were round-robin (they followed a timeout).
 //! - A failed validator is *back* once it signs the certificate of a round
 //!   after its failure (the one a later block carries) or proposes a block
 //!   of a later round. An entry older than [`EXCLUDE_ROUNDS`] rounds is
@@ -20,27 +21,27 @@
 //!   index order and wrapping around, that has not failed as of B (round-
 //!   robin skipping the failed). A crashed validator fails the first round
 //!   it is named for, and is skipped from then on until it votes again.
-//! - **after a timed-out round** (the proposal carries a TC of r − 1 and
-//!   the QC of an earlier round, for block B): the first validator from
-//!   `r mod n` on, wrapping around, that has not failed as of a block of
-//!   round r on B (the leaders of the rounds after B's included); `r mod n`
-//!   if every validator has. So a dead validator named once costs one
-//!   round, not a second one when round-robin lands on it.
+//! - **after a timed-out round** (the proposal carries a TC of r − 1):
+//!   round-robin, `r mod n`. It must not depend on any certificate:
+//!   validators that time out hold different highest certificates, and a
+//!   rule that read them could leave every validator sure that another
+//!   leads (the simulator found exactly that stall). A dead validator that
+//!   round-robin lands on right after a timeout costs one more round.
 //!
 //! Every honest validator that holds B computes the same leader: the rule
 //! reads B's chain (rounds, proposers, and the signers of the certificates
 //! its blocks carry), nothing local. Safety does not depend on who leads
 //! (each validator votes once per round whoever proposes); validators that
-//! disagree (one that restarted and rebuilt the failures from its store, see
-//! `Core::new`) cost at most the rounds they disagree about, which end by
-//! timeout, and a timed-out round makes them agree again.
+//! disagree (after a faulty leader sent one block with two certificates, or
+//! about who led before a restarted validator's replay window) cost the
+//! rounds they disagree about, which end by timeout.
 //!
 //! What a faulty validator can do with it: a faulty leader chooses which
 //! votes (at least a quorum) its certificate carries, so it can keep a
-//! failed honest validator marked failed for longer; it cannot mark an
-//! honest validator failed without failing a round, which marks itself
-//! too. The rotation order is fixed by index, so f colluding validators
-//! cannot hand leadership to each other.
+//! failed honest validator marked failed for longer, and it can withhold
+//! its block from the next vote collector to get honest validators
+//! suspected (docs/consensus.md). The rotation order is fixed by index, so
+//! f colluding validators cannot hand leadership to each other.
 
 use super::messages::ValidatorIndex;
 use std::collections::BTreeMap;
@@ -109,22 +110,6 @@ impl Leadership {
             .unwrap_or_else(|| round_robin(block.round.saturating_add(1), validators));
         Self { failed, next }
     }
-
-    /// Rule: the leader of `round` after a timed-out round, for a proposal
-    /// extending the block with this leadership (of round `parent_round`):
-    /// the first validator from `round mod n` on, wrapping around, that
-    /// has not failed as of a block of `round` on that parent (the leaders
-    /// of the rounds in between included); `round mod n` if all have.
-    pub fn after_timeout(
-        &self,
-        parent_round: u64,
-        round: u64,
-        validators: usize,
-    ) -> ValidatorIndex {
-        let failed = failed_by(self, parent_round, round, validators);
-        let start = u32::try_from(round % validators as u64).expect("below n");
-        first_not_failed(start, &failed, validators).unwrap_or(start)
-    }
 }
 
 /// The failures as of a block of `round` whose parent (of `parent_round`)
@@ -132,9 +117,9 @@ impl Leadership {
 /// [`EXCLUDE_ROUNDS`], plus the leaders of the rounds in between, which
 /// ended without a certified block. The first of them was led by the
 /// validator the parent named, and its votes went to the one after that
-/// (both suspected); each later one by the rule after a timeout, applied
-/// to the failures known by then. Only the first and the last `validators`
-/// rounds of a long gap are read.
+/// (both suspected); each later one by round-robin (it followed a
+/// timeout). Only the first and the last `validators` rounds of a long gap
+/// are read.
 fn failed_by(
     parent: &Leadership,
     parent_round: u64,
@@ -160,9 +145,7 @@ fn failed_by(
     let n = u64::try_from(validators).expect("at most 256 validators");
     let from = first.saturating_add(1).max(round.saturating_sub(n));
     for r in from..round {
-        let start = u32::try_from(r % n).expect("below n");
-        let leader = first_not_failed(start, &failed, validators).unwrap_or(start);
-        failed.insert(leader, r);
+        failed.insert(round_robin(r, validators), r);
     }
     failed
 }
@@ -224,13 +207,13 @@ mod tests {
                 next: 2,
             },
             // Round 10 (named: 3, its votes for 0) timed out: 3 and 0
-            // suspected; 11 (3 by round-robin, 0 suspected: so 1) too; 12
-            // proposed by 0, back by proposing. Next after 0 is 2.
+            // suspected; 11 (3 by round-robin) too; 12 proposed by 0, back
+            // by proposing. Next after 0 is 1.
             Step {
                 parent: (&[], 3),
                 block: (12, 0, 9, &[0, 1, 2]),
-                failed: &[(1, 11), (3, 10)],
-                next: 2,
+                failed: &[(3, 11)],
+                next: 1,
             },
             // 3 failed: after 2 comes 0.
             Step {
@@ -272,7 +255,7 @@ mod tests {
             Step {
                 parent: (&[], 0),
                 block: (100, 1, 50, &[]),
-                failed: &[(0, 51), (2, 98), (3, 99)],
+                failed: &[(0, 96), (2, 98), (3, 99)],
                 next: 1,
             },
         ];
@@ -298,7 +281,7 @@ mod tests {
         let mut by_timeout = false;
         while round < rounds {
             let leader = if by_timeout {
-                chain.after_timeout(parent_round, round, n)
+                round_robin(round, n)
             } else {
                 chain.next
             };
@@ -322,33 +305,11 @@ mod tests {
     fn a_crashed_validator_costs_one_round_not_one_in_n() {
         for down in 100..110 {
             let lost = run(1_000, down);
-            assert_eq!(lost.len(), 1, "down from {down}: {lost:?}");
+            assert!(
+                !lost.is_empty() && lost.len() <= 2,
+                "down from {down}: {lost:?}"
+            );
         }
         assert!(run(1_000, u64::MAX).is_empty());
-    }
-
-    #[test]
-    fn after_a_timeout_the_failed_are_skipped_too() {
-        // The parent (round 9) named 3, whose round 10 timed out: 3 and 0
-        // (its votes' collector) are suspected, so round 11 (11 mod 4 = 3)
-        // goes to the next that is not, 1.
-        let parent = Leadership {
-            failed: BTreeMap::new(),
-            next: 3,
-        };
-        assert_eq!(parent.after_timeout(9, 11, 4), 1);
-        // Round 12 after a timeout of 11 with a parent of 10: 3 and 0
-        // suspected; 12 mod 4 = 0, so 1 leads.
-        assert_eq!(parent.after_timeout(10, 12, 4), 1);
-        // A failure of long ago expired; the round before (named: 0, votes
-        // for 1) timed out: 2 leads.
-        let old = Leadership {
-            failed: failed(&[(1, 5)]),
-            next: 0,
-        };
-        assert_eq!(
-            old.after_timeout(EXCLUDE_ROUNDS + 11, EXCLUDE_ROUNDS + 13, 4),
-            2
-        );
     }
 }

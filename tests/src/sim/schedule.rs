@@ -64,7 +64,10 @@ impl fmt::Display for Fault {
             Fault::Split(a, b) => write!(f, "split {a:?} | {b:?}"),
             Fault::IsolateLeader => write!(f, "isolate the leader"),
             Fault::MuteLeader => write!(f, "mute the leader"),
-            Fault::SplitAtLeaders => write!(f, "split the next n/2 leaders from the rest"),
+            Fault::SplitAtLeaders => write!(
+                f,
+                "split the leader and the next by index, n/2 in all, from the rest"
+            ),
             Fault::OneWay(a, b) => write!(f, "one-way cut v{a} -> v{b}"),
             Fault::Mute(v) => write!(f, "mute v{v} (what it sends is dropped)"),
             Fault::Slow(v, ms) => write!(f, "slow links of v{v} (up to {ms} ms)"),
