@@ -9,9 +9,10 @@
 //! leaves the node (subscriptions, API answers) depends on state that a crash
 //! could lose.
 
+use crate::consensus::mutations::Mutations;
 use crate::execution::{
-    BranchView, ChainRules, ExecutionError, ExecutionOutput, ParentState, check_signature, execute,
-    execute_leaving_out_invalid,
+    BranchView, ChainRules, ExecutionError, ExecutionOutput, OnInvalid, ParentState,
+    check_signature, execute_as, execute_leaving_out_invalid,
 };
 use crate::genesis::Genesis;
 use crate::storage::{BlockCommit, Store, StoreError};
@@ -129,6 +130,9 @@ pub struct Ledger {
     genesis: Arc<Genesis>,
     rules: ChainRules,
     events: broadcast::Sender<Arc<CommittedBlock>>,
+    /// Rules broken on purpose (simulation only; see
+    /// [`Mutations::accept_invalid_transfers`]).
+    mutations: Mutations,
 }
 
 impl Ledger {
@@ -155,7 +159,15 @@ impl Ledger {
             genesis,
             rules,
             events,
+            mutations: Mutations::NONE,
         })
+    }
+
+    /// The same ledger, breaking the rules named in `mutations` (simulation
+    /// tests only; inert unless built with the `mutations` feature).
+    pub fn with_mutations(mut self, mutations: Mutations) -> Self {
+        self.mutations = mutations;
+        self
     }
 
     /// The store.
@@ -223,15 +235,42 @@ impl Ledger {
         transactions: &[SignedTransfer],
         signature_valid: &dyn Fn(&SignedTransfer) -> bool,
     ) -> Result<ExecutionOutput, LedgerError> {
+        let on_invalid = if self.mutations.accept_invalid_transfers() {
+            OnInvalid::Receipt
+        } else {
+            OnInvalid::Refuse
+        };
+        self.execute_on_as(branch, transactions, signature_valid, on_invalid)
+    }
+
+    /// [`Ledger::execute_on`], treating a transfer invalid at its position
+    /// as `on_invalid` says (the simulator's censoring leader builds its
+    /// block with [`OnInvalid::Receipt`]).
+    pub fn execute_on_as(
+        &self,
+        branch: &[&Speculative],
+        transactions: &[SignedTransfer],
+        signature_valid: &dyn Fn(&SignedTransfer) -> bool,
+        on_invalid: OnInvalid,
+    ) -> Result<ExecutionOutput, LedgerError> {
         let state = self.state_after(branch, transactions)?;
         let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
         let view = BranchView::new(self.store.as_ref(), &outputs);
-        execute(&self.rules, &view, &state, transactions, signature_valid).map_err(|e| match e {
-            ExecutionError::Store(e) => LedgerError::Store(e),
-            ExecutionError::InvalidTransfer { index, tx_id, code } => {
-                LedgerError::InvalidTransfer { index, tx_id, code }
+        let done = execute_as(
+            &self.rules,
+            &view,
+            &state,
+            transactions,
+            signature_valid,
+            on_invalid,
+        );
+        match done {
+            Ok((out, _)) => Ok(out),
+            Err(ExecutionError::Store(e)) => Err(LedgerError::Store(e)),
+            Err(ExecutionError::InvalidTransfer { index, tx_id, code }) => {
+                Err(LedgerError::InvalidTransfer { index, tx_id, code })
             }
-        })
+        }
     }
 
     /// What a leader fills its block with: [`Ledger::execute_on`] of

@@ -343,6 +343,7 @@ async fn prepare(home: &Path, config: Config) -> Result<Prepared> {
             mempool: config.mempool(),
             clock: chatpay_node::node::Clock::system(),
             stats: None,
+            faulty: chatpay_node::consensus::mutations::Faulty::default(),
         },
         config,
         genesis: Arc::new(genesis),

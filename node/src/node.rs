@@ -14,6 +14,7 @@
 use crate::api::{self, ApiState};
 use crate::consensus::core::{Core, CoreConfig, CoreStats, Input, Output};
 use crate::consensus::messages::{Block, ValidatorIndex};
+use crate::consensus::mutations::Faulty;
 use crate::consensus::safety::{SafetyError, SafetyRules};
 use crate::genesis::Genesis;
 use crate::ledger::{Ledger, LedgerError};
@@ -64,6 +65,10 @@ pub struct NodeConfig {
     /// Receives the core's counters after each input, for a program that
     /// embeds the validator (the simulator reads who leads from it).
     pub stats: Option<watch::Sender<CoreStats>>,
+    /// Byzantine behaviours the simulator switches on and off (inert
+    /// unless built with the `mutations` feature; `Faulty::default()`
+    /// everywhere else).
+    pub faulty: Faulty,
 }
 
 /// Where a validator reads wall-clock time, in milliseconds since the Unix
@@ -154,7 +159,9 @@ where
     let me = ValidatorIndex::try_from(me).expect("validator sets are small");
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, metrics.clone()));
-    let ledger = Arc::new(Ledger::open(store.clone(), genesis.clone())?);
+    let ledger = Arc::new(
+        Ledger::open(store.clone(), genesis.clone())?.with_mutations(config.core.mutations),
+    );
     let mempool = Arc::new(Mutex::new(Mempool::new(
         config.mempool,
         genesis.chain_id.clone(),
@@ -163,7 +170,8 @@ where
     let genesis_block = genesis.header().hash();
     let chain = ChainBinding::genesis(genesis.hash());
     let safety = SafetyRules::new(config.key.clone(), me, keys, genesis_block, chain, store)?;
-    let core = Core::new(me, config.core, ledger.clone(), mempool.clone(), safety)?;
+    let mut core = Core::new(me, config.core, ledger.clone(), mempool.clone(), safety)?;
+    core.set_faulty(config.faulty.clone());
 
     let (stop_tx, stop) = watch::channel(false);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
@@ -187,7 +195,8 @@ where
         chain_id = %genesis.chain_id,
         "validator starting"
     );
-    let validator = ValidatorService::new(events_tx.clone(), state.clone(), stop.clone());
+    let validator = ValidatorService::new(events_tx.clone(), state.clone(), stop.clone())
+        .with_faulty(config.faulty.clone());
     let (router, health) = api::router(state.clone(), stop.clone()).await;
     let router = router.add_service(validator.into_server());
     let shell = Shell {
@@ -382,7 +391,8 @@ async fn drive(
                     &mut propose_timer,
                 );
             }
-            let stats = core.stats();
+            let mut stats = core.stats();
+            stats.held.sync_response_bytes = shell.peers.largest_sync_response();
             shell.metrics.observe_core(stats);
             if let Some(watch) = &shell.stats {
                 watch.send_replace(stats);

@@ -912,6 +912,85 @@ fn after_a_failed_request_the_next_sign_of_the_gap_asks_another_signer() {
     c.assert_agreement();
 }
 
+#[test]
+fn a_non_leader_cannot_displace_the_leaders_proposal_while_its_parent_is_fetched() {
+    let mut c = Cluster::new(4);
+    c.start();
+    assert!(c.run_until(2, 600_000));
+    c.down.insert(3);
+    c.tap = Some(3);
+    let h = c.height(0);
+    assert!(c.run_until(h + 3, c.now_ms + 600_000));
+    let p = c
+        .tapped
+        .iter()
+        .rev()
+        .find_map(|(_, m)| match m {
+            ConsensusMessage::Proposal(p) => Some((**p).clone()),
+            _ => None,
+        })
+        .unwrap();
+    let leader = p.block.header.proposer;
+    let round = p.block.round();
+    // Validator 3 lacks the parent, so it cannot tell who leads the round.
+    // Another validator signs the leader's block as its own proposal.
+    let impostor = (0..3u32).find(|v| *v != leader).unwrap();
+    let mut block = p.block.clone();
+    block.header.proposer = impostor;
+    let chain = ChainBinding::genesis(c.nodes[0].ledger.genesis().hash());
+    let bytes = Proposal::signing_bytes(&chain, &block, p.timeout_certificate.as_ref());
+    let forged = Proposal {
+        signature: key(impostor as u8).sign(&bytes),
+        block,
+        timeout_certificate: p.timeout_certificate.clone(),
+    };
+    let now = c.now_ms;
+    let node = &mut c.nodes[3].core;
+    let mut out = node.handle(
+        now,
+        Input::Message(leader, ConsensusMessage::Proposal(Box::new(p))),
+    );
+    let forged = ConsensusMessage::Proposal(Box::new(forged));
+    out.extend(node.handle(now + 1, Input::Message(impostor, forged)));
+    assert_eq!(node.stats().held.proposals_waiting, 2);
+    // Validator 0 answers every request of validator 3 until none is left.
+    let mut t = now + 2;
+    for _ in 0..64 {
+        let mut next = Vec::new();
+        for o in out {
+            let input = match o {
+                Output::FetchBlock { hash, .. } => {
+                    let server = &c.nodes[0];
+                    let block = server.core.block(&hash).cloned().or_else(|| {
+                        committed_block_by_hash(server.ledger.store().as_ref(), &hash)
+                            .unwrap()
+                            .map(|s| s.block)
+                    });
+                    Input::BlockFetched(0, Box::new(block.unwrap()))
+                }
+                Output::SyncBlocks { from_height, .. } => {
+                    let store = c.nodes[0].ledger.store().clone();
+                    Input::Synced(
+                        0,
+                        committed_range(store.as_ref(), from_height, u64::MAX).unwrap(),
+                    )
+                }
+                _ => continue,
+            };
+            t += 1;
+            next.extend(c.nodes[3].core.handle(t, input));
+        }
+        if next.is_empty() {
+            break;
+        }
+        out = next;
+    }
+    // The leader's proposal got its vote once its ancestors were in.
+    let stats = c.nodes[3].core.stats();
+    assert_eq!(stats.last_voted_round, round, "{stats:?}");
+    assert_eq!(stats.held.proposals_waiting, 0);
+}
+
 /// A deterministic pseudo-random sequence for the fuzz test below.
 struct Xorshift(u64);
 

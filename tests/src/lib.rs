@@ -173,6 +173,7 @@ impl LocalNetwork {
             mempool: self.mempool,
             clock: Clock::system(),
             stats: None,
+            faulty: chatpay_node::consensus::mutations::Faulty::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(

@@ -1,6 +1,7 @@
 //! The simulator itself: a seed replays exactly, and each broken safety
 //! rule is caught within the CI batch (`make sim` runs the batch).
 
+use chatpay_node::consensus::sync::{SYNC_RECEIVE_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES};
 use chatpay_tests::sim::{self, Mutation, Report};
 use std::path::Path;
 use std::process::Command;
@@ -109,4 +110,45 @@ fn certificates_of_two_f_votes_are_caught() {
 fn the_old_quorum_formula_is_caught() {
     let (seed, v) = caught(Mutation::OldQuorum);
     println!("old-quorum caught by seed {seed}: {v}");
+}
+
+#[test]
+fn a_leader_burning_payments_with_invalid_transfers_is_caught() {
+    // Validators that execute a transfer invalid at its position as a
+    // failed receipt (the rule before invalid blocks) vote for a censoring
+    // leader's block: the payment it holds commits as failed, its id spent.
+    let seeds: Vec<u64> = (0..BATCH).collect();
+    let mutation = Mutation::AcceptInvalidTransfers;
+    let reports = sim::run_batch(simulator(), &seeds, 2, Some(mutation), true, |_| {});
+    let burned = reports.iter().find(|r| {
+        r.schedule.contains("censors")
+            && r.violations
+                .iter()
+                .any(|v| v.contains("not the success its signer meant"))
+    });
+    let burned = burned.unwrap_or_else(|| panic!("{mutation} was not caught by seeds 0..{BATCH}"));
+    println!(
+        "{mutation} caught by seed {}: {:?}",
+        burned.seed, burned.violations
+    );
+}
+
+#[test]
+fn a_sync_response_bloater_is_read_no_further_than_the_cap() {
+    // Seed 16: validator 1 answers sync requests with the real blocks under
+    // broken certificates, padded with junk blocks to 40 MiB, while
+    // validator 2, wiped, catches up from genesis and asks it. The
+    // receiver stops reading at its cap, finds no provable commit, asks
+    // another validator, and catches up; with the cap removed the run
+    // fails (a validator holds 43 MB of one response).
+    let reports = sim::run_batch(simulator(), &[16], 1, None, false, |_| {});
+    let r = &reports[0];
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert!(r.schedule.contains("bloats its sync"), "{}", r.schedule);
+    let read = usize::try_from(r.sync_response_bytes).unwrap();
+    assert!(
+        read > SYNC_RESPONSE_MAX_BYTES && read <= SYNC_RECEIVE_MAX_BYTES,
+        "read {read} bytes of one sync response: {}",
+        r.summary
+    );
 }

@@ -16,12 +16,12 @@ use super::aggregator::{Aggregator, Equivocation, VoteOutcome};
 use super::block_tree::BlockTree;
 use super::leader::{BlockFacts, EXCLUDE_ROUNDS, Leadership, round_robin};
 use super::messages::{Block, Proposal, Timeout, TimeoutCertificate, ValidatorIndex, Vote};
-use super::mutations::Mutations;
+use super::mutations::{Faulty, Mutations, censored};
 use super::pacemaker::{NewRound, Pacemaker};
 use super::safety::{SafetyError, SafetyRules};
 use super::sync::{MAX_FETCH_DEPTH, SyncedBlock, certificate_of};
 use super::wire::ConsensusMessage;
-use crate::execution::{BranchView, StateView};
+use crate::execution::{BranchView, OnInvalid, StateView};
 use crate::ledger::{CommittedBlock, Ledger, LedgerError, Speculative};
 use crate::mempool::{Mempool, SignatureCache, signature_valid, size_of};
 use chatpay_proto::pb;
@@ -175,12 +175,17 @@ pub struct Held {
     pub blocks: usize,
     /// Proposals held for rounds not entered yet (at most one per proposer).
     pub proposals_ahead: usize,
+    /// Proposals waiting for their ancestors (at most one per proposer).
+    pub proposals_waiting: usize,
     /// Fetched blocks waiting for their parents.
     pub orphans: usize,
     /// Rounds with votes or timeouts being aggregated.
     pub aggregated_rounds: usize,
     /// Certificates of uncommitted blocks.
     pub certificates: usize,
+    /// The most encoded bytes kept from one sync response so far (filled
+    /// in by the node's shell, which reads them; 0 from the core alone).
+    pub sync_response_bytes: usize,
 }
 
 /// Most proposals held ahead: one per validator.
@@ -240,8 +245,11 @@ pub struct Core {
     recorded_high_qc_round: u64,
     /// Rebuilding from recorded state (nothing is recorded again meanwhile).
     recovering: bool,
-    /// The newest proposal whose ancestors are being fetched.
-    pending: Option<(ValidatorIndex, Proposal)>,
+    /// Per proposer, its newest proposal whose ancestors are being fetched.
+    /// Per proposer because the leader of a round is not known before the
+    /// certified block is here: one slot for all would let any validator
+    /// displace the leader's proposal with one of its own.
+    pending: BTreeMap<ValidatorIndex, Proposal>,
     /// Per proposer, its proposal for the lowest round not entered yet.
     ahead: BTreeMap<ValidatorIndex, Proposal>,
     /// Held proposals whose round has started, handled after the input.
@@ -268,6 +276,8 @@ pub struct Core {
     stats: CoreStats,
     /// The highest round this validator timed out of (its timer fired).
     timed_out_round: u64,
+    /// Byzantine behaviours switched on by the simulator.
+    faulty: Faulty,
 }
 
 /// How far a new block's timestamp may be ahead of this validator's clock
@@ -436,7 +446,7 @@ impl Core {
             certified_fetch_at: 0,
             recorded_high_qc_round: 0,
             recovering: false,
-            pending: None,
+            pending: BTreeMap::new(),
             ahead: BTreeMap::new(),
             ahead_due: Vec::new(),
             orphans: BTreeMap::new(),
@@ -450,9 +460,16 @@ impl Core {
             out: Vec::new(),
             stats: CoreStats::default(),
             timed_out_round: 0,
+            faulty: Faulty::default(),
         };
         core.recover();
         Ok(core)
+    }
+
+    /// Misbehaves as `faulty` says while its switches are on (simulation
+    /// only; inert unless built with the `mutations` feature).
+    pub fn set_faulty(&mut self, faulty: Faulty) {
+        self.faulty = faulty;
     }
 
     /// The current round.
@@ -465,14 +482,16 @@ impl Core {
         CoreStats {
             round: self.pacemaker.round(),
             last_voted_round: self.safety.data().last_voted_round,
-            catching_up: self.pending.is_some(),
+            catching_up: !self.pending.is_empty(),
             leader: self.leader(),
             held: Held {
                 blocks: self.tree.len().max(self.speculative.len()),
                 proposals_ahead: self.ahead.len() + self.ahead_due.len(),
+                proposals_waiting: self.pending.len(),
                 orphans: self.orphans.len(),
                 aggregated_rounds: self.aggregator.rounds_held(),
                 certificates: self.certificates.len().max(self.tree.certificates_held()),
+                sync_response_bytes: 0,
             },
             ..self.stats
         }
@@ -812,20 +831,29 @@ impl Core {
         // Taken from the mempool: each signature was checked on admission.
         let signature_valid =
             |t: &SignedTransfer| signature_valid(&self.signatures, &self.mempool, t);
-        let (output, transactions) =
-            match self
-                .ledger
-                .execute_for_proposal(&branch, &transactions, &signature_valid)
-            {
-                Ok(done) => done,
-                Err(LedgerError::Store(e)) => panic!("ledger storage failed while proposing: {e}"),
-                Err(e) => {
-                    // A batch the ledger refuses (a duplicate) is a mempool bug;
-                    // skip this proposal rather than stop the validator.
-                    tracing::error!(round, error = %e, "proposal batch refused by the ledger");
-                    return;
+        let executed = self
+            .ledger
+            .execute_for_proposal(&branch, &transactions, &signature_valid)
+            .and_then(|(output, kept)| match censored(&self.faulty, &kept) {
+                Some(txs) => {
+                    let on = OnInvalid::Receipt;
+                    let out = self
+                        .ledger
+                        .execute_on_as(&branch, &txs, &signature_valid, on)?;
+                    Ok((out, txs))
                 }
-            };
+                None => Ok((output, kept)),
+            });
+        let (output, transactions) = match executed {
+            Ok(done) => done,
+            Err(LedgerError::Store(e)) => panic!("ledger storage failed while proposing: {e}"),
+            Err(e) => {
+                // A batch the ledger refuses (a duplicate) is a mempool bug;
+                // skip this proposal rather than stop the validator.
+                tracing::error!(round, error = %e, "proposal batch refused by the ledger");
+                return;
+            }
+        };
         let header = BlockHeader {
             genesis_hash: self.ledger.genesis().hash(),
             height: parent.height + 1,
@@ -1008,10 +1036,10 @@ impl Core {
             self.wait_for_ancestors(from, &p.block);
             if self
                 .pending
-                .as_ref()
-                .is_none_or(|(_, q)| q.block.round() <= round)
+                .get(&from)
+                .is_none_or(|q| q.block.round() <= round)
             {
-                self.pending = Some((from, p));
+                self.pending.insert(from, p);
             }
             return;
         };
@@ -1329,23 +1357,23 @@ impl Core {
         }
     }
 
-    /// Handles the held proposal again once its parent is here.
+    /// Handles the held proposals again whose parents are here.
     fn retry_pending(&mut self) {
-        let Some((from, p)) = self.pending.take() else {
-            return;
-        };
-        if self.branch_to(&p.block.header.parent_hash).is_some() {
-            self.on_proposal(from, p);
-        } else {
-            self.wait_for_ancestors(from, &p.block);
-            self.pending = Some((from, p));
+        for (from, p) in std::mem::take(&mut self.pending) {
+            if self.branch_to(&p.block.header.parent_hash).is_some() {
+                self.on_proposal(from, p);
+            } else {
+                self.wait_for_ancestors(from, &p.block);
+                self.pending.entry(from).or_insert(p);
+            }
         }
     }
 
     /// Commits the prefix of a peer's batch that links to the committed head
     /// and ends in a block whose certified child is of the next round (the
     /// 2-chain rule): certified alone is not committed. Every certificate
-    /// stored with a block is verified first.
+    /// stored with a block is verified first. A batch that commits nothing
+    /// makes the peer unhelpful: the next request goes to another.
     fn on_synced(&mut self, peer: ValidatorIndex, blocks: Vec<SyncedBlock>) {
         self.request_until_ms = 0;
         self.requested_from = None;
@@ -1386,6 +1414,7 @@ impl Core {
         });
         let Some(last) = proven else {
             tracing::warn!(peer, blocks = linked, "synced blocks prove no commit");
+            self.unhelpful = Some(peer);
             return;
         };
         let Some(certificates) = (0..=last)
@@ -1393,6 +1422,7 @@ impl Core {
             .collect::<Option<Vec<_>>>()
         else {
             tracing::warn!(peer, "synced blocks with a bad certificate");
+            self.unhelpful = Some(peer);
             return;
         };
         let mut root_qc = None;
@@ -1417,7 +1447,11 @@ impl Core {
                 }
             }
         }
-        let Some(root_qc) = root_qc else { return };
+        let Some(root_qc) = root_qc else {
+            self.unhelpful = Some(peer);
+            return;
+        };
+        self.unhelpful = None;
         let root = self.ledger.last_header().expect("just committed");
         tracing::info!(
             peer,

@@ -22,6 +22,10 @@ pub struct Mutations {
     /// Use the old quorum formula 2⌊(n − 1)/3⌋ + 1, too small whenever
     /// n ≠ 3f + 1 (n = 6: 3 of 6, so two halves certify apart).
     pub old_quorum: bool,
+    /// Execute a transfer invalid at its position (broken signature,
+    /// nonce out of order) as a failed receipt that spends its tx id, the
+    /// rule before invalid blocks: a leader can then censor any payment.
+    pub accept_invalid_transfers: bool,
 }
 
 /// Whether this build honours [`Mutations`].
@@ -34,6 +38,7 @@ impl Mutations {
         one_chain_commit: false,
         weak_quorum: false,
         old_quorum: false,
+        accept_invalid_transfers: false,
     };
 
     /// [`Self::vote_twice`], if this build honours mutations.
@@ -44,6 +49,11 @@ impl Mutations {
     /// [`Self::one_chain_commit`], if this build honours mutations.
     pub fn one_chain_commit(&self) -> bool {
         ENABLED && self.one_chain_commit
+    }
+
+    /// [`Self::accept_invalid_transfers`], if this build honours mutations.
+    pub fn accept_invalid_transfers(&self) -> bool {
+        ENABLED && self.accept_invalid_transfers
     }
 
     /// The number of signatures a certificate needs out of `n`:
@@ -59,4 +69,77 @@ impl Mutations {
             q
         }
     }
+}
+
+/// Byzantine behaviours a validator can be switched to, and back, while it
+/// runs: the simulator's faulty validators that must use the node's own
+/// state to attack (a censoring leader builds its block from its mempool
+/// and ledger; a sync-response bloater answers from its store). Inert,
+/// like [`Mutations`], unless built with the `mutations` feature; clones
+/// share the switches.
+#[derive(Debug, Clone, Default)]
+pub struct Faulty(std::sync::Arc<FaultySwitches>);
+
+#[derive(Debug, Default)]
+struct FaultySwitches {
+    censor: std::sync::atomic::AtomicBool,
+    bloat_sync: std::sync::atomic::AtomicBool,
+}
+
+impl Faulty {
+    /// When leading, include another's payment where it is invalid: after
+    /// a later transfer of its sender (nonce out of order) or with a broken
+    /// signature, executed as a failed receipt (the old rule) so that its
+    /// tx id would be spent.
+    pub fn set_censor(&self, on: bool) {
+        self.0
+            .censor
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::set_censor`] is on (and this build honours it).
+    pub fn censor(&self) -> bool {
+        ENABLED && self.0.censor.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Answer every sync request with the real blocks under broken
+    /// certificates, padded with junk blocks past the receiver's byte cap.
+    pub fn set_bloat_sync(&self, on: bool) {
+        self.0
+            .bloat_sync
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::set_bloat_sync`] is on (and this build honours it).
+    pub fn bloat_sync(&self) -> bool {
+        ENABLED && self.0.bloat_sync.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A censoring leader's batch ([`Faulty::censor`] on): `batch` with one
+/// payment made invalid where it stands, a sender's later transfer moved
+/// before its earlier one if the batch has two, else the first transfer
+/// with a broken signature (its tx id unchanged). `None` when the switch is
+/// off or the batch is empty.
+pub fn censored(
+    faulty: &Faulty,
+    batch: &[chatpay_proto::SignedTransfer],
+) -> Option<Vec<chatpay_proto::SignedTransfer>> {
+    if !faulty.censor() || batch.is_empty() {
+        return None;
+    }
+    let mut txs = batch.to_vec();
+    for i in 0..txs.len() {
+        let (sender, nonce) = (txs[i].transfer().sender(), txs[i].transfer().nonce());
+        let later = (i + 1..txs.len())
+            .find(|&j| txs[j].transfer().sender() == sender && txs[j].transfer().nonce() > nonce);
+        if let Some(j) = later {
+            txs.swap(i, j);
+            return Some(txs);
+        }
+    }
+    let mut signature = *txs[0].signature();
+    signature.0[0] ^= 1;
+    txs[0] = chatpay_proto::SignedTransfer::new(txs[0].transfer().clone(), signature);
+    Some(txs)
 }

@@ -163,7 +163,14 @@ pub fn execute<V: StateView + ?Sized>(
     transactions: &[SignedTransfer],
     signature_valid: &dyn Fn(&SignedTransfer) -> bool,
 ) -> Result<ExecutionOutput, ExecutionError> {
-    let (out, _) = execute_with(rules, view, parent, transactions, signature_valid, false)?;
+    let (out, _) = execute_as(
+        rules,
+        view,
+        parent,
+        transactions,
+        signature_valid,
+        OnInvalid::Refuse,
+    )?;
     Ok(out)
 }
 
@@ -180,21 +187,54 @@ pub fn execute_leaving_out_invalid<V: StateView + ?Sized>(
     transactions: &[SignedTransfer],
     signature_valid: &dyn Fn(&SignedTransfer) -> bool,
 ) -> Result<(ExecutionOutput, Vec<SignedTransfer>), StoreError> {
-    match execute_with(rules, view, parent, transactions, signature_valid, true) {
+    let done = execute_as(
+        rules,
+        view,
+        parent,
+        transactions,
+        signature_valid,
+        OnInvalid::LeaveOut,
+    );
+    match done {
         Ok(done) => Ok(done),
         Err(ExecutionError::Store(e)) => Err(e),
         Err(ExecutionError::InvalidTransfer { .. }) => unreachable!("left out, not refused"),
     }
 }
 
-fn execute_with<V: StateView + ?Sized>(
+/// What [`execute_as`] does with a transfer that [`invalidates_block`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInvalid {
+    /// The block is invalid ([`execute`]: the rule).
+    Refuse,
+    /// The transfer is left out ([`execute_leaving_out_invalid`]: a leader
+    /// filling its block).
+    LeaveOut,
+    /// The transfer gets a failed receipt and its tx id is spent: the rule
+    /// before invalid blocks (ADR 0011), which let a leader censor a
+    /// payment. Only the simulator uses it, for a censoring leader and for
+    /// the mutation that restores the old rule (`consensus::mutations`).
+    Receipt,
+}
+
+/// [`execute`], treating a transfer that [`invalidates_block`] as
+/// `on_invalid` says; returns the transfers kept (all but those left out).
+///
+/// # Errors
+/// When reading the parent state fails, or with [`OnInvalid::Refuse`] when
+/// a transfer is invalid at its position.
+///
+/// # Panics
+/// If supply is not conserved, as [`execute`].
+pub fn execute_as<V: StateView + ?Sized>(
     rules: &ChainRules,
     view: &V,
     parent: &ParentState,
     transactions: &[SignedTransfer],
     signature_valid: &dyn Fn(&SignedTransfer) -> bool,
-    leave_out_invalid: bool,
+    on_invalid: OnInvalid,
 ) -> Result<(ExecutionOutput, Vec<SignedTransfer>), ExecutionError> {
+    let leave_out_invalid = on_invalid == OnInvalid::LeaveOut;
     let mut overlay = Overlay {
         view,
         before: BTreeMap::new(),
@@ -210,7 +250,7 @@ fn execute_with<V: StateView + ?Sized>(
                 ReceiptCode::Success
             }
             Err(code) if invalidates_block(code) && leave_out_invalid => continue,
-            Err(code) if invalidates_block(code) => {
+            Err(code) if invalidates_block(code) && on_invalid == OnInvalid::Refuse => {
                 return Err(ExecutionError::InvalidTransfer {
                     index,
                     tx_id: tx.tx_id(),

@@ -26,7 +26,7 @@ mod apply;
 mod digest;
 
 pub use apply::{
-    BranchView, ChainRules, ExecutionError, ExecutionOutput, ParentState, StateView,
-    check_signature, execute, execute_leaving_out_invalid, invalidates_block,
+    BranchView, ChainRules, ExecutionError, ExecutionOutput, OnInvalid, ParentState, StateView,
+    check_signature, execute, execute_as, execute_leaving_out_invalid, invalidates_block,
 };
 pub use digest::{genesis_state_digest, next_state_digest};

@@ -46,6 +46,8 @@ pub struct Peers {
     /// One sync in flight at a time, whoever asks: what it holds is
     /// bounded by [`SYNC_RECEIVE_MAX_BYTES`].
     sync_slot: tokio::sync::Semaphore,
+    /// The most encoded bytes kept from one sync response.
+    largest_sync_response: std::sync::atomic::AtomicUsize,
 }
 
 /// Why a sync brought nothing.
@@ -109,6 +111,7 @@ impl Peers {
             me,
             links,
             sync_slot: tokio::sync::Semaphore::new(1),
+            largest_sync_response: std::sync::atomic::AtomicUsize::new(0),
         };
         Ok((peers, tasks))
     }
@@ -205,6 +208,13 @@ impl Peers {
         Block::try_from(block).map_err(|e| e.to_string())
     }
 
+    /// The most encoded bytes kept from one sync response so far (at most
+    /// [`SYNC_RECEIVE_MAX_BYTES`]).
+    pub fn largest_sync_response(&self) -> usize {
+        self.largest_sync_response
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Fetches committed blocks from `from_height` on from `peer`; stops at
     /// the first malformed one (the core checks the rest), and once the
     /// response passes [`SYNC_RECEIVE_MAX_BYTES`] or 4 × [`MAX_SYNC_BLOCKS`]
@@ -236,11 +246,12 @@ impl Peers {
             let mut blocks = Vec::new();
             let mut received = 0usize;
             while let Some(item) = stream.message().await.map_err(|s| s.to_string())? {
-                received = received.saturating_add(prost::Message::encoded_len(&item));
-                if received > SYNC_RECEIVE_MAX_BYTES {
+                let size = prost::Message::encoded_len(&item);
+                if received.saturating_add(size) > SYNC_RECEIVE_MAX_BYTES {
                     tracing::debug!(peer, received, "sync response over its byte cap; cut");
                     break;
                 }
+                received += size;
                 match SyncedBlock::try_from(item) {
                     Ok(b) => blocks.push(b),
                     Err(e) => {
@@ -252,6 +263,8 @@ impl Peers {
                     break;
                 }
             }
+            self.largest_sync_response
+                .fetch_max(received, std::sync::atomic::Ordering::Relaxed);
             Ok(blocks)
         };
         tokio::time::timeout(SYNC_TIMEOUT, collect)

@@ -3,7 +3,10 @@
 use super::{MAX_FORWARD_TXS, MAX_PEER_MESSAGE_BYTES};
 use crate::api::ApiState;
 use crate::consensus::core::Input;
-use crate::consensus::sync::{MAX_SYNC_BLOCKS, committed_block_by_hash, committed_range};
+use crate::consensus::mutations::Faulty;
+use crate::consensus::sync::{
+    MAX_SYNC_BLOCKS, SYNC_RECEIVE_MAX_BYTES, SyncedBlock, committed_block_by_hash, committed_range,
+};
 use crate::consensus::wire::ConsensusMessage;
 use crate::node::{CoreEvent, blocking, each_yielding};
 use chatpay_proto::{SignedTransfer, hash_field, pb};
@@ -20,6 +23,7 @@ pub struct ValidatorService {
     api: Arc<ApiState>,
     validators: usize,
     stopping: watch::Receiver<bool>,
+    faulty: Faulty,
 }
 
 impl ValidatorService {
@@ -36,7 +40,14 @@ impl ValidatorService {
             api,
             validators,
             stopping,
+            faulty: Faulty::default(),
         }
+    }
+
+    /// The same service, misbehaving as `faulty` says (simulation only).
+    pub fn with_faulty(mut self, faulty: Faulty) -> Self {
+        self.faulty = faulty;
+        self
     }
 
     /// The tonic server, with the message size cap applied.
@@ -214,8 +225,82 @@ impl pb::validator_server::Validator for ValidatorService {
         let store = self.api.ledger.store();
         let blocks = blocking(|| committed_range(store.as_ref(), r.from_height, to))
             .map_err(crate::api::internal)?;
-        let items: Vec<Result<pb::CertifiedBlock, Status>> =
-            blocks.iter().map(|b| Ok(b.into())).collect();
+        let items: Vec<Result<pb::CertifiedBlock, Status>> = if self.faulty.bloat_sync() {
+            let chain_id = self.api.ledger.genesis().chain_id.clone();
+            bloated(&blocks, &chain_id).into_iter().map(Ok).collect()
+        } else {
+            blocks.iter().map(|b| Ok(b.into())).collect()
+        };
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
+}
+
+/// A sync-response bloater's answer (the simulator's faulty validator):
+/// the real blocks, each under a certificate whose signatures are broken,
+/// then well-formed junk blocks of the largest transfers until the response
+/// is 8 MiB past what a receiver reads ([`SYNC_RECEIVE_MAX_BYTES`]) or
+/// holds the most blocks a response may.
+fn bloated(blocks: &[SyncedBlock], chain_id: &str) -> Vec<pb::CertifiedBlock> {
+    let broken = chatpay_proto::Signature([1; 64]);
+    let mut out: Vec<pb::CertifiedBlock> = blocks
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            for s in &mut b.block.justify.signatures {
+                s.signature = broken;
+            }
+            b.certificate = None;
+            pb::CertifiedBlock::from(&b)
+        })
+        .collect();
+    let Some(last) = blocks.last() else {
+        return out;
+    };
+    let junk = junk_block(last, chain_id);
+    let size = prost::Message::encoded_len(&junk);
+    let mut bytes: usize = out.iter().map(prost::Message::encoded_len).sum();
+    let limit = SYNC_RECEIVE_MAX_BYTES + (8 << 20);
+    while bytes <= limit && (out.len() as u64) < 4 * MAX_SYNC_BLOCKS {
+        out.push(junk.clone());
+        bytes += size;
+    }
+    out
+}
+
+/// A block after `last` of 1 000 transfers of 64 outputs and a full memo
+/// each, signed by nobody (about 3 MiB encoded).
+fn junk_block(last: &SyncedBlock, chain_id: &str) -> pb::CertifiedBlock {
+    use chatpay_proto::{MAX_MEMO_BYTES, MAX_OUTPUTS, Output, SignedTransfer, Transfer};
+    let sender = chatpay_proto::SecretKey::from_slice(&[0x6b; 32])
+        .expect("a valid scalar")
+        .public_key()
+        .clone();
+    let outputs: Vec<Output> = (0..MAX_OUTPUTS)
+        .map(|i| Output {
+            recipient: sender.clone(),
+            amount: i as u64 + 1,
+        })
+        .collect();
+    let transactions: Vec<SignedTransfer> = (0..1_000u64)
+        .map(|nonce| {
+            let t = Transfer::new(
+                chain_id,
+                sender.clone(),
+                nonce + 1,
+                1,
+                outputs.clone(),
+                vec![0x6a; MAX_MEMO_BYTES],
+            )
+            .expect("within the transfer limits");
+            SignedTransfer::new(t, chatpay_proto::Signature([2; 64]))
+        })
+        .collect();
+    let mut block = last.block.clone();
+    block.header.height += 1;
+    block.header.tx_count = 1_000;
+    block.transactions = transactions;
+    pb::CertifiedBlock::from(&SyncedBlock {
+        block,
+        certificate: None,
+    })
 }

@@ -28,14 +28,15 @@ use crate::{test_genesis, validator_key};
 use chatpay_node::consensus::core::CoreConfig;
 use chatpay_node::consensus::core::{CoreStats, Held, MAX_ORPHANS, max_proposals_ahead};
 use chatpay_node::consensus::leader::round_robin;
-use chatpay_node::consensus::mutations::Mutations;
+use chatpay_node::consensus::mutations::{Faulty, Mutations};
+use chatpay_node::consensus::sync::SYNC_RECEIVE_MAX_BYTES;
 use chatpay_node::genesis::Genesis;
 use chatpay_node::mempool::MempoolConfig;
 use chatpay_node::node::{Clock, NodeConfig, run as run_validator};
 use chatpay_node::storage::{MemoryStore, Store, columns};
 use chatpay_proto::pb::client_client::ClientClient;
 use chatpay_proto::pb::get_transaction_response::Status as TxStatus;
-use chatpay_proto::{Output, PublicKey, SecretKey, Transfer, TxId, pb};
+use chatpay_proto::{Output, PublicKey, SecretKey, SignedTransfer, Transfer, TxId, pb};
 use check::{Checker, SeenCommitted};
 use net::{PORT, SimConnector};
 use rand::rngs::SmallRng;
@@ -90,16 +91,21 @@ pub enum Mutation {
     WeakQuorum,
     /// The old quorum formula 2⌊(n − 1)/3⌋ + 1 (too small for n = 5, 6).
     OldQuorum,
+    /// Validators vote for a block holding a transfer invalid at its
+    /// position, which gets a failed receipt and spends its tx id (the rule
+    /// before invalid blocks): a censoring leader burns payments.
+    AcceptInvalidTransfers,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 5] = [
+    pub const ALL: [Mutation; 6] = [
         Mutation::VoteTwice,
         Mutation::SkipSafetyFsync,
         Mutation::OneChainCommit,
         Mutation::WeakQuorum,
         Mutation::OldQuorum,
+        Mutation::AcceptInvalidTransfers,
     ];
 
     /// The name used on the command line.
@@ -110,6 +116,7 @@ impl Mutation {
             Mutation::OneChainCommit => "one-chain-commit",
             Mutation::WeakQuorum => "weak-quorum",
             Mutation::OldQuorum => "old-quorum",
+            Mutation::AcceptInvalidTransfers => "accept-invalid-transfers",
         }
     }
 
@@ -120,6 +127,7 @@ impl Mutation {
             Mutation::OneChainCommit => m.one_chain_commit = true,
             Mutation::WeakQuorum => m.weak_quorum = true,
             Mutation::OldQuorum => m.old_quorum = true,
+            Mutation::AcceptInvalidTransfers => m.accept_invalid_transfers = true,
             Mutation::SkipSafetyFsync => {}
         }
         m
@@ -228,11 +236,17 @@ fn held_violation(h: &Held, n: usize) -> Option<String> {
             h.proposals_ahead,
             max_proposals_ahead(n),
         ),
+        ("proposals waiting for ancestors", h.proposals_waiting, n),
         ("orphan blocks", h.orphans, MAX_ORPHANS),
         (
             "aggregated rounds",
             h.aggregated_rounds,
             MAX_AGGREGATED_ROUNDS,
+        ),
+        (
+            "bytes of one sync response",
+            h.sync_response_bytes,
+            SYNC_RECEIVE_MAX_BYTES,
         ),
     ];
     checks
@@ -245,9 +259,11 @@ fn held_max(a: Held, b: Held) -> Held {
     Held {
         blocks: a.blocks.max(b.blocks),
         proposals_ahead: a.proposals_ahead.max(b.proposals_ahead),
+        proposals_waiting: a.proposals_waiting.max(b.proposals_waiting),
         orphans: a.orphans.max(b.orphans),
         aggregated_rounds: a.aggregated_rounds.max(b.aggregated_rounds),
         certificates: a.certificates.max(b.certificates),
+        sync_response_bytes: a.sync_response_bytes.max(b.sync_response_bytes),
     }
 }
 
@@ -317,8 +333,9 @@ fn now_ms() -> u64 {
     turmoil::sim_elapsed().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// One user: pays the others one payment at a time, resubmitting to the
-/// next validator until it sees the payment committed.
+/// One user: pays the others one payment (one time in four, two in a row,
+/// nonces k and k + 1) at a time, resubmitting to the next validator until
+/// it sees them committed.
 async fn user(
     u: usize,
     n: usize,
@@ -333,68 +350,102 @@ async fn user(
         clients.push(ClientClient::new(channel));
     }
     let stop_submitting = HEAL_MS + SUBMIT_AFTER_HEAL_MS;
-    let give_up = HEAL_MS + SETTLE_MS;
     let mut target = u % n;
     let mut nonce = 1;
     while now_ms() < stop_submitting {
-        let to = (u + rng.random_range(1..USERS)) % USERS;
-        let transfer = Transfer::new(
-            CHAIN_ID,
-            key.public_key().clone(),
-            nonce,
-            FEE,
-            vec![Output {
-                recipient: user_key(to).public_key().clone(),
-                amount: rng.random_range(1..1_000),
-            }],
-            vec![],
-        )?
-        .sign(&key);
-        let id = transfer.tx_id();
-        let wire = pb::SignedTransaction::from(&transfer);
-        log.lock().expect("user log").submitted.insert(id, now_ms());
-        'follow: while now_ms() < give_up {
+        let count = if rng.random_ratio(1, 4) { 2 } else { 1 };
+        let mut payments = Vec::new();
+        for _ in 0..count {
+            let to = (u + rng.random_range(1..USERS)) % USERS;
+            let transfer = Transfer::new(
+                CHAIN_ID,
+                key.public_key().clone(),
+                nonce,
+                FEE,
+                vec![Output {
+                    recipient: user_key(to).public_key().clone(),
+                    amount: rng.random_range(1..1_000),
+                }],
+                vec![],
+            )?
+            .sign(&key);
+            nonce += 1;
+            log.lock()
+                .expect("user log")
+                .submitted
+                .insert(transfer.tx_id(), now_ms());
+            payments.push(transfer);
+        }
+        follow(&mut clients, &mut target, &payments, &log).await;
+    }
+    Ok(())
+}
+
+/// Submits `payments` (in nonce order) to `target` and asks after them for
+/// 2 s, then moves on to the next validator, until each is committed.
+async fn follow(
+    clients: &mut [ClientClient<Channel>],
+    target: &mut usize,
+    payments: &[SignedTransfer],
+    log: &Mutex<UserLog>,
+) {
+    let give_up = HEAL_MS + SETTLE_MS;
+    let mut open: Vec<&SignedTransfer> = payments.iter().collect();
+    while !open.is_empty() && now_ms() < give_up {
+        for p in &open {
             let submit = pb::SubmitTransactionRequest {
-                transaction: Some(wire.clone()),
+                transaction: Some(pb::SignedTransaction::from(*p)),
             };
             let _ = tokio::time::timeout(
                 Duration::from_millis(500),
-                clients[target].submit_transaction(submit),
+                clients[*target].submit_transaction(submit),
             )
             .await;
-            for _ in 0..20 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let ask = pb::GetTransactionRequest {
-                    tx_id: id.0.to_vec(),
-                    include_proof: false,
-                };
-                let answer = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    clients[target].get_transaction(ask),
-                )
-                .await;
-                if let Ok(Ok(r)) = answer {
-                    if let Some(TxStatus::Committed(c)) = r.into_inner().status {
-                        let code = c.receipt.map_or(0, |r| r.code);
+        }
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut still = Vec::new();
+            for p in open {
+                let seen = committed(&mut clients[*target], p.tx_id()).await;
+                match seen {
+                    Some((height, code)) => {
+                        let mut log = log.lock().expect("user log");
                         if code != pb::ReceiptCode::Success as i32 {
-                            log.lock().expect("user log").failed.push((id, code));
+                            log.failed.push((p.tx_id(), code));
                         }
-                        log.lock().expect("user log").committed.insert(
-                            id,
-                            SeenCommitted {
-                                height: c.height,
-                                validator: target,
-                            },
-                        );
-                        break 'follow;
+                        let seen = SeenCommitted {
+                            height,
+                            validator: *target,
+                        };
+                        log.committed.insert(p.tx_id(), seen);
                     }
+                    None => still.push(p),
                 }
             }
-            target = (target + 1) % n;
+            open = still;
+            if open.is_empty() {
+                return;
+            }
         }
-        nonce += 1;
+        *target = (*target + 1) % clients.len();
     }
-    Ok(())
+}
+
+/// (height, receipt code) of `id` if `client`'s validator reports it
+/// committed.
+async fn committed(client: &mut ClientClient<Channel>, id: TxId) -> Option<(u64, i32)> {
+    let ask = pb::GetTransactionRequest {
+        tx_id: id.0.to_vec(),
+        include_proof: false,
+    };
+    let answer = tokio::time::timeout(Duration::from_millis(500), client.get_transaction(ask))
+        .await
+        .ok()?
+        .ok()?;
+    match answer.into_inner().status {
+        Some(TxStatus::Committed(c)) => Some((c.height, c.receipt.map_or(0, |r| r.code))),
+        _ => None,
+    }
 }
 
 /// The network as the schedule wants it: directed links that drop.
@@ -421,6 +472,8 @@ struct World<'a> {
     active: Vec<(Scheduled, Fault)>,
     /// What the adversary host is told to do.
     orders: Arc<adversary::Orders>,
+    /// Each validator's Byzantine switches.
+    faulty: Vec<Faulty>,
     /// Hosts whose chain data was deleted, not yet told to the checker.
     wiped: Vec<usize>,
     /// Each validator's (first host's) core counters, as last published.
@@ -591,6 +644,8 @@ impl<'a> World<'a> {
                     .expect("orders")
                     .push(attack.clone());
             }
+            Fault::Censor(v) => self.faulty[*v].set_censor(true),
+            Fault::BloatSync(v) => self.faulty[*v].set_bloat_sync(true),
             Fault::Slow(v, ms) => {
                 self.each_link(*v, |sim, a, b| {
                     sim.set_link_max_message_latency(a, b, Duration::from_millis(*ms))
@@ -636,6 +691,8 @@ impl<'a> World<'a> {
                     sim.set_link_max_message_latency(a, b, Duration::from_millis(BASE_LATENCY_MS))
                 });
             }
+            Fault::Censor(v) => self.faulty[*v].set_censor(false),
+            Fault::BloatSync(v) => self.faulty[*v].set_bloat_sync(false),
             Fault::Hold(v) => {
                 self.each_link(*v, |sim, a, b| sim.release(a, b));
             }
@@ -676,7 +733,7 @@ pub fn run(config: &SimConfig) -> Outcome {
     let started = std::time::Instant::now();
     let n = config.validators;
     let mut rng = SmallRng::seed_from_u64(config.seed);
-    let schedule = Schedule::draw(&mut rng, n, HEAL_MS);
+    let schedule = Schedule::draw(&mut rng, config.seed, n, HEAL_MS);
     let genesis = genesis(n);
     let supply = u128::from(USER_BALANCE) * USERS as u128;
     let mutations = config.mutation.map_or(Mutations::NONE, Mutation::switches);
@@ -709,6 +766,8 @@ pub fn run(config: &SimConfig) -> Outcome {
         .tcp_capacity(1 << 16)
         .build();
 
+    // Each validator's Byzantine switches (its twin copy shares them).
+    let faulty: Vec<Faulty> = (0..n).map(|_| Faulty::default()).collect();
     let mut stats = Vec::new();
     for (h, name) in hosts.iter().enumerate() {
         let watch = (h < n).then(|| {
@@ -747,6 +806,7 @@ pub fn run(config: &SimConfig) -> Outcome {
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }),
             stats: watch,
+            faulty: faulty[validator].clone(),
         };
         let (genesis, store) = (genesis.clone(), stores[h].clone());
         sim.host(name.as_str(), move || {
@@ -809,6 +869,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         cuts: Cuts::default(),
         active: Vec::new(),
         orders: orders.clone(),
+        faulty,
         wiped: Vec::new(),
         stats,
         honest: honest.clone(),
@@ -954,6 +1015,9 @@ pub struct Report {
     pub violations: Vec<String>,
     /// [`Outcome::wall_ms`].
     pub wall_ms: u64,
+    /// The most encoded bytes an honest validator kept of one sync
+    /// response ([`Held::sync_response_bytes`]).
+    pub sync_response_bytes: u64,
 }
 
 impl Report {
@@ -968,6 +1032,7 @@ impl Report {
             simulated_ms: o.simulated_ms,
             violations: o.violations.clone(),
             wall_ms: o.wall_ms,
+            sync_response_bytes: o.held.sync_response_bytes as u64,
         }
     }
 
@@ -982,6 +1047,7 @@ impl Report {
             "simulated_ms": self.simulated_ms,
             "violations": self.violations,
             "wall_ms": self.wall_ms,
+            "sync_response_bytes": self.sync_response_bytes,
         })
         .to_string()
     }
@@ -1005,6 +1071,7 @@ impl Report {
                 .map(|x| x.as_str().map(str::to_owned))
                 .collect::<Option<_>>()?,
             wall_ms: number("wall_ms")?,
+            sync_response_bytes: number("sync_response_bytes")?,
         })
     }
 }
@@ -1064,6 +1131,7 @@ fn run_child(exe: &Path, seed: u64, mutation: Option<Mutation>) -> Report {
         simulated_ms: 0,
         violations: vec![what],
         wall_ms: 0,
+        sync_response_bytes: 0,
     };
     let output = match command.env_remove("SEED").output() {
         Ok(o) => o,

@@ -1,6 +1,7 @@
 //! Fault schedules drawn from a seed.
 
 use rand::Rng;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::fmt;
 
@@ -56,6 +57,15 @@ pub enum Fault {
     /// A stranger (no validator key) sends votes of the current round
     /// claiming validators' indices, and fetches of unknown blocks.
     StrangerFlood,
+    /// Validator `.0` is faulty: when it leads, it includes a payment of
+    /// its batch where it is invalid (a sender's later transfer before its
+    /// earlier one, or with a broken signature) and executes it as a
+    /// failed receipt, which would spend the payment's tx id.
+    Censor(usize),
+    /// Validator `.0` is faulty: it answers sync requests with the real
+    /// blocks under broken certificates, padded with well-formed junk
+    /// blocks past what a receiver reads.
+    BloatSync(usize),
 }
 
 impl fmt::Display for Fault {
@@ -83,6 +93,8 @@ impl fmt::Display for Fault {
                 write!(f, "v{v} sends certificates of another network")
             }
             Fault::StrangerFlood => write!(f, "a stranger floods forged votes and fetches"),
+            Fault::Censor(v) => write!(f, "v{v} censors: includes payments where invalid"),
+            Fault::BloatSync(v) => write!(f, "v{v} bloats its sync responses"),
         }
     }
 }
@@ -126,7 +138,8 @@ pub struct Twin {
 impl Schedule {
     /// Draws a schedule for `n` validators whose faults start between
     /// [`WARMUP_MS`] and `heal_ms`.
-    pub fn draw(rng: &mut SmallRng, n: usize, heal_ms: u64) -> Self {
+    /// Attacks added since come from their own stream derived from `seed`.
+    pub fn draw(rng: &mut SmallRng, seed: u64, n: usize, heal_ms: u64) -> Self {
         let f = (n - 1) / 3;
         let mut twins = Vec::new();
         // A third of the runs have f Twins validators.
@@ -192,12 +205,60 @@ impl Schedule {
             });
             at = if one_at_a_time || alone { until } else { at } + rng.random_range(150..1_500);
         }
+        if !faulty.is_empty() {
+            Self::draw_validator_attacks(seed, n, &faulty, heal_ms, &mut faults);
+        }
         Self {
             faults,
             twins,
             heal_ms,
             one_at_a_time,
         }
+    }
+
+    /// Attacks of a faulty validator that run beside the other faults: a
+    /// censoring leader, and a sync-response bloater over a window in which
+    /// another validator is wiped and restarts, so that it catches up by
+    /// height range while the bloater serves. They come from a stream of
+    /// their own, so the schedules drawn before they existed stay as they
+    /// were (the regression seeds keep their faults).
+    fn draw_validator_attacks(
+        seed: u64,
+        n: usize,
+        faulty: &[usize],
+        heal_ms: u64,
+        faults: &mut Vec<Scheduled>,
+    ) {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0xa77a_c4e5);
+        let attacker = faulty[rng.random_range(0..faulty.len())];
+        if rng.random_ratio(1, 2) {
+            let at_ms = rng.random_range(WARMUP_MS..heal_ms / 2);
+            let until_ms = (at_ms + rng.random_range(2_000..8_000)).min(heal_ms);
+            faults.push(Scheduled {
+                at_ms,
+                until_ms,
+                fault: Fault::Censor(attacker),
+            });
+        }
+        let honest: Vec<usize> = (0..n).filter(|v| !faulty.contains(v)).collect();
+        if rng.random_ratio(1, 2) {
+            // Late enough for the chain to be more than a fetch deep
+            // (`MAX_FETCH_DEPTH` blocks) when the wiped validator restarts.
+            let at_ms = rng.random_range(heal_ms * 5 / 12..heal_ms * 2 / 3);
+            let until_ms = (at_ms + 4_000).min(heal_ms);
+            let victim = honest[rng.random_range(0..honest.len())];
+            faults.push(Scheduled {
+                at_ms,
+                until_ms,
+                fault: Fault::BloatSync(attacker),
+            });
+            faults.push(Scheduled {
+                at_ms: at_ms + 200,
+                until_ms: at_ms + 1_200,
+                fault: Fault::Wipe(victim),
+            });
+        }
+        faults.sort_by_key(|s| s.at_ms);
     }
 
     /// One fault; attacks that need a validator's key come from `faulty`.
