@@ -158,7 +158,7 @@ fn commit(c: &mut Criterion, f: &Fixture) {
                         timestamp_ms: parent.timestamp_ms + 1,
                         tx_count: u32::try_from(txs.len()).expect("small"),
                         tx_root: out.tx_root,
-                        state_digest: out.state_digest,
+                        state_root: out.state_root,
                     };
                     (header, txs, out)
                 },

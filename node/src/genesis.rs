@@ -6,7 +6,7 @@
 //! blocks. Validators' network addresses are operational and not hashed: a
 //! validator can move to a new address without forking the chain.
 
-use crate::execution::genesis_state_digest;
+use crate::execution::state_tree::{self, EmptyTree, TreeNodes};
 use crate::storage::BlockCommit;
 use chatpay_proto::{
     Account, Address, BlockHeader, DEFAULT_DECIMALS, DEFAULT_HRP, Hash, MAX_DECIMALS, PublicKey,
@@ -164,6 +164,8 @@ pub struct Genesis {
     /// Σ initial balances.
     pub total_supply: u64,
     hash: Hash,
+    /// Root of the state tree of the initial balances.
+    state_root: Hash,
 }
 
 impl Genesis {
@@ -212,8 +214,10 @@ impl Genesis {
             accounts,
             total_supply,
             hash: Hash::default(),
+            state_root: Hash::default(),
         };
         genesis.hash = sha256(&genesis.canonical_bytes());
+        genesis.state_root = genesis.state_tree().0;
         Ok(genesis)
     }
 
@@ -274,32 +278,46 @@ impl Genesis {
             timestamp_ms: self.genesis_time_ms,
             tx_count: 0,
             tx_root: merkle_root(&[]),
-            state_digest: genesis_state_digest(&self.hash),
+            state_root: self.state_root,
         }
     }
 
-    /// The commit that writes block 0 and the initial balances.
+    /// The commit that writes block 0, the initial balances and the state
+    /// tree at version 0.
     pub fn commit(&self) -> BlockCommit {
+        let nodes = self.state_tree().1;
         BlockCommit {
             header: self.header(),
             certificate: None,
             transactions: Vec::new(),
             receipts: Vec::new(),
-            accounts: self
-                .accounts
-                .iter()
-                .map(|(k, b)| {
-                    (
-                        k.clone(),
-                        Account {
-                            balance: *b,
-                            nonce: 0,
-                        },
-                    )
-                })
-                .collect(),
+            accounts: self.initial_accounts(),
             burned: 0,
+            tree_nodes: nodes
+                .iter()
+                .map(|(k, n)| (state_tree::encode_key(k), state_tree::encode_node(n)))
+                .collect(),
         }
+    }
+
+    /// The initial accounts, sorted by key.
+    fn initial_accounts(&self) -> Vec<(PublicKey, Account)> {
+        self.accounts
+            .iter()
+            .map(|(k, b)| {
+                let account = Account {
+                    balance: *b,
+                    nonce: 0,
+                };
+                (k.clone(), account)
+            })
+            .collect()
+    }
+
+    /// The state tree of the initial balances (version 0): root and nodes.
+    fn state_tree(&self) -> (Hash, TreeNodes) {
+        state_tree::update(&EmptyTree, 0, &self.initial_accounts(), 0)
+            .expect("a tree built from nothing reads nothing")
     }
 
     /// Canonical bytes (`docs/ledger.md`, "Genesis hash").

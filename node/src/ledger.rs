@@ -10,6 +10,7 @@
 //! could lose.
 
 use crate::consensus::mutations::Mutations;
+use crate::execution::state_tree;
 use crate::execution::{
     BranchView, ChainRules, ExecutionError, ExecutionOutput, OnInvalid, ParentState,
     check_signature, execute_as, execute_leaving_out_invalid,
@@ -135,6 +136,28 @@ pub struct Ledger {
     mutations: Mutations,
 }
 
+/// Refuses a store whose state tree does not reach its committed head: one
+/// written before the state tree existed, or damaged.
+fn check_state_tree(store: &dyn Store) -> Result<(), LedgerError> {
+    let Some(head) = store.last_header()? else {
+        return Ok(());
+    };
+    match state_tree::root_at(store, head.height)? {
+        Some(root) if root == head.state_root => Ok(()),
+        found => Err(StoreError::Corrupt {
+            what: "state tree",
+            detail: format!(
+                "the root at height {} is {found:?}, the header says {}: the database was \
+                 written by a version without the state tree, or is damaged; \
+                 `chatpay-node unsafe-reset` deletes the chain data and the validator \
+                 catches up from its peers (a devnet: `make devnet ARGS=--reset`)",
+                head.height, head.state_root
+            ),
+        }
+        .into()),
+    }
+}
+
 impl Ledger {
     /// Opens the ledger on `store`, writing genesis if the store is empty and
     /// refusing a store that was started from another genesis.
@@ -149,6 +172,7 @@ impl Ledger {
             }
             Some(_) => {}
         }
+        check_state_tree(store.as_ref())?;
         let rules = ChainRules {
             chain_id: genesis.chain_id.clone(),
             fee_per_transfer: genesis.fee_per_transfer,
@@ -337,7 +361,7 @@ impl Ledger {
         };
         Ok(ParentState {
             height: parent.height,
-            state_digest: parent.state_digest,
+            state_root: parent.state_root,
             burned,
         })
     }
@@ -363,7 +387,7 @@ impl Ledger {
             timestamp_ms,
             tx_count: u32::try_from(transactions.len()).expect("blocks are bounded"),
             tx_root: out.tx_root,
-            state_digest: out.state_digest,
+            state_root: out.state_root,
         })
     }
 
@@ -449,10 +473,10 @@ impl Ledger {
                 header.tx_root, out.tx_root
             ));
         }
-        if header.state_digest != out.state_digest {
+        if header.state_root != out.state_root {
             return mismatch(format!(
-                "state_digest {} != executed {}",
-                header.state_digest, out.state_digest
+                "state_root {} != executed {}",
+                header.state_root, out.state_root
             ));
         }
         let commit = BlockCommit {
@@ -462,6 +486,11 @@ impl Ledger {
             receipts: out.receipts,
             accounts: out.accounts,
             burned: out.burned,
+            tree_nodes: out
+                .tree_nodes
+                .iter()
+                .map(|(k, n)| (state_tree::encode_key(k), state_tree::encode_node(n)))
+                .collect(),
         };
         self.store.commit_block(&commit)?;
         let block = Arc::new(CommittedBlock::new(

@@ -559,7 +559,7 @@ async fn cmd_status(node: &str) -> Result<()> {
         let header = chatpay_proto::BlockHeader::try_from(header).map_err(|e| e.to_string())?;
         println!("block      {}", header.hash());
         println!("round      {}", header.round);
-        println!("state      {}", header.state_digest);
+        println!("state      {}", header.state_root);
         println!("txs        {}", header.tx_count);
     }
     Ok(())

@@ -330,6 +330,9 @@ impl Store for TimedStore {
     fn burned(&self) -> R<u64> {
         self.inner.burned()
     }
+    fn tree_node(&self, key: &[u8]) -> R<Option<Vec<u8>>> {
+        self.inner.tree_node(key)
+    }
     fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> R<()> {
         self.inner.for_each_account(f)
     }

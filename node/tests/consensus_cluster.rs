@@ -360,7 +360,7 @@ impl Cluster {
                 .nodes
                 .iter()
                 .filter_map(|n| n.ledger.store().block(h).unwrap())
-                .map(|b| (b.header.hash(), b.header.state_digest))
+                .map(|b| (b.header.hash(), b.header.state_root))
                 .collect();
             assert!(
                 blocks.windows(2).all(|w| w[0] == w[1]),
@@ -583,7 +583,7 @@ fn a_validator_cut_off_catches_up_when_it_returns() {
                 .unwrap()
                 .unwrap()
                 .header
-                .state_digest
+                .state_root
         })
         .collect();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
@@ -642,7 +642,7 @@ fn synced_blocks_from_a_lying_peer_commit_nothing_unproven() {
     // A header altered in transit (its state digest): the chain breaks there
     // and nothing from that block on commits; a proven prefix before it may.
     let mut altered = served.clone();
-    altered[6].block.header.state_digest = chatpay_proto::sha256(b"forged");
+    altered[6].block.header.state_root = chatpay_proto::sha256(b"forged");
     let h = feed(&mut c, altered);
     assert!(h < 7, "committed {h} past an altered block");
     // The honest rest commits the prefix its last certified pair proves.
@@ -1179,7 +1179,7 @@ mod byzantine {
             timestamp_ms,
             tx_count: txs.len() as u32,
             tx_root: out.tx_root,
-            state_digest: out.state_digest,
+            state_root: out.state_root,
         };
         let block = Block {
             header,

@@ -253,7 +253,7 @@ fn commit_refuses_a_header_that_lies() {
     let txs = vec![pay(1, 1, FEE, &[(2, 5)])];
     let good = ledger.build_block(1, 0, 0, &txs).unwrap();
     let mut bad_digest = good.clone();
-    bad_digest.state_digest = chatpay_proto::sha256(b"lie");
+    bad_digest.state_root = chatpay_proto::sha256(b"lie");
     assert!(ledger.commit(bad_digest, txs.clone(), None).is_err());
     let mut bad_root = good.clone();
     bad_root.tx_root = chatpay_proto::sha256(b"lie");
@@ -321,7 +321,7 @@ fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
         header: a_header.clone(),
         transactions: a_txs.clone(),
     };
-    assert_eq!(a.output.state_digest, a_header.state_digest);
+    assert_eq!(a.output.state_root, a_header.state_root);
     let on_branch = ledger.execute_on(&[&a], &b_txs, &check_signature).unwrap();
     assert!(
         on_branch.receipts.iter().all(|r| r.is_success()),
@@ -432,7 +432,7 @@ fn run_random(blocks: &[Vec<RandomTx>], balances: &[u64]) {
         assert_eq!(a.len(), txs.len(), "one receipt per transaction");
         let (ha, hb) = (rocks.last_header().unwrap(), memory.last_header().unwrap());
         assert_eq!(
-            ha.state_digest, hb.state_digest,
+            ha.state_root, hb.state_root,
             "same state digest on both stores"
         );
         assert_eq!(ha.hash(), hb.hash());

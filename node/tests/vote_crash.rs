@@ -45,7 +45,7 @@ fn block(salt: u8) -> Block {
         timestamp_ms: 0,
         tx_count: 0,
         tx_root: sha256(b""),
-        state_digest: sha256(&[salt]),
+        state_root: sha256(&[salt]),
     };
     Block {
         header,

@@ -206,7 +206,7 @@ impl TryFrom<pb::BlockHeader> for BlockHeader {
             timestamp_ms: h.timestamp_ms,
             tx_count: h.tx_count,
             tx_root: hash_field(&h.tx_root, "header.tx_root")?,
-            state_digest: hash_field(&h.state_digest, "header.state_digest")?,
+            state_root: hash_field(&h.state_root, "header.state_root")?,
         })
     }
 }
@@ -222,7 +222,7 @@ impl From<&BlockHeader> for pb::BlockHeader {
             timestamp_ms: h.timestamp_ms,
             tx_count: h.tx_count,
             tx_root: h.tx_root.0.to_vec(),
-            state_digest: h.state_digest.0.to_vec(),
+            state_root: h.state_root.0.to_vec(),
         }
     }
 }

@@ -222,7 +222,7 @@ mod tests {
             timestamp_ms: 0,
             tx_count: 1,
             tx_root,
-            state_digest: sha256(b"state"),
+            state_root: sha256(b"state"),
         }
     }
 
@@ -259,7 +259,7 @@ mod tests {
             timestamp_ms: 0,
             tx_count: 0,
             tx_root: Hash([0; 32]),
-            state_digest: Hash([0; 32]),
+            state_root: Hash([0; 32]),
         };
         let b1 = header(&genesis, 1, sha256(b"x"));
         let b2 = BlockHeader {

@@ -18,8 +18,9 @@ const PROPOSAL_DOMAIN_TAG: &[u8] = b"chatpay/proposal\0";
 const QC_DOMAIN_TAG: &[u8] = b"chatpay/qc\0";
 /// Domain tag of a timeout certificate's canonical bytes.
 const TC_DOMAIN_TAG: &[u8] = b"chatpay/tc\0";
-/// Version byte of the header layout.
-const LAYOUT_VERSION: u8 = 1;
+/// Version byte of the header layout: 2 since `state_root` is the root of
+/// the state tree (1 held a hash chain of state changes).
+const LAYOUT_VERSION: u8 = 2;
 /// Version byte of the consensus signing layouts (votes, timeouts,
 /// proposals, certificates): 2 binds each to a chain and an epoch.
 const CONSENSUS_LAYOUT_VERSION: u8 = 2;
@@ -117,8 +118,9 @@ pub struct BlockHeader {
     pub tx_count: u32,
     /// Merkle root over (tx id, receipt) leaves.
     pub tx_root: Hash,
-    /// Digest of the ledger state after this block.
-    pub state_digest: Hash,
+    /// Root of the state tree after this block (every account and the
+    /// burned total; `chatpay_proto::state`, docs/ledger.md).
+    pub state_root: Hash,
 }
 
 impl BlockHeader {
@@ -135,7 +137,7 @@ impl BlockHeader {
         out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
         out.extend_from_slice(&self.tx_count.to_be_bytes());
         out.extend_from_slice(self.tx_root.as_bytes());
-        out.extend_from_slice(self.state_digest.as_bytes());
+        out.extend_from_slice(self.state_root.as_bytes());
         out
     }
 

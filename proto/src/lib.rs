@@ -30,6 +30,7 @@ mod finality;
 mod hash;
 mod ledger;
 mod merkle;
+pub mod state;
 mod transfer;
 
 /// Generated protobuf and gRPC types for package `chatpay.v1`.

@@ -290,7 +290,7 @@ impl LocalNetwork {
                 .iter()
                 .map(|s| {
                     let b = s.block(h).expect("store readable").expect("committed");
-                    (b.header.hash(), b.header.state_digest)
+                    (b.header.hash(), b.header.state_root)
                 })
                 .collect();
             assert!(

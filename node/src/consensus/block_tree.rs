@@ -327,7 +327,7 @@ mod tests {
             timestamp_ms: 0,
             tx_count: 0,
             tx_root: sha256(b""),
-            state_digest: sha256(b"s0"),
+            state_root: sha256(b"s0"),
         }
     }
 
@@ -345,7 +345,7 @@ mod tests {
             height: parent.height + 1,
             round,
             parent_hash: parent.hash(),
-            state_digest: sha256(&[salt]),
+            state_root: sha256(&[salt]),
             ..parent.clone()
         };
         Block {

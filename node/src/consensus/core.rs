@@ -863,7 +863,7 @@ impl Core {
             timestamp_ms: self.now_ms.max(parent.timestamp_ms),
             tx_count: u32::try_from(transactions.len()).expect("bounded by max_block_txs"),
             tx_root: output.tx_root,
-            state_digest: output.state_digest,
+            state_root: output.state_root,
         };
         let block = Block {
             header,
@@ -1125,7 +1125,7 @@ impl Core {
             }
         };
         let h = &block.header;
-        if h.tx_root != output.tx_root || h.state_digest != output.state_digest {
+        if h.tx_root != output.tx_root || h.state_root != output.state_root {
             let detail = format!("round {round}");
             self.peer_misbehaved(from, "block header disagrees with its execution", &detail);
             return false;

@@ -343,7 +343,7 @@ mod tests {
             timestamp_ms: 9,
             tx_count: 1,
             tx_root: sha256(b"r"),
-            state_digest: sha256(b"s"),
+            state_root: sha256(b"s"),
         };
         let block = Block {
             header,

@@ -1,14 +1,16 @@
 //! `execute`: apply an ordered list of transactions to a parent state.
 
-use super::digest::next_state_digest;
+use super::state_tree::{self, TreeNodes, TreeView};
 use crate::storage::{Store, StoreError};
 use chatpay_proto::{
     Account, Hash, PublicKey, Receipt, ReceiptCode, SignedTransfer, merkle_leaf, merkle_root,
 };
+use jmt::storage::{Node, NodeKey};
 use std::collections::BTreeMap;
 
-/// Read access to the state a block executes on.
-pub trait StateView {
+/// Read access to the state a block executes on: its accounts, and the
+/// nodes of its state tree.
+pub trait StateView: TreeView {
     /// State of an account, `None` if it does not exist.
     fn account(&self, key: &PublicKey) -> Result<Option<Account>, StoreError>;
 }
@@ -16,6 +18,14 @@ pub trait StateView {
 impl<S: Store + ?Sized> StateView for S {
     fn account(&self, key: &PublicKey) -> Result<Option<Account>, StoreError> {
         Store::account(self, key)
+    }
+}
+
+impl<S: Store + ?Sized> TreeView for S {
+    fn tree_node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        Store::tree_node(self, &state_tree::encode_key(key))?
+            .map(|bytes| state_tree::decode_node(&bytes))
+            .transpose()
     }
 }
 
@@ -31,6 +41,17 @@ impl<'a, V: StateView + ?Sized> BranchView<'a, V> {
     /// `branch` holds the outputs of the blocks above `base`, oldest first.
     pub fn new(base: &'a V, branch: &'a [&'a ExecutionOutput]) -> Self {
         Self { base, branch }
+    }
+}
+
+impl<V: StateView + ?Sized> TreeView for BranchView<'_, V> {
+    fn tree_node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        for output in self.branch.iter().rev() {
+            if let Some(node) = output.tree_nodes.get(key) {
+                return Ok(Some(node.clone()));
+            }
+        }
+        self.base.tree_node(key)
     }
 }
 
@@ -65,8 +86,8 @@ pub struct ChainRules {
 pub struct ParentState {
     /// Height of the parent.
     pub height: u64,
-    /// State digest after the parent.
-    pub state_digest: Hash,
+    /// State root after the parent.
+    pub state_root: Hash,
     /// Burned total after the parent.
     pub burned: u64,
 }
@@ -82,8 +103,11 @@ pub struct ExecutionOutput {
     pub burned: u64,
     /// Merkle root over (tx id, receipt code).
     pub tx_root: Hash,
-    /// State digest after the block.
-    pub state_digest: Hash,
+    /// Root of the state tree after the block.
+    pub state_root: Hash,
+    /// The nodes the block adds to the state tree (its version is the
+    /// block's height).
+    pub tree_nodes: TreeNodes,
 }
 
 /// Accounts read and written while executing one block.
@@ -277,9 +301,11 @@ pub fn execute_as<V: StateView + ?Sized>(
         .map(|(tx, r)| merkle_leaf(&tx.tx_id(), r.code))
         .collect();
     let height = parent.height + 1;
+    let (state_root, tree_nodes) = state_tree::update(view, height, &accounts, burned)?;
     let out = ExecutionOutput {
         tx_root: merkle_root(&leaves),
-        state_digest: next_state_digest(&parent.state_digest, height, burned, &accounts),
+        state_root,
+        tree_nodes,
         receipts,
         accounts,
         burned,

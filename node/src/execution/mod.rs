@@ -3,7 +3,8 @@
 //! ```text
 //!  parent state (StateView) + ordered transactions ──execute──▶ ExecutionOutput
 //!      receipts (one per tx), new state of touched accounts, burned total,
-//!      tx_root (Merkle over (tx id, receipt)), state digest
+//!      tx_root (Merkle over (tx id, receipt)), state root and the state
+//!      tree's new nodes (`state_tree`)
 //! ```
 //!
 //! `execute` is a pure function of its inputs: no clock, no randomness, no
@@ -23,10 +24,9 @@
 //! - supply is conserved: Σ balances + burned is the same before and after.
 
 mod apply;
-mod digest;
+pub mod state_tree;
 
 pub use apply::{
     BranchView, ChainRules, ExecutionError, ExecutionOutput, OnInvalid, ParentState, StateView,
     check_signature, execute, execute_as, execute_leaving_out_invalid, invalidates_block,
 };
-pub use digest::{genesis_state_digest, next_state_digest};

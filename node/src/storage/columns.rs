@@ -23,9 +23,12 @@ pub const SAFETY: &str = "safety";
 pub const PENDING_BLOCKS: &str = "pending_blocks";
 /// fixed keys → committed height, burned total.
 pub const METADATA: &str = "metadata";
+/// node key (borsh: version ‖ nibble path) → node (borsh): the state tree
+/// (`execution::state_tree`), every version since the last pruning.
+pub const STATE_TREE: &str = "state_tree";
 
 /// All column families, created when the database is opened.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     BLOCKS,
     CERTIFICATES,
     BLOCK_HEIGHTS,
@@ -35,6 +38,7 @@ pub const ALL: [&str; 9] = [
     SAFETY,
     METADATA,
     PENDING_BLOCKS,
+    STATE_TREE,
 ];
 
 /// `METADATA` key of the committed height.

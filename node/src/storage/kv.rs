@@ -293,6 +293,9 @@ impl<B: Backend> Store for KvStore<B> {
                 codec::account_value(account),
             ));
         }
+        for (key, node) in &commit.tree_nodes {
+            puts.push(put(cf::STATE_TREE, key.clone(), node.clone()));
+        }
         self.backend.write(puts, true)?;
         // Still under the commit lock, so commits reach the cache in order.
         let mut cache = self.accounts.write().unwrap_or_else(|e| e.into_inner());
@@ -300,6 +303,10 @@ impl<B: Backend> Store for KvStore<B> {
             cache.committed(key, *account);
         }
         Ok(())
+    }
+
+    fn tree_node(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.backend.get(cf::STATE_TREE, key)
     }
 
     fn account(&self, key: &PublicKey) -> Result<Option<Account>> {

@@ -76,6 +76,9 @@ pub struct BlockCommit {
     pub accounts: Vec<(PublicKey, Account)>,
     /// Total fees burned since genesis, after this block.
     pub burned: u64,
+    /// The nodes the block adds to the state tree, encoded (key, node):
+    /// see [`crate::execution::state_tree`].
+    pub tree_nodes: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A committed block as stored.
@@ -157,6 +160,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Total fees burned since genesis.
     fn burned(&self) -> Result<u64>;
+
+    /// A node of the state tree by its encoded key
+    /// ([`crate::execution::state_tree::encode_key`]).
+    fn tree_node(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Calls `f` for every account, in key order (audits and tests).
     fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> Result<()>;

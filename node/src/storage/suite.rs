@@ -19,7 +19,7 @@ fn header(height: u64, parent: Hash, tx_count: u32) -> BlockHeader {
         timestamp_ms: 1_000 * height,
         tx_count,
         tx_root: sha256(&height.to_be_bytes()),
-        state_digest: sha256(&[height as u8; 3]),
+        state_root: sha256(&[height as u8; 3]),
     }
 }
 
@@ -54,6 +54,7 @@ fn genesis() -> BlockCommit {
             },
         )],
         burned: 0,
+        tree_nodes: vec![(b"node".to_vec(), b"bytes".to_vec())],
     }
 }
 
@@ -86,6 +87,7 @@ fn block(parent: &BlockHeader, txs: Vec<SignedTransfer>, burned: u64) -> BlockCo
             ),
         ],
         burned,
+        tree_nodes: Vec::new(),
     }
 }
 
@@ -102,6 +104,9 @@ pub(crate) fn commits_and_reads_back(store: &dyn Store) {
     let g = genesis();
     store.commit_block(&g).unwrap();
     assert_eq!(store.committed_height().unwrap(), Some(0));
+    // State tree nodes are written with the block.
+    assert_eq!(store.tree_node(b"node").unwrap(), Some(b"bytes".to_vec()));
+    assert_eq!(store.tree_node(b"other").unwrap(), None);
     let t1 = transfer(1, 2, 1);
     let b1 = block(&g.header, vec![t1.clone()], 1);
     store.commit_block(&b1).unwrap();

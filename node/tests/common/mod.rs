@@ -227,7 +227,7 @@ impl Network {
             .unwrap_or_else(|e| self.down(i, &e))
             .into_inner();
         let header = BlockHeader::try_from(block.block.unwrap().header.unwrap()).unwrap();
-        (header.hash(), header.state_digest)
+        (header.hash(), header.state_root)
     }
 
     /// Same block hash and state digest on `nodes` at every height they all have.

@@ -22,7 +22,7 @@ use chatpay_node::consensus::core::genesis_certificate;
 use chatpay_node::consensus::leader::round_robin;
 use chatpay_node::consensus::messages::{Block, Proposal, Timeout, Vote};
 use chatpay_node::consensus::wire::ConsensusMessage;
-use chatpay_node::execution::next_state_digest;
+use chatpay_node::execution::state_tree;
 use chatpay_node::genesis::Genesis;
 use chatpay_node::storage::{MemoryStore, Store};
 use chatpay_proto::pb::validator_client::ValidatorClient;
@@ -234,7 +234,9 @@ impl Forge {
             timestamp_ms: head.timestamp_ms,
             tx_count: 0,
             tx_root: merkle_root(&[]),
-            state_digest: next_state_digest(&head.state_digest, head.height + 1, burned, &[]),
+            state_root: state_tree::update(self.store.as_ref(), head.height + 1, &[], burned)
+                .ok()?
+                .0,
         };
         let block = Block {
             header,

@@ -44,7 +44,7 @@ fn block(round: u64, height: u64, justify: QuorumCertificate, salt: u8) -> Block
         timestamp_ms: u64::from(salt),
         tx_count: 0,
         tx_root: sha256(b""),
-        state_digest: sha256(&[salt]),
+        state_root: sha256(&[salt]),
     };
     Block {
         header,
