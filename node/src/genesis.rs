@@ -6,7 +6,7 @@
 //! blocks. Validators' network addresses are operational and not hashed: a
 //! validator can move to a new address without forking the chain.
 
-use crate::execution::state_tree::{self, EmptyTree, TreeNodes};
+use crate::execution::state_tree::{self, EmptyTree, TreeUpdate};
 use crate::storage::BlockCommit;
 use chatpay_proto::{
     Account, Address, BlockHeader, DEFAULT_DECIMALS, DEFAULT_HRP, Hash, MAX_DECIMALS, PublicKey,
@@ -217,7 +217,7 @@ impl Genesis {
             state_root: Hash::default(),
         };
         genesis.hash = sha256(&genesis.canonical_bytes());
-        genesis.state_root = genesis.state_tree().0;
+        genesis.state_root = genesis.state_tree().root;
         Ok(genesis)
     }
 
@@ -285,7 +285,7 @@ impl Genesis {
     /// The commit that writes block 0, the initial balances and the state
     /// tree at version 0.
     pub fn commit(&self) -> BlockCommit {
-        let nodes = self.state_tree().1;
+        let nodes = self.state_tree().nodes;
         BlockCommit {
             header: self.header(),
             certificate: None,
@@ -297,6 +297,7 @@ impl Genesis {
                 .iter()
                 .map(|(k, n)| (state_tree::encode_key(k), state_tree::encode_node(n)))
                 .collect(),
+            stale_tree_nodes: Vec::new(),
         }
     }
 
@@ -315,7 +316,7 @@ impl Genesis {
     }
 
     /// The state tree of the initial balances (version 0): root and nodes.
-    fn state_tree(&self) -> (Hash, TreeNodes) {
+    fn state_tree(&self) -> TreeUpdate {
         state_tree::update(&EmptyTree, 0, &self.initial_accounts(), 0)
             .expect("a tree built from nothing reads nothing")
     }

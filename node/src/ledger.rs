@@ -491,6 +491,11 @@ impl Ledger {
                 .iter()
                 .map(|(k, n)| (state_tree::encode_key(k), state_tree::encode_node(n)))
                 .collect(),
+            stale_tree_nodes: out
+                .stale_tree_nodes
+                .iter()
+                .map(state_tree::encode_key)
+                .collect(),
         };
         self.store.commit_block(&commit)?;
         let block = Arc::new(CommittedBlock::new(

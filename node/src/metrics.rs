@@ -333,6 +333,9 @@ impl Store for TimedStore {
     fn tree_node(&self, key: &[u8]) -> R<Option<Vec<u8>>> {
         self.inner.tree_node(key)
     }
+    fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> R<usize> {
+        self.inner.prune_state_tree(up_to_version, limit)
+    }
     fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> R<()> {
         self.inner.for_each_account(f)
     }

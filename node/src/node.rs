@@ -162,6 +162,7 @@ where
     let ledger = Arc::new(
         Ledger::open(store.clone(), genesis.clone())?.with_mutations(config.core.mutations),
     );
+    let store_for_pruning = store.clone();
     let mempool = Arc::new(Mutex::new(Mempool::new(
         config.mempool,
         genesis.chain_id.clone(),
@@ -232,6 +233,10 @@ where
         peers.clone(),
         stop.clone(),
     )));
+    tasks.push(tokio::spawn(prune_state_tree(
+        store_for_pruning,
+        stop.clone(),
+    )));
 
     let stop_on_shutdown = {
         let stop_tx = stop_tx.clone();
@@ -293,6 +298,53 @@ fn step(core: &mut Core, clock: &Clock, input: Input) -> Vec<Output> {
         return core.handle(now, input);
     }
     blocking(|| core.handle(now, input))
+}
+
+/// Versions of the state tree kept whole: proofs and snapshots are served
+/// at heights this close to the committed head.
+pub const STATE_VERSIONS_KEPT: u64 = 256;
+/// Nodes deleted per pruning step, between which the task yields.
+const PRUNE_BATCH: usize = 4_096;
+/// How often the pruner looks for versions to drop.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// Deletes the state tree's nodes that no kept version needs (replaced at
+/// least [`STATE_VERSIONS_KEPT`] versions below the committed head), a
+/// bounded batch at a time, beside the commits: it never holds the commit
+/// lock, and what a crash interrupts is deleted on the next pass.
+async fn prune_state_tree(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+        let head = match store.committed_height() {
+            Ok(h) => h.unwrap_or(0),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the committed height for pruning");
+                continue;
+            }
+        };
+        let Some(up_to) = head.checked_sub(STATE_VERSIONS_KEPT) else {
+            continue;
+        };
+        loop {
+            match blocking(|| store.prune_state_tree(up_to, PRUNE_BATCH)) {
+                Ok(n) if n == PRUNE_BATCH => tokio::task::yield_now().await,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(pruned = n, up_to, "state tree nodes pruned");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "pruning the state tree failed");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Runs blocking work (fsync, store reads, signature checks) from a task.

@@ -1,7 +1,7 @@
 //! Execution through the ledger on both stores: per-rule receipts, and
 //! property tests over thousands of random valid and invalid transfers.
 
-use chatpay_node::execution::check_signature;
+use chatpay_node::execution::{check_signature, state_tree};
 use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::ledger::{Ledger, LedgerError};
 use chatpay_node::mempool::SignatureCache;
@@ -363,6 +363,51 @@ fn ledger_refuses_a_database_of_another_genesis() {
     let store = Arc::new(RocksStore::open(dir.path()).unwrap());
     let err = Ledger::open(store, genesis(&[2])).err().unwrap();
     assert!(err.to_string().contains("genesis"), "{err}");
+}
+
+#[test]
+fn pruning_the_state_tree_keeps_every_version_above_the_bound_whole() {
+    for store in [
+        Arc::new(MemoryStore::new_empty()) as Arc<dyn Store>,
+        Arc::new(RocksStore::open(tempfile::tempdir().unwrap().keep().as_path()).unwrap()),
+    ] {
+        let ledger = Ledger::open(store.clone(), genesis(&[1_000, 1_000, 1_000])).unwrap();
+        for nonce in 1..=20 {
+            commit(&ledger, vec![pay(1, nonce, FEE, &[(2, 1), (3, 1)])]);
+        }
+        let root_at = |v| state_tree::root_at(store.as_ref(), v).unwrap();
+        assert!(root_at(5).is_some());
+        // Every block replaces its parent's root: nodes of versions up to
+        // 15 that later versions replaced go.
+        let mut pruned = 0;
+        loop {
+            let n = store.prune_state_tree(15, 7).unwrap();
+            assert!(n <= 7);
+            pruned += n;
+            if n < 7 {
+                break;
+            }
+        }
+        assert!(pruned > 15, "{pruned} nodes pruned");
+        assert_eq!(store.prune_state_tree(15, 7).unwrap(), 0);
+        assert!(root_at(5).is_none());
+        assert!(root_at(14).is_none());
+        // Versions 15 to 20 are whole: the head's root is the root of the
+        // same accounts built from nothing, and the chain goes on.
+        for v in 15..=20 {
+            assert!(root_at(v).is_some(), "version {v}");
+        }
+        let head = ledger.last_header().unwrap();
+        let mut accounts = Vec::new();
+        store
+            .for_each_account(&mut |k, a| accounts.push((k.clone(), *a)))
+            .unwrap();
+        accounts.sort_by(|a, b| a.0.cmp(&b.0));
+        let burned = store.burned().unwrap();
+        let fresh = state_tree::update(&state_tree::EmptyTree, 0, &accounts, burned).unwrap();
+        assert_eq!(fresh.root, head.state_root);
+        commit(&ledger, vec![pay(2, 1, FEE, &[(1, 1)])]);
+    }
 }
 
 /// A random transfer: mostly plausible, often wrong in one way.

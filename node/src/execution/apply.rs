@@ -108,6 +108,8 @@ pub struct ExecutionOutput {
     /// The nodes the block adds to the state tree (its version is the
     /// block's height).
     pub tree_nodes: TreeNodes,
+    /// The nodes of earlier versions the block replaces.
+    pub stale_tree_nodes: Vec<NodeKey>,
 }
 
 /// Accounts read and written while executing one block.
@@ -301,11 +303,12 @@ pub fn execute_as<V: StateView + ?Sized>(
         .map(|(tx, r)| merkle_leaf(&tx.tx_id(), r.code))
         .collect();
     let height = parent.height + 1;
-    let (state_root, tree_nodes) = state_tree::update(view, height, &accounts, burned)?;
+    let tree = state_tree::update(view, height, &accounts, burned)?;
     let out = ExecutionOutput {
         tx_root: merkle_root(&leaves),
-        state_root,
-        tree_nodes,
+        state_root: tree.root,
+        tree_nodes: tree.nodes,
+        stale_tree_nodes: tree.stale,
         receipts,
         accounts,
         burned,

@@ -26,9 +26,13 @@ pub const METADATA: &str = "metadata";
 /// node key (borsh: version ‖ nibble path) → node (borsh): the state tree
 /// (`execution::state_tree`), every version since the last pruning.
 pub const STATE_TREE: &str = "state_tree";
+/// stale since version (u64) ‖ node key (borsh) → empty: the state tree's
+/// nodes that a later version replaced, pruned once no kept version needs
+/// them (`Store::prune_state_tree`).
+pub const STALE_TREE_NODES: &str = "stale_tree_nodes";
 
 /// All column families, created when the database is opened.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     BLOCKS,
     CERTIFICATES,
     BLOCK_HEIGHTS,
@@ -39,6 +43,7 @@ pub const ALL: [&str; 10] = [
     METADATA,
     PENDING_BLOCKS,
     STATE_TREE,
+    STALE_TREE_NODES,
 ];
 
 /// `METADATA` key of the committed height.

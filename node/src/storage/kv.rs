@@ -296,6 +296,11 @@ impl<B: Backend> Store for KvStore<B> {
         for (key, node) in &commit.tree_nodes {
             puts.push(put(cf::STATE_TREE, key.clone(), node.clone()));
         }
+        for key in &commit.stale_tree_nodes {
+            let mut index = height.to_be_bytes().to_vec();
+            index.extend_from_slice(key);
+            puts.push(put(cf::STALE_TREE_NODES, index, Vec::new()));
+        }
         self.backend.write(puts, true)?;
         // Still under the commit lock, so commits reach the cache in order.
         let mut cache = self.accounts.write().unwrap_or_else(|e| e.into_inner());
@@ -307,6 +312,27 @@ impl<B: Backend> Store for KvStore<B> {
 
     fn tree_node(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.backend.get(cf::STATE_TREE, key)
+    }
+
+    fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize> {
+        let mut stale: Vec<Vec<u8>> = Vec::new();
+        self.backend
+            .scan(cf::STALE_TREE_NODES, &[], Scan::Forward, &mut |key, _| {
+                let since = key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
+                match since.map(u64::from_be_bytes) {
+                    Some(v) if v <= up_to_version && stale.len() < limit => {
+                        stale.push(key.to_vec());
+                        true
+                    }
+                    _ => false,
+                }
+            })?;
+        let nodes: Vec<Vec<u8>> = stale.iter().map(|k| k[8..].to_vec()).collect();
+        let count = stale.len();
+        // Nodes first: an index entry left behind is deleted again later.
+        self.backend.delete(cf::STATE_TREE, nodes, false)?;
+        self.backend.delete(cf::STALE_TREE_NODES, stale, false)?;
+        Ok(count)
     }
 
     fn account(&self, key: &PublicKey) -> Result<Option<Account>> {

@@ -79,6 +79,9 @@ pub struct BlockCommit {
     /// The nodes the block adds to the state tree, encoded (key, node):
     /// see [`crate::execution::state_tree`].
     pub tree_nodes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The nodes of earlier versions the block replaces (encoded keys),
+    /// stale from its height on: pruned once no kept version needs them.
+    pub stale_tree_nodes: Vec<Vec<u8>>,
 }
 
 /// A committed block as stored.
@@ -164,6 +167,12 @@ pub trait Store: Send + Sync + 'static {
     /// A node of the state tree by its encoded key
     /// ([`crate::execution::state_tree::encode_key`]).
     fn tree_node(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Deletes up to `limit` state tree nodes that were replaced at a
+    /// version ≤ `up_to_version` (trees of later versions stay whole);
+    /// returns how many. Not synced: a crash only leaves some to delete
+    /// again.
+    fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize>;
 
     /// Calls `f` for every account, in key order (audits and tests).
     fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> Result<()>;

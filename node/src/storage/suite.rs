@@ -55,6 +55,7 @@ fn genesis() -> BlockCommit {
         )],
         burned: 0,
         tree_nodes: vec![(b"node".to_vec(), b"bytes".to_vec())],
+        stale_tree_nodes: Vec::new(),
     }
 }
 
@@ -88,6 +89,7 @@ fn block(parent: &BlockHeader, txs: Vec<SignedTransfer>, burned: u64) -> BlockCo
         ],
         burned,
         tree_nodes: Vec::new(),
+        stale_tree_nodes: Vec::new(),
     }
 }
 

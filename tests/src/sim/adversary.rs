@@ -236,7 +236,7 @@ impl Forge {
             tx_root: merkle_root(&[]),
             state_root: state_tree::update(self.store.as_ref(), head.height + 1, &[], burned)
                 .ok()?
-                .0,
+                .root,
         };
         let block = Block {
             header,
