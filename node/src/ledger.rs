@@ -367,7 +367,7 @@ impl Ledger {
     }
 
     /// Builds the next block on the committed state: executes `transactions`
-    /// and fills the header's tx root and state digest. Refused if a
+    /// and fills the header's tx root and state root. Refused if a
     /// transaction repeats or is already committed.
     pub fn build_block(
         &self,
@@ -394,7 +394,7 @@ impl Ledger {
     /// Executes and durably commits the next block, then announces it.
     ///
     /// Refused if the header does not extend the committed chain or differs
-    /// from what executing `transactions` gives (tx root, state digest, count,
+    /// from what executing `transactions` gives (tx root, state root, count,
     /// genesis hash), or if a transaction repeats or is already committed.
     pub fn commit(
         &self,

@@ -300,8 +300,8 @@ fn step(core: &mut Core, clock: &Clock, input: Input) -> Vec<Output> {
     blocking(|| core.handle(now, input))
 }
 
-/// Versions of the state tree kept whole: proofs and snapshots are served
-/// at heights this close to the committed head.
+/// Versions of the state tree kept whole, for proofs and snapshots at
+/// heights this close to the committed head.
 pub const STATE_VERSIONS_KEPT: u64 = 256;
 /// Nodes deleted per pruning step, between which the task yields.
 const PRUNE_BATCH: usize = 4_096;
@@ -329,7 +329,7 @@ async fn prune_state_tree(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>
         let Some(up_to) = head.checked_sub(STATE_VERSIONS_KEPT) else {
             continue;
         };
-        loop {
+        while !*stop.borrow() {
             match blocking(|| store.prune_state_tree(up_to, PRUNE_BATCH)) {
                 Ok(n) if n == PRUNE_BATCH => tokio::task::yield_now().await,
                 Ok(n) => {

@@ -935,6 +935,7 @@ fn a_non_leader_cannot_displace_the_leaders_proposal_while_its_parent_is_fetched
     // Validator 3 lacks the parent, so it cannot tell who leads the round.
     // Another validator signs the leader's block as its own proposal.
     let impostor = (0..3u32).find(|v| *v != leader).unwrap();
+    let far_block = p.block.clone();
     let mut block = p.block.clone();
     block.header.proposer = impostor;
     let chain = ChainBinding::genesis(c.nodes[0].ledger.genesis().hash());
@@ -952,6 +953,21 @@ fn a_non_leader_cannot_displace_the_leaders_proposal_while_its_parent_is_fetched
     );
     let forged = ConsensusMessage::Proposal(Box::new(forged));
     out.extend(node.handle(now + 1, Input::Message(impostor, forged)));
+    assert_eq!(node.stats().held.proposals_waiting, 2);
+    // A block claiming a height far above its certificate's (so that it
+    // would wait for ancestors that never come) is refused on receipt.
+    let third = (0..3u32).find(|v| *v != leader && *v != impostor).unwrap();
+    let mut far = far_block;
+    far.header.height += 100;
+    far.header.proposer = third;
+    let bytes = Proposal::signing_bytes(&chain, &far, None);
+    let far = Proposal {
+        signature: key(third as u8).sign(&bytes),
+        block: far,
+        timeout_certificate: None,
+    };
+    let far = ConsensusMessage::Proposal(Box::new(far));
+    node.handle(now + 1, Input::Message(third, far));
     assert_eq!(node.stats().held.proposals_waiting, 2);
     // Validator 0 answers every request of validator 3 until none is left.
     let mut t = now + 2;

@@ -3,7 +3,7 @@
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// A 32-byte SHA-256 digest: block hashes, tx ids, Merkle nodes, state digests.
+/// A 32-byte SHA-256 digest: block hashes, tx ids, Merkle nodes, state roots.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Hash(pub [u8; 32]);
 

@@ -280,7 +280,7 @@ impl LocalNetwork {
         }
     }
 
-    /// Asserts the same block hash and state digest on every validator at
+    /// Asserts the same block hash and state root on every validator at
     /// every height they all have.
     pub fn assert_agreement(&self) {
         let top = self.heights().into_iter().min().unwrap_or(0);

@@ -482,7 +482,10 @@ impl Core {
         CoreStats {
             round: self.pacemaker.round(),
             last_voted_round: self.safety.data().last_voted_round,
-            catching_up: !self.pending.is_empty(),
+            catching_up: self
+                .pending
+                .values()
+                .any(|p| p.block.round() >= self.pacemaker.round()),
             leader: self.leader(),
             held: Held {
                 blocks: self.tree.len().max(self.speculative.len()),
@@ -909,6 +912,12 @@ impl Core {
         }
         if p.block.justify.block_hash != h.parent_hash {
             return Err("its certificate is not of its parent".into());
+        }
+        if p.block.justify.height.checked_add(1) != Some(h.height) {
+            return Err(format!(
+                "height {} is not one above its certificate's {}",
+                h.height, p.block.justify.height
+            ));
         }
         // Unknown while the certified block is not here: checked again
         // before the vote (`follow_proposal`).
@@ -1358,10 +1367,17 @@ impl Core {
     }
 
     /// Handles the held proposals again whose parents are here.
+    /// Those of rounds already ended, or on a parent at or below the
+    /// committed head that is not here (a dead fork), are dropped: nothing
+    /// can vote for them any more.
     fn retry_pending(&mut self) {
+        let round = self.pacemaker.round();
+        let root = self.tree.root().height;
         for (from, p) in std::mem::take(&mut self.pending) {
             if self.branch_to(&p.block.header.parent_hash).is_some() {
                 self.on_proposal(from, p);
+            } else if p.block.round() < round || p.block.header.height <= root.saturating_add(1) {
+                tracing::debug!(from, round = p.block.round(), "waiting proposal dropped");
             } else {
                 self.wait_for_ancestors(from, &p.block);
                 self.pending.entry(from).or_insert(p);
