@@ -1367,16 +1367,15 @@ impl Core {
     }
 
     /// Handles the held proposals again whose parents are here.
-    /// Those of rounds already ended, or on a parent at or below the
-    /// committed head that is not here (a dead fork), are dropped: nothing
-    /// can vote for them any more.
+    /// Those on a parent at or below the committed head that is not here
+    /// (a dead fork) are dropped. Those of ended rounds are kept: once
+    /// certified, they still bring their block without a fetch.
     fn retry_pending(&mut self) {
-        let round = self.pacemaker.round();
         let root = self.tree.root().height;
         for (from, p) in std::mem::take(&mut self.pending) {
             if self.branch_to(&p.block.header.parent_hash).is_some() {
                 self.on_proposal(from, p);
-            } else if p.block.round() < round || p.block.header.height <= root.saturating_add(1) {
+            } else if p.block.header.height <= root.saturating_add(1) {
                 tracing::debug!(from, round = p.block.round(), "waiting proposal dropped");
             } else {
                 self.wait_for_ancestors(from, &p.block);
