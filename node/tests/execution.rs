@@ -515,3 +515,83 @@ proptest! {
         run_random(&blocks, &balances);
     }
 }
+
+/// The commit time of a block of 2 000 transfers on a tree of a million
+/// accounts, on RocksDB (`cargo test --release -p chatpay-node --test
+/// execution -- --ignored --nocapture a_block_on_a_million_accounts`;
+/// minutes, and about 2 GiB of memory, so not in `make test`).
+#[test]
+#[ignore]
+fn a_block_on_a_million_accounts() {
+    const ACCOUNTS: usize = 1_000_000;
+    const BLOCK: usize = 2_000;
+    let secret = |i: usize| {
+        let mut b = [0u8; 32];
+        b[24..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        SecretKey::from_slice(&b).unwrap()
+    };
+    let started = std::time::Instant::now();
+    let keys: Vec<SecretKey> = (0..ACCOUNTS).map(secret).collect();
+    let file = GenesisFile {
+        chain_id: CHAIN.into(),
+        hrp: "cp".into(),
+        decimals: 6,
+        symbol: "CPY".into(),
+        fee_per_transfer: FEE,
+        genesis_time_ms: 0,
+        validators: vec![ValidatorFile {
+            public_key: hex::encode(key(200).public_key().as_bytes()),
+            network_address: "127.0.0.1:1".into(),
+        }],
+        accounts: keys
+            .iter()
+            .map(|k| AccountFile {
+                address: Address::new("cp", k.public_key().clone())
+                    .unwrap()
+                    .to_string(),
+                balance: 1_000,
+            })
+            .collect(),
+    };
+    let genesis = Arc::new(Genesis::from_file(file).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).unwrap());
+    let ledger = Ledger::open(store, genesis).unwrap();
+    println!(
+        "genesis of {ACCOUNTS} accounts written in {:?}",
+        started.elapsed()
+    );
+    for round in 0..3u64 {
+        // Each transfer from one account to another, all distinct.
+        let txs: Vec<SignedTransfer> = (0..BLOCK)
+            .map(|i| {
+                let from = (round as usize * 2 * BLOCK + 2 * i) * 97 % ACCOUNTS;
+                let to = (from + 1) % ACCOUNTS;
+                let out = Output {
+                    recipient: keys[to].public_key().clone(),
+                    amount: 1,
+                };
+                Transfer::new(
+                    CHAIN,
+                    keys[from].public_key().clone(),
+                    1,
+                    FEE,
+                    vec![out],
+                    vec![],
+                )
+                .unwrap()
+                .sign(&keys[from])
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        let header = ledger.build_block(1, 0, 0, &txs).unwrap();
+        let executed = t.elapsed();
+        let out = ledger.execute_on(&[], &txs, &|_| true).unwrap();
+        ledger.commit_executed(header, txs, None, out).unwrap();
+        println!(
+            "block {}: executed in {executed:?} (signatures checked), executed again and committed in {:?}",
+            round + 1,
+            t.elapsed() - executed
+        );
+    }
+}
