@@ -23,6 +23,15 @@ fn key(n: u8) -> SecretKey {
 }
 
 fn genesis(balances: &[u64]) -> Arc<Genesis> {
+    let accounts = balances
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (key(i as u8 + 1).public_key().clone(), *b));
+    genesis_of(accounts)
+}
+
+/// A genesis of one validator funding `accounts`.
+fn genesis_of(accounts: impl Iterator<Item = (PublicKey, u64)>) -> Arc<Genesis> {
     let file = GenesisFile {
         chain_id: CHAIN.into(),
         hrp: "cp".into(),
@@ -34,14 +43,10 @@ fn genesis(balances: &[u64]) -> Arc<Genesis> {
             public_key: hex::encode(key(200).public_key().as_bytes()),
             network_address: "127.0.0.1:1".into(),
         }],
-        accounts: balances
-            .iter()
-            .enumerate()
-            .map(|(i, b)| AccountFile {
-                address: Address::new("cp", key(i as u8 + 1).public_key().clone())
-                    .unwrap()
-                    .to_string(),
-                balance: *b,
+        accounts: accounts
+            .map(|(k, balance)| AccountFile {
+                address: Address::new("cp", k).unwrap().to_string(),
+                balance,
             })
             .collect(),
     };
@@ -532,28 +537,7 @@ fn a_block_on_a_million_accounts() {
     };
     let started = std::time::Instant::now();
     let keys: Vec<SecretKey> = (0..ACCOUNTS).map(secret).collect();
-    let file = GenesisFile {
-        chain_id: CHAIN.into(),
-        hrp: "cp".into(),
-        decimals: 6,
-        symbol: "CPY".into(),
-        fee_per_transfer: FEE,
-        genesis_time_ms: 0,
-        validators: vec![ValidatorFile {
-            public_key: hex::encode(key(200).public_key().as_bytes()),
-            network_address: "127.0.0.1:1".into(),
-        }],
-        accounts: keys
-            .iter()
-            .map(|k| AccountFile {
-                address: Address::new("cp", k.public_key().clone())
-                    .unwrap()
-                    .to_string(),
-                balance: 1_000,
-            })
-            .collect(),
-    };
-    let genesis = Arc::new(Genesis::from_file(file).unwrap());
+    let genesis = genesis_of(keys.iter().map(|k| (k.public_key().clone(), 1_000)));
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).unwrap());
     let ledger = Ledger::open(store, genesis).unwrap();
