@@ -340,7 +340,7 @@ fn mempool(c: &mut Criterion, f: &Fixture) {
     let funded = |_: &chatpay_proto::PublicKey| {
         Some(chatpay_proto::Account {
             balance: 1_000_000_000_000,
-            nonce: 0,
+            ..Default::default()
         })
     };
     for nonce in 1..=PENDING_NONCES {

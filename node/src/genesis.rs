@@ -298,6 +298,7 @@ impl Genesis {
                 .map(|(k, n)| (state_tree::encode_key(k), state_tree::encode_node(n)))
                 .collect(),
             stale_tree_nodes: Vec::new(),
+            history: Vec::new(),
         }
     }
 
@@ -308,7 +309,7 @@ impl Genesis {
             .map(|(k, b)| {
                 let account = Account {
                     balance: *b,
-                    nonce: 0,
+                    ..Account::default()
                 };
                 (k.clone(), account)
             })

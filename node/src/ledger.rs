@@ -16,7 +16,7 @@ use crate::execution::{
     check_signature, execute_as, execute_leaving_out_invalid,
 };
 use crate::genesis::Genesis;
-use crate::storage::{BlockCommit, Store, StoreError};
+use crate::storage::{BlockCommit, HistoryEntry, Store, StoreError};
 use chatpay_proto::{BlockHeader, Hash, PublicKey, QuorumCertificate, Receipt, SignedTransfer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -78,35 +78,38 @@ pub struct CommittedBlock {
     pub transactions: Vec<SignedTransfer>,
     /// Receipts in the same order.
     pub receipts: Vec<Receipt>,
-    /// Positions of each participant's transactions, built by the first
-    /// subscriber that asks, so N subscribers cost one pass, not N.
-    by_participant: OnceLock<BTreeMap<PublicKey, Vec<u32>>>,
+    /// The history entries the block added, in block order.
+    pub history: Vec<(PublicKey, HistoryEntry)>,
+    /// Each account's entries, built by the first subscriber that asks,
+    /// so N subscribers cost one pass, not N.
+    by_account: OnceLock<BTreeMap<PublicKey, Vec<HistoryEntry>>>,
 }
 
 impl CommittedBlock {
-    /// A committed block with its transactions and their receipts.
+    /// A committed block with its transactions, their receipts and the
+    /// history entries it added.
     pub fn new(
         header: BlockHeader,
         transactions: Vec<SignedTransfer>,
         receipts: Vec<Receipt>,
+        history: Vec<(PublicKey, HistoryEntry)>,
     ) -> Self {
         Self {
             header,
             transactions,
             receipts,
-            by_participant: OnceLock::new(),
+            history,
+            by_account: OnceLock::new(),
         }
     }
 
-    /// Indexes, in block order, of the transactions `key` sends or receives.
-    pub fn positions_of(&self, key: &PublicKey) -> &[u32] {
-        let index = self.by_participant.get_or_init(|| {
-            let mut index: BTreeMap<PublicKey, Vec<u32>> = BTreeMap::new();
-            for (i, tx) in self.transactions.iter().enumerate() {
-                let i = u32::try_from(i).expect("block tx count is a u32");
-                for key in tx.transfer().participants() {
-                    index.entry(key.clone()).or_default().push(i);
-                }
+    /// The history entries the block added to `key`'s account, in block
+    /// order.
+    pub fn history_of(&self, key: &PublicKey) -> &[HistoryEntry] {
+        let index = self.by_account.get_or_init(|| {
+            let mut index: BTreeMap<PublicKey, Vec<HistoryEntry>> = BTreeMap::new();
+            for (key, entry) in &self.history {
+                index.entry(key.clone()).or_default().push(*entry);
             }
             index
         });
@@ -169,6 +172,21 @@ impl Ledger {
                     stored: block.header.genesis_hash,
                     expected: genesis.hash(),
                 });
+            }
+            // The same genesis, its state encoded by another version.
+            Some(block) if block.header.state_root != genesis.header().state_root => {
+                return Err(StoreError::Corrupt {
+                    what: "state tree",
+                    detail: format!(
+                        "the stored genesis state root is {}, this version builds {}: the \
+                         database was written by a version with another state layout; \
+                         `chatpay-node unsafe-reset` deletes the chain data and the validator \
+                         catches up from its peers (a devnet: `make devnet ARGS=--reset`)",
+                        block.header.state_root,
+                        genesis.header().state_root
+                    ),
+                }
+                .into());
             }
             Some(_) => {}
         }
@@ -496,12 +514,14 @@ impl Ledger {
                 .iter()
                 .map(state_tree::encode_key)
                 .collect(),
+            history: out.history,
         };
         self.store.commit_block(&commit)?;
         let block = Arc::new(CommittedBlock::new(
             commit.header,
             commit.transactions,
             commit.receipts,
+            commit.history,
         ));
         before_announce(&block);
         // No subscribers is fine; they read the store when they come.

@@ -333,6 +333,9 @@ impl Store for TimedStore {
     fn tree_node(&self, key: &[u8]) -> R<Option<Vec<u8>>> {
         self.inner.tree_node(key)
     }
+    fn state_value(&self, key_hash: &chatpay_proto::Hash, version: u64) -> R<Option<Vec<u8>>> {
+        self.inner.state_value(key_hash, version)
+    }
     fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> R<usize> {
         self.inner.prune_state_tree(up_to_version, limit)
     }

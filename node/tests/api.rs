@@ -48,6 +48,22 @@ fn pay(from: u8, to: u8, nonce: u64, amount: u64) -> SignedTransfer {
     .sign(&key(from))
 }
 
+/// A quorum certificate over `header` from the test chain's one validator.
+fn certify(header: &chatpay_proto::BlockHeader) -> chatpay_proto::QuorumCertificate {
+    let chain = chatpay_proto::ChainBinding::genesis(header.genesis_hash);
+    let bytes =
+        chatpay_proto::vote_signing_bytes(&chain, &header.hash(), header.round, header.height);
+    chatpay_proto::QuorumCertificate {
+        block_hash: header.hash(),
+        round: header.round,
+        height: header.height,
+        signatures: vec![chatpay_proto::ValidatorSignature {
+            validator: 0,
+            signature: key(100).sign(&bytes),
+        }],
+    }
+}
+
 /// A node's API on 127.0.0.1 with an in-memory ledger; stops on drop.
 struct TestNode {
     state: Arc<ApiState>,
@@ -116,8 +132,13 @@ impl TestNode {
         let mut next =
             |k: &chatpay_proto::PublicKey| store.account(k).unwrap().map_or(1, |a| a.nonce + 1);
         let txs = pool.batch(1_000, 1 << 20, &BTreeSet::new(), &mut next);
-        let header = ledger.build_block(1, 0, 0, &txs).unwrap();
-        let block = ledger.commit(header, txs, None).unwrap();
+        // One round per height, each block certified by the one validator:
+        // every block but the newest can be shown committed.
+        let round = ledger.last_header().unwrap().height + 1;
+        let header = ledger.build_block(round, 0, 0, &txs).unwrap();
+        let block = ledger
+            .commit(header.clone(), txs, Some(certify(&header)))
+            .unwrap();
         let mut committed =
             |k: &chatpay_proto::PublicKey| store.account(k).unwrap().map_or(0, |a| a.nonce);
         pool.on_commit(&block.transactions, &mut committed);
@@ -395,7 +416,10 @@ async fn accounts_blocks_and_status() {
     let mut node = TestNode::start().await;
     node.submit(&pay(1, 3, 1, 250)).await.unwrap();
     let height = node.commit_pending();
-    let acct = |a: String| pb::GetAccountRequest { address: a };
+    let acct = |a: String| pb::GetAccountRequest {
+        address: a,
+        ..Default::default()
+    };
     let got = node
         .client
         .get_account(acct(addr(1)))
@@ -563,6 +587,124 @@ async fn transaction_status_and_finality_proof() {
 }
 
 #[tokio::test]
+async fn accounts_come_with_proofs_and_histories_chain_to_them() {
+    let mut node = TestNode::start().await;
+    // Account 3 receives 4 payments a block for 3 blocks, and pays 2 back
+    // once; a payment 2 cannot afford takes its place with no entry.
+    for round in 0..3u64 {
+        for n in 1..=4u64 {
+            node.submit(&pay(1, 3, round * 4 + n, 100 + n))
+                .await
+                .unwrap();
+        }
+        if round == 1 {
+            node.submit(&pay(3, 2, 1, 50)).await.unwrap();
+        }
+        node.commit_pending();
+    }
+    let head = node.commit_pending(); // makes the last block provable
+    let genesis = node.state.ledger.genesis().hash();
+    let validators = vec![key(100).public_key().clone()];
+    let get = |a: String| pb::GetAccountRequest {
+        address: a,
+        include_proof: true,
+    };
+    let got = node
+        .client
+        .get_account(get(addr(3)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.height, head - 1, "the newest block with a commit proof");
+    let a = got.account.unwrap();
+    let account = chatpay_proto::Account {
+        balance: a.balance,
+        nonce: a.nonce,
+        history_count: a.history_count,
+        history_hash: chatpay_proto::Hash::from_slice(&a.history_hash).unwrap(),
+    };
+    assert_eq!((account.nonce, account.history_count), (1, 13));
+    let proof = chatpay_proto::AccountProof::try_from(got.proof.unwrap()).unwrap();
+    let me = key(3).public_key().clone();
+    assert_eq!(
+        proof.verify(&me, Some(&account), &genesis, &validators),
+        Ok(head - 1)
+    );
+    let richer = chatpay_proto::Account {
+        balance: account.balance + 1,
+        ..account
+    };
+    assert!(
+        proof
+            .verify(&me, Some(&richer), &genesis, &validators)
+            .is_err()
+    );
+    assert!(
+        proof
+            .verify(key(1).public_key(), Some(&account), &genesis, &validators)
+            .is_err()
+    );
+    // An account that does not exist comes with a proof of its absence.
+    let none = node
+        .client
+        .get_account(get(addr(42)))
+        .await
+        .unwrap()
+        .into_inner();
+    let absent = chatpay_proto::AccountProof::try_from(none.proof.unwrap()).unwrap();
+    absent
+        .verify(key(42).public_key(), None, &genesis, &validators)
+        .unwrap();
+    // The history at that height, in pages of 5, chains to the account's
+    // history hash: each page from the running hash before it.
+    let (mut expected, mut cursor, mut seen) = ((13, account.history_hash), Vec::new(), 0);
+    loop {
+        let page = node
+            .client
+            .list_transactions(pb::ListTransactionsRequest {
+                address: addr(3),
+                cursor: cursor.clone(),
+                limit: 5,
+                at_height: head - 1,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut running = chatpay_proto::Hash::from_slice(&page.history_hash_before).unwrap();
+        for t in page.transactions.iter().rev() {
+            let tx = SignedTransfer::try_from(t.transaction.clone().unwrap()).unwrap();
+            let entry = chatpay_proto::state::HistoryEntry::of(
+                tx.transfer(),
+                tx.tx_id(),
+                &me,
+                t.height,
+                t.index,
+            )
+            .unwrap();
+            running = chatpay_proto::state::chain_history(&running, &entry);
+        }
+        assert_eq!(
+            (
+                page.history_count_before + page.transactions.len() as u64,
+                running
+            ),
+            expected
+        );
+        seen += page.transactions.len();
+        expected = (
+            page.history_count_before,
+            chatpay_proto::Hash::from_slice(&page.history_hash_before).unwrap(),
+        );
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+    assert_eq!((seen, expected), (13, (0, chatpay_proto::Hash::default())));
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn history_pages_newest_first() {
     let mut node = TestNode::start().await;
     let mut ids = Vec::new();
@@ -581,6 +723,7 @@ async fn history_pages_newest_first() {
             address: addr(3),
             cursor: cursor.clone(),
             limit: 5,
+            ..Default::default()
         };
         let page = node
             .client
@@ -600,6 +743,7 @@ async fn history_pages_newest_first() {
         address: addr(3),
         cursor: vec![1, 2, 3],
         limit: 5,
+        ..Default::default()
     };
     let err = node.client.list_transactions(bad_cursor).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -608,6 +752,7 @@ async fn history_pages_newest_first() {
         address: addr(3),
         cursor: vec![],
         limit: 101,
+        ..Default::default()
     };
     assert_eq!(
         node.client
@@ -621,6 +766,7 @@ async fn history_pages_newest_first() {
         address: addr(3),
         cursor: vec![],
         limit: 0,
+        ..Default::default()
     };
     assert_eq!(
         node.client
@@ -636,6 +782,7 @@ async fn history_pages_newest_first() {
         address: "nope".into(),
         cursor: vec![],
         limit: 0,
+        ..Default::default()
     };
     assert_eq!(
         node.client

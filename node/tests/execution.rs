@@ -579,3 +579,81 @@ fn a_block_on_a_million_accounts() {
         );
     }
 }
+
+#[test]
+fn each_account_leaf_counts_and_chains_the_transfers_that_moved_it() {
+    use chatpay_proto::state::{Direction, HistoryEntry, chain_history};
+    let g = genesis(&[1_000, 30]);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new_empty());
+    let ledger = Ledger::open(store.clone(), g).unwrap();
+    // Block 1: 1 pays 3 (and itself); 2 pays 3 more than it has (a receipt,
+    // no entry); 1 pays 2 and 3 in one transfer.
+    let codes = commit(
+        &ledger,
+        vec![
+            pay(1, 1, FEE, &[(3, 100), (1, 5)]),
+            pay(2, 1, FEE, &[(3, 500)]),
+            pay(1, 2, FEE, &[(2, 7), (3, 8)]),
+        ],
+    );
+    use ReceiptCode::{InsufficientFunds, Success};
+    assert_eq!(codes, [Success, InsufficientFunds, Success]);
+    // Block 2: 3 pays 1 back.
+    assert_eq!(commit(&ledger, vec![pay(3, 1, FEE, &[(1, 50)])]), [Success]);
+    let block1: Vec<SignedTransfer> = {
+        let b = store.block(1).unwrap().unwrap();
+        b.tx_ids
+            .iter()
+            .map(|id| store.transaction(id).unwrap().unwrap().transaction)
+            .collect()
+    };
+    let back = pay(3, 1, FEE, &[(1, 50)]);
+    let expect = |who: u8, entries: &[(u64, u32, &SignedTransfer, Direction, u64)]| {
+        let me = key(who).public_key().clone();
+        let account = store.account(&me).unwrap().unwrap();
+        let mut hash = chatpay_proto::Hash::default();
+        for (height, index, tx, direction, amount) in entries {
+            let e = HistoryEntry::of(tx.transfer(), tx.tx_id(), &me, *height, *index).unwrap();
+            assert_eq!(
+                (e.direction, e.amount),
+                (*direction, *amount),
+                "account {who}"
+            );
+            hash = chain_history(&hash, &e);
+        }
+        assert_eq!(
+            (account.history_count, account.history_hash),
+            (entries.len() as u64, hash),
+            "account {who}"
+        );
+        // The stored history is the same entries, newest first, each with
+        // its number and the running hash before it.
+        let stored = store.history_before(&me, None, 100).unwrap();
+        assert_eq!(stored.len(), entries.len(), "account {who}");
+        for (n, (s, e)) in stored.iter().rev().zip(entries).enumerate() {
+            assert_eq!(
+                (s.position, s.tx_id, s.number),
+                ((e.0, e.1), e.2.tx_id(), n as u64 + 1)
+            );
+        }
+    };
+    // 1 sent 100 + fee (its own 5 come back) and 7 + 8 + fee; received 50.
+    expect(
+        1,
+        &[
+            (1, 0, &block1[0], Direction::Sent, 100 + FEE),
+            (1, 2, &block1[2], Direction::Sent, 15 + FEE),
+            (2, 0, &back, Direction::Received, 50),
+        ],
+    );
+    // 2's failed transfer moved nothing and is not in its history.
+    expect(2, &[(1, 2, &block1[2], Direction::Received, 7)]);
+    expect(
+        3,
+        &[
+            (1, 0, &block1[0], Direction::Received, 100),
+            (1, 2, &block1[2], Direction::Received, 8),
+            (2, 0, &back, Direction::Sent, 50 + FEE),
+        ],
+    );
+}

@@ -9,9 +9,10 @@
 //! ```
 
 use crate::convert::ConversionError;
+use crate::state::{self, StateProof, StateProofError};
 use crate::{
-    BlockHeader, CertificateError, ChainBinding, Hash, MerkleError, MerkleProof, PublicKey,
-    QuorumCertificate, ReceiptCode, TxId, merkle_leaf, pb,
+    Account, BlockHeader, CertificateError, ChainBinding, Hash, MerkleError, MerkleProof,
+    PublicKey, QuorumCertificate, ReceiptCode, TxId, merkle_leaf, pb,
 };
 
 /// Most headers between the including block and the committing pair.
@@ -135,64 +136,235 @@ impl FinalityProof {
         self.proof
             .verify(&merkle_leaf(tx_id, code), &self.header.tx_root)
             .map_err(FinalityError::NotIncluded)?;
-        let mut parent = &self.header;
-        for next in self.commit_path.iter().chain([&self.commit_header]) {
-            if next.parent_hash != parent.hash() || next.height != parent.height + 1 {
-                return Err(FinalityError::BrokenPath {
-                    height: next.height,
-                });
-            }
-            parent = next;
-        }
-        let parent_round = self.commit_path.last().unwrap_or(&self.header).round;
-        if self.commit_header.round != parent_round + 1 {
-            return Err(FinalityError::NotConsecutive {
-                round: self.commit_header.round,
-                parent_round,
+        verify_commit(
+            &self.header,
+            &self.commit_path,
+            &self.commit_header,
+            &self.commit_certificate,
+            genesis_hash,
+            validators,
+        )
+    }
+}
+
+/// Checks that `header` is committed: `commit_path` links it to
+/// `commit_header`'s parent, `commit_header` is of the round right after
+/// that parent's, and `qc` is a quorum certificate of `validators` over
+/// `commit_header` on the chain `genesis_hash` (the 2-chain rule).
+fn verify_commit(
+    header: &BlockHeader,
+    commit_path: &[BlockHeader],
+    commit_header: &BlockHeader,
+    qc: &QuorumCertificate,
+    genesis_hash: &Hash,
+    validators: &[PublicKey],
+) -> Result<(), FinalityError> {
+    if header.genesis_hash != *genesis_hash {
+        return Err(FinalityError::WrongChain {
+            found: header.genesis_hash,
+            expected: *genesis_hash,
+        });
+    }
+    let mut parent = header;
+    for next in commit_path.iter().chain([commit_header]) {
+        if next.parent_hash != parent.hash() || Some(next.height) != parent.height.checked_add(1) {
+            return Err(FinalityError::BrokenPath {
+                height: next.height,
             });
         }
-        let qc = &self.commit_certificate;
-        if qc.block_hash != self.commit_header.hash()
-            || qc.round != self.commit_header.round
-            || qc.height != self.commit_header.height
-        {
-            return Err(FinalityError::CertificateMismatch);
-        }
-        qc.verify(&ChainBinding::genesis(*genesis_hash), validators)
-            .map_err(FinalityError::BadCertificate)
+        parent = next;
     }
+    let parent_round = commit_path.last().unwrap_or(header).round;
+    if Some(commit_header.round) != parent_round.checked_add(1) {
+        return Err(FinalityError::NotConsecutive {
+            round: commit_header.round,
+            parent_round,
+        });
+    }
+    if qc.block_hash != commit_header.hash()
+        || qc.round != commit_header.round
+        || qc.height != commit_header.height
+    {
+        return Err(FinalityError::CertificateMismatch);
+    }
+    qc.verify(&ChainBinding::genesis(*genesis_hash), validators)
+        .map_err(FinalityError::BadCertificate)
+}
+
+/// That a header committed, without the transaction part of a
+/// [`FinalityProof`]: what an [`AccountProof`] is read against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitProof {
+    /// The committed header.
+    pub header: BlockHeader,
+    /// Headers after it, oldest first, up to the parent of `commit_header`.
+    pub commit_path: Vec<BlockHeader>,
+    /// The certified block of the round after its parent's.
+    pub commit_header: BlockHeader,
+    /// Certificate over `commit_header`.
+    pub commit_certificate: QuorumCertificate,
+}
+
+impl CommitProof {
+    /// Checks that `header` is a committed block of the chain
+    /// `genesis_hash`, as certified by `validators`.
+    ///
+    /// # Errors
+    /// When it is not shown to be.
+    pub fn verify(
+        &self,
+        genesis_hash: &Hash,
+        validators: &[PublicKey],
+    ) -> Result<(), FinalityError> {
+        verify_commit(
+            &self.header,
+            &self.commit_path,
+            &self.commit_header,
+            &self.commit_certificate,
+            genesis_hash,
+            validators,
+        )
+    }
+}
+
+/// Why an [`AccountProof`] does not prove an account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountProofError {
+    /// The header is not shown to be committed.
+    #[error("header not proven committed: {0}")]
+    NotCommitted(FinalityError),
+    /// The account is not what the tree holds at that header.
+    #[error("account not in the state of height {height}: {source}")]
+    NotInState {
+        /// The header's height.
+        height: u64,
+        /// What the path shows instead.
+        source: StateProofError,
+    },
+}
+
+/// An account (or its absence) in the state of a committed block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountProof {
+    /// The account's path to `commit.header.state_root`.
+    pub state: StateProof,
+    /// That the header committed.
+    pub commit: CommitProof,
+}
+
+impl AccountProof {
+    /// Checks that `key`'s account is `account` (`None`: the account does
+    /// not exist) after the committed block `commit.header` of the chain
+    /// `genesis_hash`, certified by `validators`; returns that block's
+    /// height, the height the account is verified at.
+    ///
+    /// # Errors
+    /// When the proof shows anything else.
+    pub fn verify(
+        &self,
+        key: &PublicKey,
+        account: Option<&Account>,
+        genesis_hash: &Hash,
+        validators: &[PublicKey],
+    ) -> Result<u64, AccountProofError> {
+        self.commit
+            .verify(genesis_hash, validators)
+            .map_err(AccountProofError::NotCommitted)?;
+        let header = &self.commit.header;
+        let leaf = account.map(state::account_leaf);
+        self.state
+            .verify(
+                &header.state_root,
+                &state::account_key(key),
+                leaf.as_deref(),
+            )
+            .map_err(|source| AccountProofError::NotInState {
+                height: header.height,
+                source,
+            })?;
+        Ok(header.height)
+    }
+}
+
+impl TryFrom<pb::CommitProof> for CommitProof {
+    type Error = ConversionError;
+
+    fn try_from(p: pb::CommitProof) -> Result<Self, ConversionError> {
+        let certificate = p
+            .commit_certificate
+            .ok_or_else(|| ConversionError::missing("commit_certificate"))?;
+        Ok(Self {
+            header: header(p.header, "header")?,
+            commit_path: commit_path(p.commit_path)?,
+            commit_header: header(p.commit_header, "commit_header")?,
+            commit_certificate: QuorumCertificate::try_from(certificate)
+                .map_err(|e| e.within("commit_certificate"))?,
+        })
+    }
+}
+
+impl From<&CommitProof> for pb::CommitProof {
+    fn from(p: &CommitProof) -> Self {
+        Self {
+            header: Some((&p.header).into()),
+            commit_path: p.commit_path.iter().map(Into::into).collect(),
+            commit_header: Some((&p.commit_header).into()),
+            commit_certificate: Some((&p.commit_certificate).into()),
+        }
+    }
+}
+
+impl TryFrom<pb::AccountProof> for AccountProof {
+    type Error = ConversionError;
+
+    fn try_from(p: pb::AccountProof) -> Result<Self, ConversionError> {
+        let state = p.state.ok_or_else(|| ConversionError::missing("state"))?;
+        let commit = p.commit.ok_or_else(|| ConversionError::missing("commit"))?;
+        Ok(Self {
+            state: StateProof::try_from(state).map_err(|e| e.within("state"))?,
+            commit: CommitProof::try_from(commit).map_err(|e| e.within("commit"))?,
+        })
+    }
+}
+
+impl From<&AccountProof> for pb::AccountProof {
+    fn from(p: &AccountProof) -> Self {
+        Self {
+            state: Some((&p.state).into()),
+            commit: Some((&p.commit).into()),
+        }
+    }
+}
+
+fn header(h: Option<pb::BlockHeader>, field: &str) -> Result<BlockHeader, ConversionError> {
+    let h = h.ok_or_else(|| ConversionError::missing(field))?;
+    BlockHeader::try_from(h).map_err(|e| e.within(field))
+}
+
+fn commit_path(path: Vec<pb::BlockHeader>) -> Result<Vec<BlockHeader>, ConversionError> {
+    if path.len() > MAX_COMMIT_PATH {
+        return Err(ConversionError::invalid(
+            "commit_path",
+            format!("at most {MAX_COMMIT_PATH} headers, got {}", path.len()),
+        ));
+    }
+    path.into_iter()
+        .enumerate()
+        .map(|(i, h)| header(Some(h), &format!("commit_path[{i}]")))
+        .collect()
 }
 
 impl TryFrom<pb::FinalityProof> for FinalityProof {
     type Error = ConversionError;
 
     fn try_from(p: pb::FinalityProof) -> Result<Self, ConversionError> {
-        let header = |h: Option<pb::BlockHeader>, field: &str| {
-            let h = h.ok_or_else(|| ConversionError::missing(field))?;
-            BlockHeader::try_from(h).map_err(|e| e.within(field))
-        };
-        if p.commit_path.len() > MAX_COMMIT_PATH {
-            return Err(ConversionError::invalid(
-                "commit_path",
-                format!(
-                    "at most {MAX_COMMIT_PATH} headers, got {}",
-                    p.commit_path.len()
-                ),
-            ));
-        }
-        let commit_path = p
-            .commit_path
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| header(Some(h), &format!("commit_path[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
         let certificate = p
             .commit_certificate
             .ok_or_else(|| ConversionError::missing("commit_certificate"))?;
         let proof = p.proof.ok_or_else(|| ConversionError::missing("proof"))?;
         Ok(Self {
             header: header(p.header, "header")?,
-            commit_path,
+            commit_path: commit_path(p.commit_path)?,
             commit_header: header(p.commit_header, "commit_header")?,
             commit_certificate: QuorumCertificate::try_from(certificate)
                 .map_err(|e| e.within("commit_certificate"))?,

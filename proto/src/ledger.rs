@@ -395,6 +395,12 @@ pub struct Account {
     pub balance: u64,
     /// Last committed nonce (0 if the account never sent).
     pub nonce: u64,
+    /// Number of entries in the account's history: the committed transfers
+    /// that moved its balance ([`crate::state::HistoryEntry`]).
+    pub history_count: u64,
+    /// Running hash over those entries, oldest first
+    /// ([`crate::state::chain_history`]); all zero when there are none.
+    pub history_hash: Hash,
 }
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ pub use address::{Address, AddressError, DEFAULT_HRP, validate_hrp};
 pub use amount::{AmountError, DEFAULT_DECIMALS, MAX_DECIMALS, format_amount, parse_amount};
 pub use convert::{ConversionError, hash_field, signature_field};
 pub use crypto::{PublicKey, SecretKey, Signature, SignatureError};
-pub use finality::{FinalityError, FinalityProof, MAX_COMMIT_PATH};
+pub use finality::{
+    AccountProof, AccountProofError, CommitProof, FinalityError, FinalityProof, MAX_COMMIT_PATH,
+};
 pub use hash::{Hash, TxId, sha256};
 pub use ledger::{
     Account, BlockHeader, CertificateError, ChainBinding, QuorumCertificate, Receipt, ReceiptCode,

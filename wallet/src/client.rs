@@ -1,10 +1,14 @@
 //! Talking to several validators: calls go to the preferred one and fail
-//! over to the others when it is down, slow or behind.
+//! over to the others when it is down, slow or behind. A validator is
+//! preferred for the height it has *proven* (an account or finality proof
+//! checked against the validator set), never for the height it claims; one
+//! caught lying goes to the back of the list.
 
 use crate::WalletError;
 use chatpay_proto::pb;
 use chatpay_proto::pb::client_client::ClientClient;
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -12,7 +16,8 @@ use tonic::{Code, Status};
 
 /// Time allowed for one call to one validator.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// A validator more blocks than this behind the highest one is not preferred.
+/// A validator whose proven height is more blocks than this behind the
+/// highest height proven to the wallet answers with stale state.
 pub const MAX_LAG: u64 = 5;
 
 /// Raw gRPC client of one validator.
@@ -21,6 +26,15 @@ pub type RawClient = ClientClient<Channel>;
 struct Node {
     url: String,
     client: RawClient,
+}
+
+/// What the wallet has seen of each validator.
+#[derive(Debug, Default, Clone)]
+struct Record {
+    /// Highest height it proved.
+    proven: Option<u64>,
+    /// What it was caught lying about, if it was.
+    lied: Option<String>,
 }
 
 /// What one validator reported.
@@ -36,11 +50,12 @@ pub struct NodeStatus {
 pub struct NodeClient {
     nodes: Vec<Node>,
     preferred: AtomicUsize,
+    records: Mutex<Vec<Record>>,
 }
 
 /// Whether a failed call says the validator is unusable (try another)
 /// rather than answering about the request.
-fn is_unavailable(s: &Status) -> bool {
+pub(crate) fn is_unavailable(s: &Status) -> bool {
     matches!(
         s.code(),
         Code::Unavailable
@@ -80,9 +95,66 @@ impl NodeClient {
             })
             .collect::<Result<Vec<_>, WalletError>>()?;
         Ok(Self {
+            records: Mutex::new(vec![Record::default(); nodes.len()]),
             nodes,
             preferred: AtomicUsize::new(0),
         })
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes that `url` proved `height`; the validator with the highest
+    /// proven height (among those not caught lying) becomes preferred.
+    pub fn proven(&self, url: &str, height: u64) {
+        let Some(i) = self.nodes.iter().position(|n| n.url == url) else {
+            return;
+        };
+        let mut records = self.records();
+        let r = &mut records[i];
+        r.proven = Some(r.proven.map_or(height, |h| h.max(height)));
+        let current = self.preferred.load(Ordering::Relaxed) % self.nodes.len();
+        let best = |r: &Record| r.lied.is_none().then_some(r.proven).flatten();
+        if records[i].lied.is_none() && best(&records[current]) < Some(height) {
+            self.preferred.store(i, Ordering::Relaxed);
+        }
+    }
+
+    /// The highest height any validator proved to this client.
+    pub fn highest_proven(&self) -> u64 {
+        self.records()
+            .iter()
+            .filter_map(|r| r.proven)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Notes that `url` was caught lying (`what`): it is asked last from
+    /// now on, and no longer preferred.
+    pub fn lied(&self, url: &str, what: &str) {
+        let Some(i) = self.nodes.iter().position(|n| n.url == url) else {
+            return;
+        };
+        let mut records = self.records();
+        records[i].lied.get_or_insert_with(|| what.to_string());
+        if self.preferred.load(Ordering::Relaxed) % self.nodes.len() == i {
+            let next = (0..self.nodes.len())
+                .filter(|&j| records[j].lied.is_none())
+                .max_by_key(|&j| (records[j].proven, std::cmp::Reverse(j)));
+            if let Some(next) = next {
+                self.preferred.store(next, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The validators caught lying, with what each lied about.
+    pub fn liars(&self) -> Vec<(String, String)> {
+        self.records()
+            .iter()
+            .zip(&self.nodes)
+            .filter_map(|(r, n)| r.lied.clone().map(|w| (n.url.clone(), w)))
+            .collect()
     }
 
     /// The validator URLs.
@@ -90,9 +162,14 @@ impl NodeClient {
         self.nodes.iter().map(|n| n.url.clone()).collect()
     }
 
+    /// The preferred validator first, then the others in list order, the
+    /// ones caught lying last.
     fn order(&self) -> impl Iterator<Item = &Node> {
         let first = self.preferred.load(Ordering::Relaxed) % self.nodes.len();
-        self.nodes[first..].iter().chain(&self.nodes[..first])
+        let lied: Vec<bool> = self.records().iter().map(|r| r.lied.is_some()).collect();
+        let rotated = (first..self.nodes.len()).chain(0..first);
+        let (honest, liars): (Vec<usize>, Vec<usize>) = rotated.partition(|&i| !lied[i]);
+        honest.into_iter().chain(liars).map(|i| &self.nodes[i])
     }
 
     /// Runs `f` on the preferred validator, then on the others while they
@@ -147,15 +224,79 @@ impl NodeClient {
         None
     }
 
+    /// [`NodeClient::call`], also saying which validator answered.
+    pub async fn call_named<T, F, Fut>(
+        &self,
+        f: F,
+    ) -> Result<(String, Result<T, Status>), WalletError>
+    where
+        F: Fn(RawClient) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let mut tried = Vec::new();
+        let mut last = String::new();
+        for node in self.order() {
+            match tokio::time::timeout(CALL_TIMEOUT, f(node.client.clone())).await {
+                Ok(Ok(response)) => return Ok((node.url.clone(), Ok(response.into_inner()))),
+                Ok(Err(status)) if !is_unavailable(&status) => {
+                    return Ok((node.url.clone(), Err(status)));
+                }
+                Ok(Err(status)) => last = format!("{}: {}", node.url, status.message()),
+                Err(_) => last = format!("{}: no answer in {CALL_TIMEOUT:?}", node.url),
+            }
+            tried.push(node.url.clone());
+        }
+        Err(WalletError::Unreachable { tried, last })
+    }
+
+    /// Runs `f` on `count` validators at once, in preference order; one
+    /// that is unavailable is replaced by the next. Returns each answer
+    /// with its validator's URL (fewer than `count` when too few answer).
+    pub async fn call_many<T, F, Fut>(&self, count: usize, f: F) -> Vec<(String, Result<T, Status>)>
+    where
+        T: Send + 'static,
+        F: Fn(RawClient) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>> + Send + 'static,
+    {
+        let mut spare: std::collections::VecDeque<&Node> = self.order().collect();
+        let mut asks = tokio::task::JoinSet::new();
+        let ask = |node: &Node, asks: &mut tokio::task::JoinSet<_>| {
+            let (call, url) = (f(node.client.clone()), node.url.clone());
+            asks.spawn(async move {
+                let r = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                    Ok(r) => r.map(tonic::Response::into_inner),
+                    Err(_) => Err(Status::deadline_exceeded("no answer")),
+                };
+                (url, r)
+            });
+        };
+        for _ in 0..count {
+            if let Some(node) = spare.pop_front() {
+                ask(node, &mut asks);
+            }
+        }
+        let mut answers = Vec::new();
+        while let Some(done) = asks.join_next().await {
+            let Ok((url, r)) = done else { continue };
+            if matches!(&r, Err(s) if is_unavailable(s)) {
+                if let Some(node) = spare.pop_front() {
+                    ask(node, &mut asks);
+                }
+            }
+            answers.push((url, r));
+        }
+        answers
+    }
+
     fn prefer(&self, url: &str) {
         if let Some(i) = self.nodes.iter().position(|n| n.url == url) {
             self.preferred.store(i, Ordering::Relaxed);
         }
     }
 
-    /// Every validator's status, asked concurrently; the highest one that
-    /// answers becomes preferred unless the preferred one is within
-    /// [`MAX_LAG`] blocks of it.
+    /// Every validator's status, asked concurrently. The heights they claim
+    /// change no preference: only proven heights do
+    /// ([`NodeClient::proven`]).
     pub async fn statuses(&self) -> Vec<NodeStatus> {
         let mut asks = tokio::task::JoinSet::new();
         for (i, n) in self.nodes.iter().enumerate() {
@@ -187,19 +328,6 @@ impl NodeClient {
                 })
             })
             .collect();
-        let heights: Vec<Option<u64>> = all
-            .iter()
-            .map(|s| s.status.as_ref().ok().map(|s| s.committed_height))
-            .collect();
-        if let Some(top) = heights.iter().flatten().max() {
-            let current = self.preferred.load(Ordering::Relaxed) % self.nodes.len();
-            let lagging = heights[current].is_none_or(|h| h + MAX_LAG < *top);
-            if lagging {
-                if let Some(best) = heights.iter().position(|h| *h == Some(*top)) {
-                    self.preferred.store(best, Ordering::Relaxed);
-                }
-            }
-        }
         all
     }
 }

@@ -87,6 +87,16 @@ pub enum WalletError {
     /// A validator's answer failed verification.
     #[error("could not verify the validator's answer: {0}")]
     Unverified(String),
+    /// A validator answered with something its proofs contradict (or with
+    /// state older than the wallet has already seen proven); the wallet
+    /// asks it last from now on.
+    #[error("validator {node} lied: {what}")]
+    Lied {
+        /// The validator's URL.
+        node: String,
+        /// What it got wrong.
+        what: String,
+    },
     /// The payment did not become final in time (it may still: the same
     /// transaction is resubmitted, never a second one).
     #[error(

@@ -3,14 +3,26 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Position of a transaction in the chain; payments are reported in cursor
-/// order, and a stream started after a cursor reports only later ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Where an account's history stood right after one entry: its position
+/// in the chain, its number, and the running hash after it (verified
+/// against a proven account). Payments are reported in cursor order, and a
+/// stream started after a cursor reports only later ones.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Cursor {
     /// Block height.
     pub height: u64,
     /// Index in the block.
     pub index: u32,
+    /// The entry's number in the account's history, from 1 (0: a cursor
+    /// saved before histories were numbered; resuming from it re-reads
+    /// the history from the start and reports nothing at or before it).
+    #[serde(default)]
+    pub history_count: u64,
+    /// The running history hash after the entry.
+    #[serde(default)]
+    pub history_hash: [u8; 32],
 }
 
 /// A payment to the account, final and verified.

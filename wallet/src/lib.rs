@@ -38,6 +38,7 @@ pub mod home;
 mod incoming;
 pub mod keys;
 mod request;
+mod verify;
 mod wallet;
 
 pub use chain::ChainInfo;
@@ -47,4 +48,4 @@ pub use home::{AccountEntry, AccountSource, WalletHome};
 pub use incoming::{Cursor, IncomingPayment};
 pub use keys::{KdfParams, KeyFile, RecoveryPhrase};
 pub use request::PaymentRequest;
-pub use wallet::{AccountState, HistoryEntry, Payment, Signer, Wallet};
+pub use wallet::{AccountState, History, HistoryEntry, Payment, Signer, Wallet};

@@ -383,8 +383,12 @@ async fn balance(ctx: &Ctx) -> Out {
     let a = w.account(&address).await?;
     print(
         ctx,
-        json!({ "address": address.to_string(), "balance": a.balance, "balance_display": w.chain().format(a.balance), "nonce": a.nonce, "height": a.height }),
-        &format!("{} (at height {})", w.chain().format(a.balance), a.height),
+        json!({ "address": address.to_string(), "balance": a.balance, "balance_display": w.chain().format(a.balance), "nonce": a.nonce, "height": a.height, "verified_height": a.height }),
+        &format!(
+            "{} (verified at height {})",
+            w.chain().format(a.balance),
+            a.height
+        ),
     );
     Ok(())
 }
@@ -549,14 +553,15 @@ async fn pay(ctx: &Ctx, link: &str, amount: Option<&str>) -> Out {
 async fn history(ctx: &Ctx, limit: u32) -> Out {
     let w = connect(ctx).await?;
     let address = w.address(&ctx.account)?;
-    let entries = w.history(&address, limit).await?;
+    let history = w.history(&address, limit).await?;
+    let entries = &history.entries;
     let rows: Vec<_> = entries
         .iter()
         .map(|e| {
             json!({
                 "tx_id": e.tx_id.to_string(), "height": e.cursor.height, "index": e.cursor.index,
                 "from": e.from.to_string(), "amount": e.amount, "outgoing": e.outgoing,
-                "memo": e.memo, "receipt": format!("{:?}", e.receipt),
+                "memo": e.memo, "receipt": format!("{:?}", e.receipt), "number": e.number,
             })
         })
         .collect();
@@ -578,14 +583,23 @@ async fn history(ctx: &Ctx, limit: u32) -> Out {
         })
         .collect::<Vec<_>>()
         .join("\n");
+    let human = if human.is_empty() {
+        format!(
+            "no transactions yet (verified at height {})",
+            history.height
+        )
+    } else {
+        format!(
+            "{human}\n{} of {} transactions, verified at height {}",
+            entries.len(),
+            history.total,
+            history.height
+        )
+    };
     print(
         ctx,
-        json!({ "transactions": rows }),
-        if human.is_empty() {
-            "no transactions yet"
-        } else {
-            &human
-        },
+        json!({ "transactions": rows, "verified_height": history.height, "total": history.total }),
+        &human,
     );
     Ok(())
 }
@@ -600,7 +614,16 @@ async fn watch(ctx: &Ctx, count: Option<usize>) -> Out {
     let mut stream = w.incoming(&address, after);
     let mut seen = 0usize;
     while let Some(item) = stream.next().await {
-        let p = item?;
+        let p = match item {
+            Ok(p) => p,
+            // A validator caught lying is named; the stream goes on with
+            // the others.
+            Err(e @ WalletError::Lied { .. }) => {
+                eprintln!("warning: {e}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         print(
             ctx,
             json!({ "tx_id": p.tx_id.to_string(), "from": p.from.to_string(), "amount": p.amount, "memo": p.memo, "height": p.cursor.height, "index": p.cursor.index }),

@@ -1,13 +1,15 @@
 //! The wallet: accounts on one chain, paying, checking finality, and
 //! following incoming payments.
 
-use crate::client::{NodeClient, RawClient};
+use crate::client::{NodeClient, RawClient, is_unavailable};
 use crate::home::{PendingTx, WalletHome};
 use crate::incoming::{Cursor, IncomingPayment};
+use crate::verify;
 use crate::{ChainInfo, PaymentRequest, WalletError};
+use chatpay_proto::state::Direction;
 use chatpay_proto::{
     Address, FinalityProof, Output, PublicKey, ReceiptCode, SecretKey, SignedTransfer, Transfer,
-    TxId, pb,
+    TxId, max_faulty, pb,
 };
 use prost::Message;
 use std::collections::HashMap;
@@ -19,6 +21,9 @@ use tonic::{Code, Status};
 
 /// How often a wallet asks whether a transaction is final.
 const POLL: Duration = Duration::from_millis(200);
+/// How long `account` waits for a chain that cannot show a committed
+/// block yet (one just started).
+const ACCOUNT_PATIENCE: Duration = Duration::from_secs(10);
 /// A transaction not seen final or pending this long is submitted again.
 const RESUBMIT_AFTER: Duration = Duration::from_secs(5);
 
@@ -38,14 +43,18 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-/// Committed state of an account.
+/// Committed state of an account, verified against the validator set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountState {
     /// Balance, base units.
     pub balance: u64,
     /// Last committed nonce.
     pub nonce: u64,
-    /// Height it was read at.
+    /// Number of entries in the account's history.
+    pub history_count: u64,
+    /// Running hash of the history (docs/protocol.md, "Account history").
+    pub history_hash: chatpay_proto::Hash,
+    /// The committed height it is proven at.
     pub height: u64,
 }
 
@@ -71,7 +80,19 @@ impl Payment {
     }
 }
 
-/// One line of an account's history (as the validator reports it).
+/// A page of an account's history, verified against the account's proven
+/// history hash: no entry changed, left out or added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// The height the history is verified at.
+    pub height: u64,
+    /// How many entries the account's history has in all.
+    pub total: u64,
+    /// The newest entries, newest first.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// One line of an account's history: a transfer that moved its balance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// The transaction.
@@ -80,10 +101,13 @@ pub struct HistoryEntry {
     pub cursor: Cursor,
     /// Sender.
     pub from: Address,
-    /// Amount to this account (incoming) or to others (outgoing).
+    /// Received: the amount to this account. Sent: what its balance went
+    /// down by (the amounts to others and the fee).
     pub amount: u64,
     /// Whether this account sent it.
     pub outgoing: bool,
+    /// Its number in the account's history, from 1.
+    pub number: u64,
     /// Memo (lossy UTF-8).
     pub memo: String,
     /// Outcome.
@@ -187,25 +211,72 @@ impl Wallet {
         Ok(self.chain.address(&self.home.account(name)?.key()?))
     }
 
-    /// Committed balance and nonce of `address`.
+    /// Committed state of `address`, proven against the validator set: the
+    /// first validator (in preference order) whose answer verifies, at a
+    /// height no more than [`crate::client::MAX_LAG`] blocks below the
+    /// highest one already proven to this wallet. A validator whose answer
+    /// does not verify, or is stale, is named in the error if no other
+    /// answers, and asked last from then on.
     pub async fn account(&self, address: &Address) -> Result<AccountState, WalletError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.account_once(address).await {
+                // No block can be shown committed yet (a chain just
+                // started): they come within a few blocks.
+                Err(WalletError::Node(m)) if m.starts_with("Unavailable") => {
+                    if started.elapsed() > ACCOUNT_PATIENCE {
+                        return Err(WalletError::Node(m));
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn account_once(&self, address: &Address) -> Result<AccountState, WalletError> {
         let request = pb::GetAccountRequest {
             address: address.to_string(),
+            include_proof: true,
         };
-        let r = self
-            .client
-            .call(|mut c: RawClient| {
-                let request = request.clone();
-                async move { c.get_account(request).await }
-            })
-            .await?
-            .map_err(|s| node_error(&s))?;
-        let account = r.account.unwrap_or_default();
+        let key = address.public_key();
+        let proven = self
+            .ask_verified(
+                |mut c: RawClient| {
+                    let request = request.clone();
+                    async move { c.get_account(request).await }
+                },
+                |url, answer| {
+                    let proven = self.check_account(answer, key)?;
+                    self.client.proven(url, proven.height);
+                    Ok(proven)
+                },
+            )
+            .await?;
         Ok(AccountState {
-            balance: account.balance,
-            nonce: account.nonce,
-            height: r.height,
+            balance: proven.account.balance,
+            nonce: proven.account.nonce,
+            history_count: proven.account.history_count,
+            history_hash: proven.account.history_hash,
+            height: proven.height,
         })
+    }
+
+    /// Verifies a `GetAccount` answer, and that it is not stale.
+    fn check_account(
+        &self,
+        answer: pb::GetAccountResponse,
+        key: &PublicKey,
+    ) -> Result<verify::ProvenAccount, String> {
+        let proven = verify::check_account(answer, key, &self.genesis, &self.validators)?;
+        let highest = self.client.highest_proven();
+        if proven.height.saturating_add(crate::client::MAX_LAG) < highest {
+            return Err(format!(
+                "it answered at height {}, and height {highest} is already proven",
+                proven.height
+            ));
+        }
+        Ok(proven)
     }
 
     fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -371,33 +442,45 @@ impl Wallet {
         Ok(signed)
     }
 
+    /// Submits `tx` to f + 1 validators at once (f: the most that may be
+    /// faulty), so that at least one honest validator has it and no single
+    /// one can censor it. Accepted if one admits it; refused only if none
+    /// does and one refuses.
     async fn submit(&self, tx: &SignedTransfer) -> Result<(), WalletError> {
         let request = pb::SubmitTransactionRequest {
             transaction: Some(tx.into()),
         };
-        let answer = self
+        let answers = self
             .client
-            .call(|mut c: RawClient| {
+            .call_many(max_faulty(self.validators.len()) + 1, |mut c: RawClient| {
                 let request = request.clone();
                 async move { c.submit_transaction(request).await }
             })
-            .await?;
-        match answer {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == Code::AlreadyExists => Ok(()),
-            Err(s) => {
-                let reason = s
-                    .metadata()
-                    .get("chatpay-reason")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("refused")
-                    .to_string();
-                Err(WalletError::Refused {
-                    reason,
-                    message: s.message().to_string(),
-                })
+            .await;
+        let mut refusal = None;
+        let mut last = String::new();
+        for (url, answer) in &answers {
+            match answer {
+                Ok(_) => return Ok(()),
+                Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
+                Err(s) if is_refusal(s) => {
+                    refusal.get_or_insert_with(|| WalletError::Refused {
+                        reason: s
+                            .metadata()
+                            .get("chatpay-reason")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("refused")
+                            .to_string(),
+                        message: s.message().to_string(),
+                    });
+                }
+                Err(s) => last = format!("{url}: {}", s.message()),
             }
         }
+        Err(refusal.unwrap_or_else(|| WalletError::Unreachable {
+            tried: answers.into_iter().map(|(url, _)| url).collect(),
+            last,
+        }))
     }
 
     /// Waits until `tx` is committed with a finality proof that verifies
@@ -458,7 +541,14 @@ impl Wallet {
                     async move { c.get_transaction(request).await }
                 },
                 |url, answer| match self.check(id, answer.ok()?) {
-                    Ok(found) => found,
+                    Ok(found) => {
+                        if let Some((_, proof)) = &found {
+                            // The certified block's parent is committed.
+                            self.client
+                                .proven(url, proof.commit_header.height.saturating_sub(1));
+                        }
+                        found
+                    }
                     Err(e) => {
                         failure = Some(format!("{url}: {e}"));
                         None
@@ -510,60 +600,172 @@ impl Wallet {
         Ok(Some((record, proof)))
     }
 
-    /// Recent history of `address`, newest first (as reported by one
-    /// validator; `incoming` verifies).
-    pub async fn history(
+    /// The newest `limit` entries of `address`'s history, newest first,
+    /// verified against its proven account: each entry is the transfer the
+    /// account's history hash commits to at that place, and none is left
+    /// out or added.
+    pub async fn history(&self, address: &Address, limit: u32) -> Result<History, WalletError> {
+        let state = self.account(address).await?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let page = self
+            .verified_page(
+                address,
+                (state.history_count, state.history_hash),
+                state.height,
+                None,
+                limit,
+            )
+            .await?;
+        let entries = page
+            .entries
+            .iter()
+            .rev()
+            .map(|v| self.history_entry(v))
+            .collect();
+        Ok(History {
+            height: state.height,
+            total: state.history_count,
+            entries,
+        })
+    }
+
+    fn history_entry(&self, v: &verify::Verified) -> HistoryEntry {
+        let transfer = v.reported.tx.transfer();
+        HistoryEntry {
+            tx_id: v.entry.tx_id,
+            cursor: Cursor {
+                height: v.entry.height,
+                index: v.entry.index,
+                history_count: v.number,
+                history_hash: v.hash_after.0,
+            },
+            from: self.chain.address(transfer.sender()),
+            amount: v.entry.amount,
+            outgoing: v.entry.direction == Direction::Sent,
+            number: v.number,
+            memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
+            receipt: ReceiptCode::Success,
+        }
+    }
+
+    /// One page of `address`'s history at or below `at_height`, strictly
+    /// before `before` (the newest when `None`), whose newest entry must be
+    /// number `count` with running hash `hash` after it: the first page
+    /// that verifies, from the validators in preference order.
+    async fn verified_page(
         &self,
         address: &Address,
+        (count, hash): (u64, chatpay_proto::Hash),
+        at_height: u64,
+        before: Option<(u64, u32)>,
         limit: u32,
-    ) -> Result<Vec<HistoryEntry>, WalletError> {
+    ) -> Result<verify::Page, WalletError> {
         let request = pb::ListTransactionsRequest {
             address: address.to_string(),
-            cursor: vec![],
+            cursor: before.map_or_else(Vec::new, |(h, i)| {
+                let mut c = h.to_be_bytes().to_vec();
+                c.extend_from_slice(&i.to_be_bytes());
+                c
+            }),
             limit,
+            at_height,
         };
-        let r = self
-            .client
-            .call(|mut c: RawClient| {
+        let key = address.public_key();
+        self.ask_verified(
+            |mut c: RawClient| {
                 let request = request.clone();
                 async move { c.list_transactions(request).await }
+            },
+            |_, answer| verify::check_page(answer, key, (count, hash), limit, at_height),
+        )
+        .await
+    }
+
+    /// Asks the validators in preference order until one's answer passes
+    /// `check`. One whose answer fails it is a liar: named in the error
+    /// (when no other answer passes) and asked last from then on.
+    async fn ask_verified<T, R, F, Fut>(
+        &self,
+        call: F,
+        mut check: impl FnMut(&str, T) -> Result<R, String>,
+    ) -> Result<R, WalletError>
+    where
+        F: Fn(RawClient) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let mut failure = None;
+        let found = self
+            .client
+            .call_until(call, |url, answer| match answer.map(|a| check(url, a)) {
+                Ok(Ok(found)) => Some(found),
+                Ok(Err(what)) => {
+                    self.client.lied(url, &what);
+                    failure = Some(WalletError::Lied {
+                        node: url.to_string(),
+                        what,
+                    });
+                    None
+                }
+                Err(s) => {
+                    failure.get_or_insert_with(|| node_error(&s));
+                    None
+                }
             })
-            .await?
-            .map_err(|s| node_error(&s))?;
-        let me = address.public_key();
-        r.transactions
-            .into_iter()
-            .map(|t| {
-                let c = Committed::from_pb(t)?;
-                let transfer = c.tx.transfer();
-                let outgoing = transfer.sender() == me;
-                let amount = transfer
-                    .outputs()
-                    .iter()
-                    .filter(|o| outgoing || o.recipient == *me)
-                    .map(|o| o.amount)
-                    .sum();
-                Ok(HistoryEntry {
-                    tx_id: c.tx.tx_id(),
-                    cursor: Cursor {
-                        height: c.height,
-                        index: c.index,
-                    },
-                    from: self.chain.address(transfer.sender()),
-                    amount,
-                    outgoing,
-                    memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
-                    receipt: c.receipt,
-                })
+            .await;
+        found.ok_or_else(|| {
+            failure.unwrap_or_else(|| WalletError::Unreachable {
+                tried: self.client.urls(),
+                last: "no answer".into(),
             })
-            .collect()
+        })
+    }
+
+    /// The verified entries of `address`'s history after `from` up to the
+    /// proven state `to`, oldest first.
+    async fn entries_between(
+        &self,
+        address: &Address,
+        from: &Cursor,
+        to: &AccountState,
+    ) -> Result<Vec<verify::Verified>, WalletError> {
+        let mut expected = (to.history_count, to.history_hash);
+        let mut before = None;
+        let mut newest_first: Vec<verify::Verified> = Vec::new();
+        while expected.0 > from.history_count {
+            let want = (expected.0 - from.history_count).min(u64::from(MAX_PAGE));
+            let limit = u32::try_from(want).expect("at most MAX_PAGE");
+            let page = self
+                .verified_page(address, expected, to.height, before, limit)
+                .await?;
+            let Some(oldest) = page.entries.first() else {
+                break; // count_before == count: cannot happen for a page that verified
+            };
+            before = Some((oldest.entry.height, oldest.entry.index));
+            expected = (page.count_before, page.hash_before);
+            newest_first.extend(page.entries.into_iter().rev());
+        }
+        if expected != (from.history_count, chatpay_proto::Hash(from.history_hash)) {
+            return Err(WalletError::Unverified(format!(
+                "the proven history does not pass through the cursor (entry {} at height {})",
+                from.history_count, from.height
+            )));
+        }
+        newest_first.reverse();
+        Ok(newest_first)
     }
 
     /// Final, verified payments to `address` after `after` (from the
     /// beginning of the chain when `None`), in chain order, then new ones as
     /// they commit. Store each payment's cursor and pass it back after a
-    /// restart: nothing is reported twice and nothing is skipped. The stream
-    /// ends with an error item if no validator can be reached for a while.
+    /// restart: nothing is reported twice and nothing is skipped.
+    ///
+    /// Every payment reported is an entry of the account's history, checked
+    /// against the account's proven history hash, so a validator cannot
+    /// add, change or hide one. The validator's stream only says when to
+    /// look: one whose stream skips an entry, or announces one that no
+    /// proof shows, is reported as an [`WalletError::Lied`] item and asked
+    /// last from then on; the stream goes on with the others. It ends with
+    /// an error item if no validator can be reached for a while.
     pub fn incoming(
         self: &Arc<Self>,
         address: &Address,
@@ -583,28 +785,29 @@ impl Wallet {
     async fn follow(
         &self,
         address: &Address,
-        mut after: Option<Cursor>,
+        after: Option<Cursor>,
         out: &mpsc::Sender<Result<IncomingPayment, WalletError>>,
     ) -> Result<(), WalletError> {
-        let me = address.public_key().clone();
+        // A cursor of a wallet before account histories: start from the
+        // first entry, and report nothing at or before it.
+        let legacy = after.filter(|c| c.history_count == 0 && c.height > 0);
+        let mut at = after.filter(|_| legacy.is_none()).unwrap_or_default();
         let mut failures = 0u32;
-        let mut misplaced = 0u32;
-        let mut reported = std::collections::VecDeque::new();
         loop {
             let request = pb::SubscribeAccountRequest {
                 address: address.to_string(),
-                from_height: after.map_or(0, |c| c.height),
+                from_height: at.height,
             };
             let subscribed = self
                 .client
-                .call(|mut c: RawClient| {
+                .call_named(|mut c: RawClient| {
                     let request = request.clone();
                     async move { c.subscribe_account(request).await }
                 })
                 .await;
-            let mut stream = match subscribed {
-                Ok(Ok(s)) => s,
-                Ok(Err(s)) => return Err(node_error(&s)),
+            let (url, mut stream) = match subscribed {
+                Ok((url, Ok(s))) => (url, s),
+                Ok((_, Err(s))) => return Err(node_error(&s)),
                 Err(e) => {
                     failures += 1;
                     if failures > 10 {
@@ -615,125 +818,194 @@ impl Wallet {
                 }
             };
             failures = 0;
+            let mut watch = StreamWatch::new(url, at.history_count);
             loop {
-                let event = match stream.message().await {
-                    Ok(Some(event)) => event,
-                    // The validator went away: subscribe again from the cursor.
-                    Ok(None) | Err(_) => break,
+                let state = self.account(address).await?;
+                let mut lie = None;
+                if state.history_count > at.history_count {
+                    let entries = self.entries_between(address, &at, &state).await?;
+                    for v in &entries {
+                        if let Err(e) = watch.check(v) {
+                            lie.get_or_insert(e);
+                        }
+                        at = self.history_entry(v).cursor;
+                        if let Some(p) = self.payment(v, legacy) {
+                            if out.send(Ok(p)).await.is_err() {
+                                return Ok(()); // the receiver hung up
+                            }
+                        }
+                    }
+                }
+                if let Some(lie) =
+                    lie.or_else(|| watch.settled(at.history_count, self.finality_timeout).err())
+                {
+                    self.client.lied(&watch.url, &lie.to_string());
+                    if out.send(Err(lie)).await.is_err() {
+                        return Ok(());
+                    }
+                    break; // subscribe again, to another validator
+                }
+                let wait = if watch.ahead(at.history_count) {
+                    POLL
+                } else {
+                    IDLE_POLL
                 };
-                let Some(t) = event.transaction else { continue };
-                let c = Committed::from_pb(t)?;
-                match self.take_payment(&me, c, &mut after, &mut reported).await? {
-                    Taken::Payment(payment) => {
-                        if out.send(Ok(*payment)).await.is_err() {
-                            return Ok(()); // the receiver hung up
+                match tokio::time::timeout(wait, stream.message()).await {
+                    Ok(Ok(Some(event))) => {
+                        if let Err(lie) = watch.event(&event) {
+                            self.client.lied(&watch.url, &lie.to_string());
+                            if out.send(Err(lie)).await.is_err() {
+                                return Ok(());
+                            }
+                            break;
                         }
                     }
-                    Taken::Nothing => {}
-                    // The validator lied about where a payment is: ask
-                    // again after a pause (the next call may reach another
-                    // validator), and give up on a stream that keeps lying.
-                    Taken::Misplaced => {
-                        misplaced += 1;
-                        if misplaced > MAX_MISPLACED {
-                            return Err(WalletError::Unverified(
-                                "the validators' account streams keep placing payments where their proofs do not".into(),
-                            ));
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        break;
-                    }
+                    // The validator went away: subscribe again from the cursor.
+                    Ok(Ok(None) | Err(_)) => break,
+                    Err(_) => {} // nothing new announced: look anyway
                 }
             }
         }
     }
 
-    /// Verifies one event of an account stream. Nothing the validator says
-    /// moves the cursor: only a payment to `me`, checked with its finality
-    /// proof, does, to the height and index the proof shows. A payment
-    /// already reported (by tx id, or at or before the cursor) is not
-    /// reported again.
-    async fn take_payment(
-        &self,
-        me: &chatpay_proto::PublicKey,
-        c: Committed,
-        after: &mut Option<Cursor>,
-        reported: &mut std::collections::VecDeque<TxId>,
-    ) -> Result<Taken, WalletError> {
-        let transfer = c.tx.transfer();
-        let amount: u64 = transfer
-            .outputs()
-            .iter()
-            .filter(|o| o.recipient == *me)
-            .map(|o| o.amount)
-            .sum();
-        let id = c.tx.tx_id();
-        if amount == 0 || transfer.sender() == me || reported.contains(&id) {
-            return Ok(Taken::Nothing);
+    /// The incoming payment a verified entry is, if it is one to report.
+    fn payment(&self, v: &verify::Verified, legacy: Option<Cursor>) -> Option<IncomingPayment> {
+        let position = (v.entry.height, v.entry.index);
+        if v.entry.direction != Direction::Received
+            || legacy.is_some_and(|c| position <= (c.height, c.index))
+        {
+            return None;
         }
-        let (record, _) = self.wait_verified(&id).await?;
-        let cursor = Cursor {
-            height: record.height,
-            index: record.index,
-        };
-        if (c.height, c.index) != (cursor.height, cursor.index) {
-            return Ok(Taken::Misplaced);
-        }
-        if after.is_some_and(|a| cursor <= a) {
-            return Ok(Taken::Nothing);
-        }
-        *after = Some(cursor);
-        if reported.len() == REPORTED_MEMORY {
-            reported.pop_front();
-        }
-        reported.push_back(id);
-        if record.receipt != ReceiptCode::Success {
-            return Ok(Taken::Nothing);
-        }
-        Ok(Taken::Payment(Box::new(IncomingPayment {
-            tx_id: id,
+        let transfer = v.reported.tx.transfer();
+        Some(IncomingPayment {
+            tx_id: v.entry.tx_id,
             from: self.chain.address(transfer.sender()),
-            amount,
+            amount: v.entry.amount,
             memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
-            cursor,
-        })))
-    }
-
-    async fn wait_verified(&self, id: &TxId) -> Result<(Committed, FinalityProof), WalletError> {
-        let started = tokio::time::Instant::now();
-        loop {
-            match self.verified(id).await {
-                Ok(Some(found)) => return Ok(found),
-                Ok(None) => {}
-                Err(e) if started.elapsed() > self.finality_timeout => return Err(e),
-                Err(_) => {}
-            }
-            if started.elapsed() > self.finality_timeout {
-                return Err(WalletError::Timeout {
-                    tx_id: id.to_string(),
-                    seconds: self.finality_timeout.as_secs(),
-                });
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            cursor: self.history_entry(v).cursor,
+        })
     }
 }
 
-/// Streams that misplaced a payment before `incoming` gives up.
-const MAX_MISPLACED: u32 = 10;
+/// Largest history page asked for (the validators' maximum).
+const MAX_PAGE: u32 = 100;
+/// How often `incoming` looks for new entries when the stream is quiet.
+const IDLE_POLL: Duration = Duration::from_secs(2);
 
-/// Tx ids of the latest incoming payments reported, kept to report none
-/// twice within one stream.
-const REPORTED_MEMORY: usize = 4_096;
+/// Verified entries a [`StreamWatch`] remembers, to check what a stream
+/// announces after the proofs showed it.
+const VERIFIED_MEMORY: usize = 4_096;
 
-/// What one stream event gave.
-enum Taken {
-    /// A verified payment to report.
-    Payment(Box<IncomingPayment>),
-    /// Nothing to report.
-    Nothing,
-    /// The stream placed a payment elsewhere than its proof does.
-    Misplaced,
+/// What one validator's account stream announced, checked against the
+/// verified history.
+struct StreamWatch {
+    url: String,
+    /// Tx ids it announced, by entry number, not yet verified.
+    announced: std::collections::BTreeMap<u64, TxId>,
+    /// Tx ids of the latest verified entries, by entry number.
+    verified: std::collections::BTreeMap<u64, TxId>,
+    /// The last entry number it announced.
+    last: u64,
+    /// The highest entry number verified.
+    proven: u64,
+    /// Since when it has been ahead of the proven history.
+    ahead_since: Option<tokio::time::Instant>,
+}
+
+impl StreamWatch {
+    fn new(url: String, verified: u64) -> Self {
+        Self {
+            url,
+            announced: Default::default(),
+            verified: Default::default(),
+            last: verified,
+            proven: verified,
+            ahead_since: None,
+        }
+    }
+
+    fn lie(&self, what: String) -> WalletError {
+        WalletError::Lied {
+            node: self.url.clone(),
+            what,
+        }
+    }
+
+    fn mismatch(&self, n: u64, announced: &TxId, proven: &TxId) -> WalletError {
+        self.lie(format!(
+            "its stream announced {announced} as entry {n}, the proven entry is {proven}"
+        ))
+    }
+
+    /// An event: its entry number must follow the last one announced, and
+    /// an entry already verified must be the same transfer.
+    fn event(&mut self, event: &pb::AccountEvent) -> Result<(), WalletError> {
+        let n = event.history_index;
+        let id = event
+            .transaction
+            .as_ref()
+            .and_then(|t| chatpay_proto::Hash::from_slice(&t.tx_id))
+            .ok_or_else(|| self.lie(format!("entry {n} of its stream has no tx id")))?;
+        if let Some(proven) = self.verified.get(&n) {
+            if *proven != id {
+                return Err(self.mismatch(n, &id, proven));
+            }
+        }
+        if n <= self.last {
+            return Ok(()); // a replay of what the wallet already has
+        }
+        if n != self.last + 1 {
+            return Err(self.lie(format!(
+                "its account stream went from entry {} to entry {n}, skipping a payment",
+                self.last
+            )));
+        }
+        self.last = n;
+        if n > self.proven {
+            self.announced.insert(n, id);
+        }
+        Ok(())
+    }
+
+    /// A verified entry: the stream must have announced it (if it got that
+    /// far) as the same transfer.
+    fn check(&mut self, v: &verify::Verified) -> Result<(), WalletError> {
+        if let Some(id) = self.announced.remove(&v.number) {
+            if id != v.entry.tx_id {
+                return Err(self.mismatch(v.number, &id, &v.entry.tx_id));
+            }
+        }
+        self.verified.insert(v.number, v.entry.tx_id);
+        self.proven = self.proven.max(v.number);
+        while self.verified.len() > VERIFIED_MEMORY {
+            self.verified.pop_first();
+        }
+        Ok(())
+    }
+
+    /// Whether the stream announced entries the proofs do not show yet.
+    fn ahead(&self, verified: u64) -> bool {
+        self.last > verified
+    }
+
+    /// Fails when the stream has announced entries that no proof shows
+    /// for longer than `patience`.
+    fn settled(&mut self, verified: u64, patience: Duration) -> Result<(), WalletError> {
+        if !self.ahead(verified) {
+            self.ahead_since = None;
+            return Ok(());
+        }
+        let since = *self
+            .ahead_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() > patience {
+            return Err(self.lie(format!(
+                "its stream announced entry {} and no proof shows past entry {verified}",
+                self.last
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A committed transaction as a validator reported it (unverified until a
@@ -764,6 +1036,11 @@ impl Committed {
             receipt: receipt.code,
         })
     }
+}
+
+/// A validator's answer about the request (not about being unusable).
+fn is_refusal(s: &Status) -> bool {
+    !is_unavailable(s)
 }
 
 fn decode_pending(p: &PendingTx) -> Result<SignedTransfer, WalletError> {

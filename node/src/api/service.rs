@@ -2,11 +2,12 @@
 
 use super::subscribe::subscribe;
 use super::{ApiState, cache};
+use crate::execution::state_tree;
 use crate::mempool::{Admission, AdmitError};
 use crate::storage::{StoreError, TxRecord};
 use chatpay_proto::{
-    Address, BlockHeader, MAX_COMMIT_PATH, MerkleProof, PublicKey, QuorumCertificate,
-    SignedTransfer, TxId, merkle_leaf, pb,
+    Account, AccountProof, Address, BlockHeader, CommitProof, Hash, MAX_COMMIT_PATH, MerkleProof,
+    PublicKey, QuorumCertificate, SignedTransfer, TxId, merkle_leaf, pb, state,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -135,6 +136,52 @@ impl ClientApi {
         })
     }
 
+    /// `key`'s account at the newest committed height that has a commit
+    /// proof, with its proof.
+    fn proven_account(&self, key: &PublicKey) -> Result<(Account, AccountProof), Status> {
+        let store = self.state.ledger.store();
+        let commit = self.newest_commit_proof()?;
+        let height = commit.header.height;
+        let (leaf, state) = state_tree::prove(store.as_ref(), height, &state::account_key(key))
+            .map_err(internal)?;
+        let account = match leaf {
+            Some(leaf) => state::decode_account_leaf(&leaf).ok_or_else(|| {
+                internal_msg("the state tree holds an account leaf of another layout")
+            })?,
+            None => Account::default(),
+        };
+        Ok((account, AccountProof { state, commit }))
+    }
+
+    /// The newest committed block D whose committed child is of round
+    /// D.round + 1 and certified: the newest block a client can be shown
+    /// committed, with the proof of it.
+    fn newest_commit_proof(&self) -> Result<CommitProof, Status> {
+        let store = self.state.ledger.store();
+        let head = store.committed_height().map_err(internal)?.unwrap_or(0);
+        let mut child = store.block(head).map_err(internal)?;
+        for height in (head.saturating_sub(MAX_COMMIT_PATH as u64)..head).rev() {
+            let parent = store
+                .block(height)
+                .map_err(internal)?
+                .ok_or_else(|| internal_msg("a committed height without its block"))?;
+            if let Some(c) = child.filter(|c| c.header.round == parent.header.round + 1) {
+                if let Some(qc) = c.certificate {
+                    return Ok(CommitProof {
+                        header: parent.header,
+                        commit_path: Vec::new(),
+                        commit_header: c.header,
+                        commit_certificate: qc,
+                    });
+                }
+            }
+            child = Some(parent);
+        }
+        Err(Status::unavailable(format!(
+            "no block of the last {MAX_COMMIT_PATH} can be shown committed yet; retry"
+        )))
+    }
+
     /// The committed headers after `header` up to the first block D whose
     /// committed child C is of round D.round + 1, and C with its QC (ADR
     /// 0003). `None` while no such pair is committed yet.
@@ -221,6 +268,16 @@ pub fn admit_status(e: &AdmitError) -> Status {
         e.reason().parse().expect("reasons are ASCII"),
     );
     status
+}
+
+fn account_pb(address: String, account: &Account) -> pb::Account {
+    pb::Account {
+        address,
+        balance: account.balance,
+        nonce: account.nonce,
+        history_count: account.history_count,
+        history_hash: account.history_hash.0.to_vec(),
+    }
 }
 
 fn encode_cursor((height, index): (u64, u32)) -> Vec<u8> {
@@ -325,8 +382,17 @@ impl pb::client_server::Client for ClientApi {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
-        let address = request.into_inner().address;
-        let key = self.address(&address)?;
+        let req = request.into_inner();
+        let key = self.address(&req.address)?;
+        let address = req.address.to_lowercase();
+        if req.include_proof {
+            let (account, proof) = self.proven_account(&key)?;
+            return Ok(Response::new(pb::GetAccountResponse {
+                account: Some(account_pb(address, &account)),
+                height: proof.commit.header.height,
+                proof: Some((&proof).into()),
+            }));
+        }
         let store = self.state.ledger.store();
         // Read between two equal heights so the account is as of that height.
         for _ in 0..CONSISTENT_READ_ATTEMPTS {
@@ -335,12 +401,9 @@ impl pb::client_server::Client for ClientApi {
             let after = store.committed_height().map_err(internal)?.unwrap_or(0);
             if before == after {
                 return Ok(Response::new(pb::GetAccountResponse {
-                    account: Some(pb::Account {
-                        address: address.to_lowercase(),
-                        balance: account.balance,
-                        nonce: account.nonce,
-                    }),
+                    account: Some(account_pb(address, &account)),
                     height: after,
+                    proof: None,
                 }));
             }
         }
@@ -403,10 +466,18 @@ impl pb::client_server::Client for ClientApi {
                 )));
             }
         };
+        let cursor = match (cursor, req.at_height) {
+            (cursor, 0) => cursor,
+            (None, h) => Some((h.saturating_add(1), 0)),
+            (Some(c), h) => Some(c.min((h.saturating_add(1), 0))),
+        };
         let store = self.state.ledger.store();
         let entries = store
             .history_before(&key, cursor, limit as usize)
             .map_err(internal)?;
+        let (history_count_before, history_hash_before) = entries
+            .last()
+            .map_or((0, Hash::default()), |e| (e.number - 1, e.hash_before));
         let mut transactions = Vec::with_capacity(entries.len());
         for entry in &entries {
             let record = store
@@ -422,6 +493,8 @@ impl pb::client_server::Client for ClientApi {
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions,
             next_cursor,
+            history_count_before,
+            history_hash_before: history_hash_before.0.to_vec(),
         }))
     }
 

@@ -1,5 +1,7 @@
-//! `SubscribeAccount`: replay an account's committed transactions from a
-//! height, then follow new commits, with no gap and no duplicate.
+//! `SubscribeAccount`: replay an account's history entries from a height,
+//! then follow new commits, with no gap and no duplicate; each event
+//! carries its number in the account's history, so a client that holds a
+//! verified account sees at once an entry left out.
 //!
 //! The commit notification receiver is taken *before* the replay reads the
 //! store, so every block committed after the replay's last read arrives as a
@@ -83,9 +85,10 @@ async fn follow(
     }
 }
 
-async fn send(tx: &Sender, event: pb::CommittedTransaction) -> Result<(), Stop> {
+async fn send(tx: &Sender, event: pb::CommittedTransaction, number: u64) -> Result<(), Stop> {
     tx.send(Ok(pb::AccountEvent {
         transaction: Some(event),
+        history_index: number,
     }))
     .await
     .map_err(|_| Stop::ClientGone)
@@ -121,6 +124,7 @@ async fn replay(
                     index: record.index,
                     receipt: Some((&record.receipt).into()),
                 },
+                entry.number,
             )
             .await?;
             *cursor = (entry.position.0, entry.position.1 + 1);
@@ -135,7 +139,8 @@ async fn live(
     tx: &Sender,
 ) -> Result<(), Stop> {
     let height = block.header.height;
-    for &index in block.positions_of(key) {
+    for entry in block.history_of(key) {
+        let index = entry.position.1;
         if (height, index) < *cursor {
             continue;
         }
@@ -152,6 +157,7 @@ async fn live(
                 index,
                 receipt: Some(receipt.into()),
             },
+            entry.number,
         )
         .await?;
         *cursor = (height, index + 1);

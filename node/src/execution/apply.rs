@@ -1,9 +1,9 @@
 //! `execute`: apply an ordered list of transactions to a parent state.
 
 use super::state_tree::{self, TreeNodes, TreeView};
-use crate::storage::{Store, StoreError};
+use crate::storage::{HistoryEntry, Store, StoreError, TxPosition};
 use chatpay_proto::{
-    Account, Hash, PublicKey, Receipt, ReceiptCode, SignedTransfer, merkle_leaf, merkle_root,
+    Account, Hash, PublicKey, Receipt, ReceiptCode, SignedTransfer, merkle_leaf, merkle_root, state,
 };
 use jmt::storage::{Node, NodeKey};
 use std::collections::BTreeMap;
@@ -110,6 +110,9 @@ pub struct ExecutionOutput {
     pub tree_nodes: TreeNodes,
     /// The nodes of earlier versions the block replaces.
     pub stale_tree_nodes: Vec<NodeKey>,
+    /// The history entries the block adds (one per transfer that succeeded
+    /// and account it moved), in block order.
+    pub history: Vec<(PublicKey, HistoryEntry)>,
 }
 
 /// Accounts read and written while executing one block.
@@ -266,13 +269,20 @@ pub fn execute_as<V: StateView + ?Sized>(
         before: BTreeMap::new(),
         after: BTreeMap::new(),
     };
+    let height = parent.height + 1;
     let mut burned = parent.burned;
     let mut receipts = Vec::with_capacity(transactions.len());
     let mut kept = Vec::with_capacity(transactions.len());
+    let mut history = Vec::new();
     for (index, tx) in transactions.iter().enumerate() {
         let code = match apply_one(rules, &mut overlay, tx, signature_valid)? {
             Ok(fee) => {
                 burned = burned.checked_add(fee).expect("burned ≤ supply ≤ u64::MAX");
+                let position = (
+                    height,
+                    u32::try_from(receipts.len()).expect("tx_count is a u32"),
+                );
+                record_history(&mut overlay, tx, position, &mut history);
                 ReceiptCode::Success
             }
             Err(code) if invalidates_block(code) && leave_out_invalid => continue,
@@ -302,7 +312,6 @@ pub fn execute_as<V: StateView + ?Sized>(
         .zip(&receipts)
         .map(|(tx, r)| merkle_leaf(&tx.tx_id(), r.code))
         .collect();
-    let height = parent.height + 1;
     let tree = state_tree::update(view, height, &accounts, burned)?;
     let out = ExecutionOutput {
         tx_root: merkle_root(&leaves),
@@ -312,8 +321,41 @@ pub fn execute_as<V: StateView + ?Sized>(
         receipts,
         accounts,
         burned,
+        history,
     };
     Ok((out, kept))
+}
+
+/// Adds the history entry of a transfer that succeeded at `position` to
+/// every account it moved, chaining each account's running hash.
+fn record_history<V: ?Sized>(
+    overlay: &mut Overlay<'_, V>,
+    tx: &SignedTransfer,
+    (height, index): TxPosition,
+    history: &mut Vec<(PublicKey, HistoryEntry)>,
+) {
+    let t = tx.transfer();
+    for key in t.participants() {
+        let Some(entry) = state::HistoryEntry::of(t, tx.tx_id(), key, height, index) else {
+            continue;
+        };
+        let account = overlay
+            .after
+            .get_mut(key)
+            .expect("a transfer that succeeded wrote every account it moved");
+        let number = account.history_count + 1;
+        history.push((
+            key.clone(),
+            HistoryEntry {
+                position: (height, index),
+                tx_id: entry.tx_id,
+                number,
+                hash_before: account.history_hash,
+            },
+        ));
+        account.history_hash = state::chain_history(&account.history_hash, &entry);
+        account.history_count = number;
+    }
 }
 
 /// Applies one transfer to the overlay: `Ok(Ok(fee))` on success,

@@ -14,8 +14,9 @@
 //! burned leaf is written by every block, so every height has a root node
 //! of its own, even an empty block's.
 
-use crate::storage::StoreError;
-use chatpay_proto::{Account, Hash, PublicKey, state};
+use crate::storage::{Store, StoreError};
+use chatpay_proto::state::{self, StateProof};
+use chatpay_proto::{Account, Hash, PublicKey};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{KeyHash, OwnedValue, Sha256Jmt, Version};
 use std::collections::BTreeMap;
@@ -118,6 +119,100 @@ pub fn update<V: TreeView + ?Sized>(
     })
 }
 
+/// A committed tree with its values, for proofs.
+struct StoreReader<'a>(&'a dyn Store);
+
+impl TreeReader for StoreReader<'_> {
+    fn get_node_option(&self, key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        Ok(Store::tree_node(self.0, &encode_key(key))?
+            .map(|bytes| decode_node(&bytes))
+            .transpose()?)
+    }
+
+    fn get_value_option(
+        &self,
+        version: Version,
+        key: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        Ok(self.0.state_value(&Hash(key.0), version)?)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        Ok(None)
+    }
+}
+
+/// The leaf value of `key` in the committed tree of `version` (`None` when
+/// the key is absent), and its proof against that version's root.
+///
+/// # Errors
+/// When the tree of `version` is not in the store (pruned, or not yet
+/// written), or a node or value cannot be read.
+pub fn prove(
+    store: &dyn Store,
+    version: u64,
+    key: &Hash,
+) -> Result<(Option<Vec<u8>>, StateProof), StoreError> {
+    let corrupt = |e: anyhow::Error| StoreError::Corrupt {
+        what: "state tree",
+        detail: format!("proving a key at version {version}: {e:#}"),
+    };
+    let reader = StoreReader(store);
+    let (value, proof) = Sha256Jmt::new(&reader)
+        .get_with_proof(KeyHash(key.0), version)
+        .map_err(corrupt)?;
+    let bytes = borsh::to_vec(&proof).expect("encoding into memory cannot fail");
+    let proof = decode_proof(&bytes).ok_or_else(|| StoreError::Corrupt {
+        what: "state tree",
+        detail: "a proof of an unknown layout".into(),
+    })?;
+    Ok((value, proof))
+}
+
+/// The tree's proof, in its borsh layout (`Option<leaf>`, then a `u32`
+/// count of siblings, each a tagged node: 0 empty, 1 internal (left,
+/// right), 2 leaf (key, value hash)), as a [`StateProof`] of hashes.
+fn decode_proof(bytes: &[u8]) -> Option<StateProof> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        *rest = tail;
+        Some(head)
+    }
+    let mut rest = bytes;
+    let mut take = |n: usize| take(&mut rest, n);
+    let hash = |b: &[u8]| Hash::from_slice(b).expect("32 bytes");
+    let leaf = match take(1)?[0] {
+        0 => None,
+        1 => {
+            let b = take(64)?;
+            Some((hash(&b[..32]), hash(&b[32..])))
+        }
+        _ => return None,
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    if count > state::MAX_SIBLINGS {
+        return None;
+    }
+    let mut siblings = Vec::with_capacity(count);
+    for _ in 0..count {
+        let node = match take(1)?[0] {
+            0 => state::PLACEHOLDER_HASH,
+            1 => {
+                let b = take(64)?;
+                state::internal_hash(&hash(&b[..32]), &hash(&b[32..]))
+            }
+            2 => {
+                let b = take(64)?;
+                state::leaf_hash(&hash(&b[..32]), &hash(&b[32..]))
+            }
+            _ => return None,
+        };
+        siblings.push(node);
+    }
+    let _ = take;
+    rest.is_empty().then_some(StateProof { leaf, siblings })
+}
+
 /// The root of the tree at `version`, `None` if the tree has no root node
 /// of that version.
 ///
@@ -186,6 +281,7 @@ mod tests {
             Account {
                 balance: 10,
                 nonce: 0,
+                ..Account::default()
             },
         );
         let b = (
@@ -193,6 +289,7 @@ mod tests {
             Account {
                 balance: 20,
                 nonce: 0,
+                ..Account::default()
             },
         );
         let put = |v, accounts: &[(PublicKey, Account)], burned| {
@@ -207,6 +304,7 @@ mod tests {
         let moved = Account {
             balance: 9,
             nonce: 1,
+            ..Account::default()
         };
         let r2 = put(2, &[(a.0.clone(), moved)], 1);
         assert_ne!(r1, r2);
@@ -220,6 +318,104 @@ mod tests {
         // The burned total is in the root.
         let other = update(&fresh, 0, &[(a.0, moved), b], 2).unwrap();
         assert_ne!(other.root, r2);
+    }
+
+    fn commit(store: &dyn Store, version: u64, accounts: Vec<(PublicKey, Account)>) -> Hash {
+        let u = update(store, version, &accounts, 0).unwrap();
+        let parent = store.last_header().unwrap();
+        let header = chatpay_proto::BlockHeader {
+            genesis_hash: Hash::default(),
+            height: version,
+            round: version,
+            parent_hash: parent.map_or(Hash::default(), |p| p.hash()),
+            proposer: 0,
+            timestamp_ms: 0,
+            tx_count: 0,
+            tx_root: chatpay_proto::merkle_root(&[]),
+            state_root: u.root,
+        };
+        store
+            .commit_block(&crate::storage::BlockCommit {
+                header,
+                certificate: None,
+                transactions: vec![],
+                receipts: vec![],
+                accounts,
+                burned: 0,
+                tree_nodes: u
+                    .nodes
+                    .iter()
+                    .map(|(k, n)| (encode_key(k), encode_node(n)))
+                    .collect(),
+                stale_tree_nodes: u.stale.iter().map(encode_key).collect(),
+                history: vec![],
+            })
+            .unwrap();
+        u.root
+    }
+
+    #[test]
+    fn proofs_of_accounts_and_of_absence_verify_and_forgeries_do_not() {
+        let store = crate::storage::MemoryStore::new_empty();
+        let with = |b: u64| Account {
+            balance: b,
+            ..Account::default()
+        };
+        let mut all: Vec<_> = (1..=200u8).map(|i| (account(i), with(i.into()))).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let root0 = commit(&store, 0, all);
+        let moved: Vec<_> = (1..=10u8)
+            .map(|i| (account(i), with(1_000 + u64::from(i))))
+            .collect();
+        let mut moved = moved;
+        moved.sort_by(|a, b| a.0.cmp(&b.0));
+        let root1 = commit(&store, 1, moved);
+        for (i, version, root, balance) in
+            [(3u8, 1, root1, 1_003), (3, 0, root0, 3), (77, 1, root1, 77)]
+        {
+            let key = state::account_key(&account(i));
+            let (leaf, proof) = prove(&store, version, &key).unwrap();
+            let leaf = leaf.expect("the account is in the tree");
+            assert_eq!(state::decode_account_leaf(&leaf), Some(with(balance)));
+            proof.verify(&root, &key, Some(&leaf)).unwrap();
+            // The tree's own check of its own proof agrees.
+            let reader = StoreReader(&store);
+            let (_, own) = Sha256Jmt::new(&reader)
+                .get_with_proof(KeyHash(key.0), version)
+                .unwrap();
+            own.verify(jmt::RootHash(root.0), KeyHash(key.0), Some(&leaf))
+                .unwrap();
+            // Another balance, another root, a sibling changed or dropped.
+            let other = state::account_leaf(&with(balance + 1));
+            assert_eq!(
+                proof.verify(&root, &key, Some(&other)),
+                Err(state::StateProofError::WrongValue)
+            );
+            let other_root = if root == root0 { root1 } else { root0 };
+            assert!(proof.verify(&other_root, &key, Some(&leaf)).is_err());
+            let mut bent = proof.clone();
+            bent.siblings[0].0[0] ^= 1;
+            assert!(bent.verify(&root, &key, Some(&leaf)).is_err());
+            let mut short = proof.clone();
+            short.siblings.pop();
+            assert!(short.verify(&root, &key, Some(&leaf)).is_err());
+            // An inclusion proof does not prove absence.
+            assert_eq!(
+                proof.verify(&root, &key, None),
+                Err(state::StateProofError::Included)
+            );
+        }
+        // An account that does not exist: a proof of absence, which proves
+        // no value for it.
+        let key = state::account_key(&account(250));
+        let (leaf, proof) = prove(&store, 1, &key).unwrap();
+        assert_eq!(leaf, None);
+        proof.verify(&root1, &key, None).unwrap();
+        let made_up = state::account_leaf(&with(5));
+        assert!(proof.verify(&root1, &key, Some(&made_up)).is_err());
+        // Nor does it prove the absence of an account that exists.
+        let present = state::account_key(&account(9));
+        assert!(proof.verify(&root1, &present, None).is_err());
     }
 
     #[test]

@@ -41,6 +41,7 @@ fn rich() -> Option<Account> {
     Some(Account {
         balance: 1_000_000,
         nonce: 0,
+        ..Account::default()
     })
 }
 
@@ -105,6 +106,7 @@ fn each_refusal_has_its_reason() {
     let poor = Some(Account {
         balance: 100,
         nonce: 0,
+        ..Account::default()
     });
     let cases: Vec<(SignedTransfer, Option<Account>, Option<u64>, &str)> = vec![
         (tx(1, 1, 6), rich(), None, "nonce_taken"),
@@ -131,6 +133,7 @@ fn each_refusal_has_its_reason() {
             Some(Account {
                 balance: 100,
                 nonce: 3,
+                ..Account::default()
             }),
             None,
             "stale_nonce",
@@ -140,6 +143,7 @@ fn each_refusal_has_its_reason() {
             Some(Account {
                 balance: 100,
                 nonce: 1,
+                ..Account::default()
             }),
             None,
             "nonce_too_far_ahead",
@@ -159,6 +163,7 @@ fn funds_are_counted_across_a_senders_pending_transfers() {
     let acct = Some(Account {
         balance: 100,
         nonce: 0,
+        ..Account::default()
     });
     m.admit(tx(1, 1, 40), acct, None).unwrap(); // debit 50
     m.admit(tx(1, 2, 40), acct, None).unwrap(); // debit 50, total 100
@@ -178,6 +183,7 @@ fn bounded_by_count_bytes_and_sender() {
     let two_ahead = Some(Account {
         balance: 1_000_000,
         nonce: 0,
+        ..Account::default()
     });
     m.admit(tx(2, 1, 5), two_ahead, None).unwrap();
     assert_eq!(
@@ -212,6 +218,7 @@ fn bounded_by_count_bytes_and_sender() {
     let at5 = Some(Account {
         balance: 1_000_000,
         nonce: 5,
+        ..Account::default()
     });
     m.admit(tx(1, 6, 5), at5, None).unwrap();
     m.admit(tx(1, 7, 5), at5, None).unwrap();
@@ -443,7 +450,7 @@ mod parking_invariant {
             for op in ops {
                 match op {
                     Op::Admit { from, nonce } => {
-                        let account = Some(Account { balance: 1_000_000, nonce: committed[from as usize] });
+                        let account = Some(Account { balance: 1_000_000, nonce: committed[from as usize], ..Account::default() });
                         let _ = m.admit(tx(from, nonce, 5), account, None);
                     }
                     Op::Commit { from } => {

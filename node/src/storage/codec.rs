@@ -22,20 +22,31 @@ pub fn decode_u64(bytes: &[u8], what: &'static str) -> Result<u64> {
     Ok(u64::from_be_bytes(arr))
 }
 
-pub fn account_value(a: &Account) -> [u8; 16] {
-    let mut out = [0u8; 16];
+/// Account value: balance (8) ‖ nonce (8) ‖ history count (8) ‖ history hash (32).
+pub fn account_value(a: &Account) -> [u8; 56] {
+    let mut out = [0u8; 56];
     out[..8].copy_from_slice(&a.balance.to_be_bytes());
-    out[8..].copy_from_slice(&a.nonce.to_be_bytes());
+    out[8..16].copy_from_slice(&a.nonce.to_be_bytes());
+    out[16..24].copy_from_slice(&a.history_count.to_be_bytes());
+    out[24..].copy_from_slice(&a.history_hash.0);
     out
 }
 
 pub fn decode_account(bytes: &[u8]) -> Result<Account> {
-    if bytes.len() != 16 {
-        return Err(corrupt("account", format!("{} bytes", bytes.len())));
+    if bytes.len() != 56 {
+        return Err(corrupt(
+            "account",
+            format!(
+                "{} bytes, not 56 (a database of an older layout: reset it)",
+                bytes.len()
+            ),
+        ));
     }
     Ok(Account {
         balance: decode_u64(&bytes[..8], "account balance")?,
-        nonce: decode_u64(&bytes[8..], "account nonce")?,
+        nonce: decode_u64(&bytes[8..16], "account nonce")?,
+        history_count: decode_u64(&bytes[16..24], "account history count")?,
+        history_hash: Hash::from_slice(&bytes[24..]).expect("32 bytes"),
     })
 }
 
@@ -112,15 +123,36 @@ pub fn history_key(key: &PublicKey, height: u64, index: u32) -> [u8; 45] {
     out
 }
 
+/// History value: tx id (32) ‖ number (8) ‖ running hash before (32).
+pub fn history_value(entry: &HistoryEntry) -> [u8; 72] {
+    let mut out = [0u8; 72];
+    out[..32].copy_from_slice(&entry.tx_id.0);
+    out[32..40].copy_from_slice(&entry.number.to_be_bytes());
+    out[40..].copy_from_slice(&entry.hash_before.0);
+    out
+}
+
 pub fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryEntry> {
     if key.len() != 45 {
         return Err(corrupt("history key", format!("{} bytes", key.len())));
     }
+    if value.len() != 72 {
+        return Err(corrupt("history value", format!("{} bytes", value.len())));
+    }
     let height = decode_u64(&key[33..41], "history height")?;
     let index = u32::from_be_bytes(key[41..45].try_into().expect("4 bytes"));
-    let tx_id = Hash::from_slice(value).ok_or_else(|| corrupt("history value", "not 32 bytes"))?;
     Ok(HistoryEntry {
         position: (height, index),
-        tx_id,
+        tx_id: Hash::from_slice(&value[..32]).expect("32 bytes"),
+        number: decode_u64(&value[32..40], "history number")?,
+        hash_before: Hash::from_slice(&value[40..]).expect("32 bytes"),
     })
+}
+
+/// State value key: tree key (32) ‖ version (8).
+pub fn state_value_key(key_hash: &Hash, version: u64) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..32].copy_from_slice(&key_hash.0);
+    out[32..].copy_from_slice(&version.to_be_bytes());
+    out
 }

@@ -11,7 +11,8 @@ pub const BLOCK_HEIGHTS: &str = "block_heights";
 pub const TRANSACTIONS: &str = "transactions";
 /// public key (33) → balance (u64) ‖ nonce (u64).
 pub const ACCOUNTS: &str = "accounts";
-/// public key (33) ‖ height (u64) ‖ index (u32) → tx id (32).
+/// public key (33) ‖ height (u64) ‖ index (u32) → tx id (32) ‖ number in
+/// the account's history (u64) ‖ running hash before it (32).
 pub const HISTORY: &str = "history";
 /// fixed key → consensus safety data (opaque bytes owned by consensus);
 /// `HIGH_QC_KEY` → the highest quorum certificate seen (`pb::QuorumCertificate`);
@@ -30,9 +31,15 @@ pub const STATE_TREE: &str = "state_tree";
 /// nodes that a later version replaced, pruned once no kept version needs
 /// them (`Store::prune_state_tree`).
 pub const STALE_TREE_NODES: &str = "stale_tree_nodes";
+/// tree key (32) ‖ version (u64) → account leaf: the value of a state tree
+/// leaf from that version on (the tree itself keeps only value hashes).
+pub const STATE_VALUES: &str = "state_values";
+/// version (u64) ‖ tree key (32) → empty: the key got a new value at that
+/// version, so its older values are stale from it on.
+pub const STALE_STATE_VALUES: &str = "stale_state_values";
 
 /// All column families, created when the database is opened.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 13] = [
     BLOCKS,
     CERTIFICATES,
     BLOCK_HEIGHTS,
@@ -44,6 +51,8 @@ pub const ALL: [&str; 11] = [
     PENDING_BLOCKS,
     STATE_TREE,
     STALE_TREE_NODES,
+    STATE_VALUES,
+    STALE_STATE_VALUES,
 ];
 
 /// `METADATA` key of the committed height.

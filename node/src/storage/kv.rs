@@ -9,7 +9,7 @@ use super::{
     BlockCommit, HistoryEntry, Result, Store, StoreError, StoredBlock, TxPosition, TxRecord,
     check_extends,
 };
-use chatpay_proto::{Account, Hash, PublicKey, TxId};
+use chatpay_proto::{Account, Hash, PublicKey, TxId, state};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
@@ -193,6 +193,28 @@ impl<B: Backend> KvStore<B> {
         &self.backend
     }
 
+    /// Up to `limit` keys of a stale index (version (u64) ‖ …) whose
+    /// version is at most `up_to_version`, oldest first.
+    fn stale_index(
+        &self,
+        cf: &'static str,
+        up_to_version: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut stale: Vec<Vec<u8>> = Vec::new();
+        self.backend.scan(cf, &[], Scan::Forward, &mut |key, _| {
+            let since = key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
+            match since.map(u64::from_be_bytes) {
+                Some(v) if v <= up_to_version && stale.len() < limit => {
+                    stale.push(key.to_vec());
+                    true
+                }
+                _ => false,
+            }
+        })?;
+        Ok(stale)
+    }
+
     fn history(
         &self,
         key: &PublicKey,
@@ -282,9 +304,14 @@ impl<B: Backend> Store for KvStore<B> {
                 id.0,
                 codec::tx_value(tx, height, index, receipt),
             ));
-            for key in tx.transfer().participants() {
-                puts.push(put(cf::HISTORY, history_key(key, height, index), id.0));
-            }
+        }
+        for (key, entry) in &commit.history {
+            let (h, index) = entry.position;
+            puts.push(put(
+                cf::HISTORY,
+                history_key(key, h, index),
+                codec::history_value(entry),
+            ));
         }
         for (key, account) in &commit.accounts {
             puts.push(put(
@@ -292,6 +319,17 @@ impl<B: Backend> Store for KvStore<B> {
                 key.as_bytes().to_vec(),
                 codec::account_value(account),
             ));
+            let tree_key = state::account_key(key);
+            puts.push(put(
+                cf::STATE_VALUES,
+                codec::state_value_key(&tree_key, height),
+                state::account_leaf(account),
+            ));
+            if height > 0 {
+                let mut index = height.to_be_bytes().to_vec();
+                index.extend_from_slice(&tree_key.0);
+                puts.push(put(cf::STALE_STATE_VALUES, index, Vec::new()));
+            }
         }
         for (key, node) in &commit.tree_nodes {
             puts.push(put(cf::STATE_TREE, key.clone(), node.clone()));
@@ -314,24 +352,47 @@ impl<B: Backend> Store for KvStore<B> {
         self.backend.get(cf::STATE_TREE, key)
     }
 
-    fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize> {
-        let mut stale: Vec<Vec<u8>> = Vec::new();
+    fn state_value(&self, key_hash: &Hash, version: u64) -> Result<Option<Vec<u8>>> {
+        let mut found = None;
+        let start = codec::state_value_key(key_hash, version);
         self.backend
-            .scan(cf::STALE_TREE_NODES, &[], Scan::Forward, &mut |key, _| {
-                let since = key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
-                match since.map(u64::from_be_bytes) {
-                    Some(v) if v <= up_to_version && stale.len() < limit => {
-                        stale.push(key.to_vec());
-                        true
-                    }
-                    _ => false,
+            .scan(cf::STATE_VALUES, &start, Scan::Reverse, &mut |k, v| {
+                if k.len() == 40 && k[..32] == key_hash.0 {
+                    found = Some(v.to_vec());
                 }
+                false
             })?;
+        Ok(found)
+    }
+
+    fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize> {
+        let stale = self.stale_index(cf::STALE_TREE_NODES, up_to_version, limit)?;
         let nodes: Vec<Vec<u8>> = stale.iter().map(|k| k[8..].to_vec()).collect();
-        let count = stale.len();
+        let mut count = stale.len();
         // Nodes first: an index entry left behind is deleted again later.
         self.backend.delete(cf::STATE_TREE, nodes, false)?;
         self.backend.delete(cf::STALE_TREE_NODES, stale, false)?;
+        // Values: a key that got a new value at version v no longer needs
+        // its values below v once v is pruned up to.
+        let stale = self.stale_index(cf::STALE_STATE_VALUES, up_to_version, limit - count)?;
+        let mut values = Vec::new();
+        for index in &stale {
+            let (since, tree_key) = index.split_at(8);
+            let mut from = tree_key.to_vec();
+            from.extend_from_slice(since);
+            self.backend
+                .scan(cf::STATE_VALUES, &from, Scan::Reverse, &mut |k, _| {
+                    let same_key = k.len() == 40 && k[..32] == *tree_key;
+                    if !same_key || k[32..] >= *since {
+                        return same_key;
+                    }
+                    values.push(k.to_vec());
+                    true
+                })?;
+        }
+        count += stale.len();
+        self.backend.delete(cf::STATE_VALUES, values, false)?;
+        self.backend.delete(cf::STALE_STATE_VALUES, stale, false)?;
         Ok(count)
     }
 

@@ -217,26 +217,43 @@ impl Backend for MemoryBackend {
         direction: Scan,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        // Copy out under the lock, visit without it (visit may call back).
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = self.with(|d| {
-            let Some(col) = d.live.get(cf) else {
-                return Vec::new();
-            };
-            match direction {
-                Scan::Forward => col
-                    .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                Scan::Reverse => col
-                    .range::<[u8], _>((Bound::Unbounded, Bound::Included(start)))
-                    .rev()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+        // Copy out a chunk at a time under the lock, visit without it
+        // (visit may call back); most scans stop after a few entries.
+        const CHUNK: usize = 64;
+        let mut from: Bound<Vec<u8>> = Bound::Included(start.to_vec());
+        loop {
+            let chunk: Vec<(Vec<u8>, Vec<u8>)> = self.with(|d| {
+                let Some(col) = d.live.get(cf) else {
+                    return Vec::new();
+                };
+                let copy = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+                let from = match &from {
+                    Bound::Included(k) => Bound::Included(k.as_slice()),
+                    Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+                    Bound::Unbounded => Bound::Unbounded,
+                };
+                match direction {
+                    Scan::Forward => col
+                        .range::<[u8], _>((from, Bound::Unbounded))
+                        .take(CHUNK)
+                        .map(copy)
+                        .collect(),
+                    Scan::Reverse => col
+                        .range::<[u8], _>((Bound::Unbounded, from))
+                        .rev()
+                        .take(CHUNK)
+                        .map(copy)
+                        .collect(),
+                }
+            });
+            for (k, v) in &chunk {
+                if !visit(k, v) {
+                    return Ok(());
+                }
             }
-        });
-        for (k, v) in &entries {
-            if !visit(k, v) {
-                break;
+            match chunk.last() {
+                Some((k, _)) if chunk.len() == CHUNK => from = Bound::Excluded(k.clone()),
+                _ => break,
             }
         }
         Ok(())

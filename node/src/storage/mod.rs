@@ -82,6 +82,8 @@ pub struct BlockCommit {
     /// The nodes of earlier versions the block replaces (encoded keys),
     /// stale from its height on: pruned once no kept version needs them.
     pub stale_tree_nodes: Vec<Vec<u8>>,
+    /// The history entries the block adds, per account, in block order.
+    pub history: Vec<(PublicKey, HistoryEntry)>,
 }
 
 /// A committed block as stored.
@@ -111,13 +113,18 @@ pub struct TxRecord {
 /// Position of a transaction in the chain: (height, index in block).
 pub type TxPosition = (u64, u32);
 
-/// One entry of an account's history.
+/// One entry of an account's history (`chatpay_proto::state::HistoryEntry`
+/// says what it covers), with where it is in the account's running hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// Where the transaction is.
     pub position: TxPosition,
     /// Its id.
     pub tx_id: TxId,
+    /// Its number in the account's history, from 1.
+    pub number: u64,
+    /// The running history hash before it.
+    pub hash_before: Hash,
 }
 
 /// Durable ledger storage. Implementations are safe to share between tasks.
@@ -164,13 +171,18 @@ pub trait Store: Send + Sync + 'static {
     /// Total fees burned since genesis.
     fn burned(&self) -> Result<u64>;
 
+    /// The leaf value of the state tree key `key_hash` at `version`: the
+    /// last one written at or below it, `None` if there is none (or it was
+    /// pruned: only the versions the tree keeps are readable).
+    fn state_value(&self, key_hash: &Hash, version: u64) -> Result<Option<Vec<u8>>>;
+
     /// A node of the state tree by its encoded key
     /// ([`crate::execution::state_tree::encode_key`]).
     fn tree_node(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
-    /// Deletes up to `limit` state tree nodes that were replaced at a
-    /// version ≤ `up_to_version` (trees of later versions stay whole);
-    /// returns how many. Not synced: a crash only leaves some to delete
+    /// Deletes up to `limit` state tree nodes and leaf values (nodes
+    /// first) that were replaced at a version ≤ `up_to_version` (trees and
+    /// values of later versions stay whole); returns how many. Not synced: a crash only leaves some to delete
     /// again.
     fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize>;
 

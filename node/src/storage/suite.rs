@@ -51,12 +51,34 @@ fn genesis() -> BlockCommit {
             Account {
                 balance: 1_000,
                 nonce: 0,
+                ..Account::default()
             },
         )],
         burned: 0,
         tree_nodes: vec![(b"node".to_vec(), b"bytes".to_vec())],
         stale_tree_nodes: Vec::new(),
+        history: Vec::new(),
     }
+}
+
+/// A history entry for every participant of every transfer (the store
+/// keeps what it is given; execution computes numbers and hashes).
+fn history_of(height: u64, txs: &[SignedTransfer]) -> Vec<(PublicKey, HistoryEntry)> {
+    let mut out = Vec::new();
+    for (i, tx) in txs.iter().enumerate() {
+        for key in tx.transfer().participants() {
+            out.push((
+                key.clone(),
+                HistoryEntry {
+                    position: (height, i as u32),
+                    tx_id: tx.tx_id(),
+                    number: height,
+                    hash_before: Hash([i as u8; 32]),
+                },
+            ));
+        }
+    }
+    out
 }
 
 fn block(parent: &BlockHeader, txs: Vec<SignedTransfer>, burned: u64) -> BlockCommit {
@@ -70,6 +92,7 @@ fn block(parent: &BlockHeader, txs: Vec<SignedTransfer>, burned: u64) -> BlockCo
             };
             txs.len()
         ],
+        history: history_of(parent.height + 1, &txs),
         transactions: txs,
         accounts: vec![
             (
@@ -77,6 +100,7 @@ fn block(parent: &BlockHeader, txs: Vec<SignedTransfer>, burned: u64) -> BlockCo
                 Account {
                     balance: 900,
                     nonce: parent.height + 1,
+                    ..Account::default()
                 },
             ),
             (
@@ -84,6 +108,7 @@ fn block(parent: &BlockHeader, txs: Vec<SignedTransfer>, burned: u64) -> BlockCo
                 Account {
                     balance: 10 * (parent.height + 1),
                     nonce: 0,
+                    ..Account::default()
                 },
             ),
         ],
@@ -118,7 +143,8 @@ pub(crate) fn commits_and_reads_back(store: &dyn Store) {
         store.account(key(1).public_key()).unwrap(),
         Some(Account {
             balance: 900,
-            nonce: 1
+            nonce: 1,
+            ..Account::default()
         })
     );
     assert_eq!(store.burned().unwrap(), 1);
@@ -294,6 +320,43 @@ pub(crate) fn prunes_pending_blocks_by_height(store: &dyn Store) {
     assert!(store.pending_blocks().unwrap().is_empty());
 }
 
+pub(crate) fn state_values_by_version_and_their_pruning(store: &dyn Store) {
+    let g = genesis();
+    store.commit_block(&g).unwrap();
+    let mut parent = g.header;
+    // `block` writes accounts 1 and 2 at every height.
+    for h in 1..=6u64 {
+        let b = block(&parent, vec![transfer(1, 2, h)], h);
+        store.commit_block(&b).unwrap();
+        parent = b.header;
+    }
+    let tree_key = chatpay_proto::state::account_key(key(2).public_key());
+    let balance_at = |v: u64| {
+        store
+            .state_value(&tree_key, v)
+            .unwrap()
+            .and_then(|leaf| chatpay_proto::state::decode_account_leaf(&leaf))
+            .map(|a| a.balance)
+    };
+    // Account 2 appears at height 1: nothing before, then each version's.
+    assert_eq!(balance_at(0), None);
+    assert_eq!(
+        (balance_at(1), balance_at(4), balance_at(99)),
+        (Some(10), Some(40), Some(60))
+    );
+    // Pruning up to 4 drops the values only versions below 4 read, and
+    // keeps every version from 4 on whole.
+    store.prune_state_tree(4, 1_000).unwrap();
+    assert_eq!(
+        (balance_at(4), balance_at(5), balance_at(6)),
+        (Some(40), Some(50), Some(60))
+    );
+    assert_eq!(balance_at(3), None, "pruned");
+    // A small limit prunes in steps; pruning everything leaves the newest.
+    while store.prune_state_tree(u64::MAX, 1).unwrap() > 0 {}
+    assert_eq!((balance_at(5), balance_at(6)), (None, Some(60)));
+}
+
 macro_rules! store_suite {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -308,6 +371,11 @@ macro_rules! store_suite {
             fn commits_and_reads_back() {
                 let (_guard, store) = $make;
                 super::super::suite::commits_and_reads_back(&store);
+            }
+            #[test]
+            fn state_values_by_version_and_their_pruning() {
+                let (_guard, store) = $make;
+                super::super::suite::state_values_by_version_and_their_pruning(&store);
             }
             #[test]
             fn history_pages_both_ways() {
@@ -354,6 +422,7 @@ fn setting(parent: &BlockHeader, keys: &[u8], balance: u64) -> BlockCommit {
             let account = Account {
                 balance,
                 nonce: parent.height + 1,
+                ..Account::default()
             };
             (key(k).public_key().clone(), account)
         })

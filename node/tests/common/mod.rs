@@ -337,11 +337,14 @@ impl Network {
             .unwrap()
             .to_string();
         let mut c = self.clients[i].clone();
-        c.get_account(pb::GetAccountRequest { address })
-            .await
-            .unwrap_or_else(|e| self.down(i, &e))
-            .into_inner()
-            .account
+        c.get_account(pb::GetAccountRequest {
+            address,
+            include_proof: false,
+        })
+        .await
+        .unwrap_or_else(|e| self.down(i, &e))
+        .into_inner()
+        .account
     }
 }
 
@@ -414,6 +417,7 @@ impl Load {
                 let client = |k: usize| clients[k % clients.len()].clone();
                 if let Ok(r) = client(turn)
                     .get_account(pb::GetAccountRequest {
+                        include_proof: false,
                         address: chatpay_proto::Address::new("cp", faucet.public_key().clone())
                             .unwrap()
                             .to_string(),

@@ -584,6 +584,7 @@ async fn run(r: Run) -> Result<(), String> {
                 .clone()
                 .get_account(pb::GetAccountRequest {
                     address: address.clone(),
+                    include_proof: false,
                 })
                 .await
                 .map_err(|e| e.message().to_string())?;

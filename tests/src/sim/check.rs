@@ -2,8 +2,9 @@
 //! every simulated millisecond.
 
 use chatpay_node::consensus::safety::SafetyData;
+use chatpay_node::execution::state_tree;
 use chatpay_node::storage::{MemoryStore, Store};
-use chatpay_proto::{Hash, TxId};
+use chatpay_proto::{Hash, TxId, state};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -154,6 +155,7 @@ impl Checker {
         }
         if height != before {
             self.heights[v] = height;
+            self.check_state(now_ms, v, store, height)?;
             let mut total: u128 = u128::from(store.burned()?);
             store.for_each_account(&mut |_, a| total += u128::from(a.balance))?;
             if total != self.supply {
@@ -175,6 +177,48 @@ impl Checker {
                 trace.push(format!("{now_ms} v{v} round {}", data.last_voted_round));
             }
             self.check_safety(now_ms, v, &data);
+        }
+        Ok(())
+    }
+
+    /// The validator's state tree at `height` is the state the certified
+    /// header names (the same for every honest validator, as the headers
+    /// are), and holds exactly the accounts of its account table.
+    fn check_state(
+        &mut self,
+        now_ms: u64,
+        v: usize,
+        store: &MemoryStore,
+        height: u64,
+    ) -> Result<(), chatpay_node::storage::StoreError> {
+        let Some(header) = store.block(height)?.map(|b| b.header) else {
+            return Ok(()); // reported by the caller
+        };
+        let root = state_tree::root_at(store, height)?;
+        if root != Some(header.state_root) {
+            self.violation(
+                now_ms,
+                format!(
+                    "v{v} at height {height}: state tree root {root:?}, the header says {}",
+                    short(&header.state_root)
+                ),
+            );
+        }
+        let mut wrong = Vec::new();
+        store.for_each_account(&mut |key, account| {
+            let leaf = store.state_value(&state::account_key(key), height);
+            if !matches!(leaf, Ok(Some(l)) if l == state::account_leaf(account)) {
+                wrong.push(key.clone());
+            }
+        })?;
+        if let Some(key) = wrong.first() {
+            self.violation(
+                now_ms,
+                format!(
+                    "v{v} at height {height}: {} accounts differ from their state tree leaf, {key:?} first",
+                    wrong.len()
+                ),
+            );
         }
         Ok(())
     }
