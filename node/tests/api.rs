@@ -895,3 +895,96 @@ async fn health_and_reflection_answer() {
     assert!(names.contains(&"chatpay.v1.Client".to_owned()), "{names:?}");
     node.stop().await;
 }
+
+/// `proto/testdata/account_proof_vectors.json`: account proofs served by a
+/// node (an account, an absent one, a forged balance that must fail), with
+/// everything needed to check them from docs/protocol.md alone. Checked by
+/// `proto/tests/vectors.rs` and, independently, by
+/// `proto/testdata/check_vectors.py`. Regenerate after an intended layout
+/// change with `CHATPAY_UPDATE_VECTORS=1 cargo test -p chatpay-node --test api`.
+#[tokio::test]
+async fn account_proof_vectors_match_the_file() {
+    use serde_json::{Value, json};
+    let mut node = TestNode::start().await;
+    for nonce in 1..=3u64 {
+        node.submit(&pay(1, 3, nonce, 100 * nonce)).await.unwrap();
+        node.submit(&pay(2, 4, nonce, 10)).await.unwrap();
+        node.commit_pending();
+    }
+    node.commit_pending();
+    let header = |h: &pb::BlockHeader| {
+        json!({
+            "genesis_hash_hex": hex::encode(&h.genesis_hash), "height": h.height,
+            "round": h.round, "parent_hash_hex": hex::encode(&h.parent_hash),
+            "proposer": h.proposer, "timestamp_ms": h.timestamp_ms, "tx_count": h.tx_count,
+            "tx_root_hex": hex::encode(&h.tx_root), "state_root_hex": hex::encode(&h.state_root),
+        })
+    };
+    let mut accounts = Vec::new();
+    let mut commit = Value::Null;
+    for (who, description) in [(3u8, "an account"), (42, "an account that does not exist")] {
+        let got = node
+            .client
+            .get_account(pb::GetAccountRequest {
+                address: addr(who),
+                include_proof: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let (a, proof) = (got.account.unwrap(), got.proof.unwrap());
+        let (state, c) = (proof.state.unwrap(), proof.commit.unwrap());
+        let qc = c.commit_certificate.unwrap();
+        commit = json!({
+            "header": header(c.header.as_ref().unwrap()),
+            "commit_path": c.commit_path.iter().map(header).collect::<Vec<_>>(),
+            "commit_header": header(c.commit_header.as_ref().unwrap()),
+            "commit_certificate": {
+                "block_hash_hex": hex::encode(&qc.block_hash), "round": qc.round, "height": qc.height,
+                "signatures": qc.signatures.iter().map(|s| json!({
+                    "validator": s.validator, "signature_hex": hex::encode(&s.signature),
+                })).collect::<Vec<_>>(),
+            },
+        });
+        let account = json!({
+            "description": description,
+            "public_key_hex": hex::encode(key(who).public_key().as_bytes()),
+            "balance": a.balance, "nonce": a.nonce, "history_count": a.history_count,
+            "history_hash_hex": hex::encode(&a.history_hash),
+            "leaf_key_hex": hex::encode(&state.leaf_key),
+            "leaf_value_hash_hex": hex::encode(&state.leaf_value_hash),
+            "siblings_hex": state.siblings.iter().map(hex::encode).collect::<Vec<_>>(),
+            "valid": true,
+        });
+        if who == 3 {
+            let mut forged = account.clone();
+            forged["description"] = json!("the same proof with one unit more: must fail");
+            forged["balance"] = json!(a.balance + 1);
+            forged["valid"] = json!(false);
+            accounts.push(account);
+            accounts.push(forged);
+        } else {
+            accounts.push(account);
+        }
+    }
+    let file = json!({
+        "validators_hex": [hex::encode(key(100).public_key().as_bytes())],
+        "genesis_hash_hex": hex::encode(node.state.ledger.genesis().hash().0),
+        "commit": commit,
+        "accounts": accounts,
+    });
+    let text = serde_json::to_string_pretty(&file).unwrap() + "\n";
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../proto/testdata/account_proof_vectors.json"
+    );
+    if std::env::var_os("CHATPAY_UPDATE_VECTORS").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(path).unwrap_or_default(),
+        text,
+        "account proofs changed; regenerate with CHATPAY_UPDATE_VECTORS=1 if intended"
+    );
+    node.stop().await;
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Checks proto/testdata/*.json with an implementation independent of the
 Rust code: secp256k1 and ECDSA from the curve equations, SHA-256 from
-hashlib, bech32m from BIP-350, and the signing bytes rebuilt from
-docs/protocol.md. Standard library only.
+hashlib, bech32m from BIP-350, and the signing bytes, block headers,
+certificates and account proofs rebuilt from docs/protocol.md. Standard
+library only.
 
 Usage: python3 proto/testdata/check_vectors.py
 """
@@ -170,6 +171,78 @@ def signing_bytes(v):
     return out
 
 
+def header_hash(h):
+    """docs/protocol.md, "Other canonical bytes"."""
+    b = lambda k: bytes.fromhex(h[k])
+    out = b"chatpay/block-header\x00" + bytes([2]) + b("genesis_hash_hex")
+    out += h["height"].to_bytes(8, "big") + h["round"].to_bytes(8, "big")
+    out += b("parent_hash_hex") + h["proposer"].to_bytes(4, "big")
+    out += h["timestamp_ms"].to_bytes(8, "big") + h["tx_count"].to_bytes(4, "big")
+    out += b("tx_root_hex") + b("state_root_hex")
+    return hashlib.sha256(out).digest()
+
+
+def committed(c, genesis, validators):
+    """docs/protocol.md, "Account proofs", step 3: the header committed."""
+    header, path, top = c["header"], c["commit_path"], c["commit_header"]
+    if bytes.fromhex(header["genesis_hash_hex"]) != genesis:
+        return False
+    parent = header
+    for h in path + [top]:
+        if bytes.fromhex(h["parent_hash_hex"]) != header_hash(parent) or h["height"] != parent["height"] + 1:
+            return False
+        parent = h
+    if top["round"] != (path[-1] if path else header)["round"] + 1:
+        return False
+    qc = c["commit_certificate"]
+    block = header_hash(top)
+    if (bytes.fromhex(qc["block_hash_hex"]), qc["round"], qc["height"]) != (block, top["round"], top["height"]):
+        return False
+    vote = b"chatpay/vote\x00" + bytes([2]) + genesis + (0).to_bytes(8, "big")
+    vote += block + qc["round"].to_bytes(8, "big") + qc["height"].to_bytes(8, "big")
+    digest = hashlib.sha256(vote).digest()
+    n = len(validators)
+    quorum = n - (n - 1) // 3
+    signers = set()
+    for s in qc["signatures"]:
+        i = s["validator"]
+        if i >= n or i in signers or ecdsa_verify(validators[i], digest, bytes.fromhex(s["signature_hex"])):
+            return False
+        signers.add(i)
+    return len(signers) >= quorum
+
+
+def in_state(a, state_root):
+    """docs/protocol.md, "Account proofs", steps 1 and 2."""
+    sha = lambda b: hashlib.sha256(b).digest()
+    pk = bytes.fromhex(a["public_key_hex"])
+    key = sha(b"chatpay/account\x00" + pk)
+    present = (a["balance"], a["nonce"], a["history_count"]) != (0, 0, 0)
+    leaf = b"chatpay/account\x00" + bytes([2]) + a["balance"].to_bytes(8, "big")
+    leaf += a["nonce"].to_bytes(8, "big") + a["history_count"].to_bytes(8, "big")
+    leaf += bytes.fromhex(a["history_hash_hex"])
+    siblings = [bytes.fromhex(x) for x in a["siblings_hex"]]
+    d = len(siblings)
+    bit = lambda k, i: (k[i // 8] >> (7 - i % 8)) & 1
+    leaf_key = bytes.fromhex(a["leaf_key_hex"])
+    if d > 256:
+        return False
+    if leaf_key:
+        value_hash = bytes.fromhex(a["leaf_value_hash_hex"])
+        if present and (leaf_key != key or value_hash != sha(leaf)):
+            return False
+        if not present and (leaf_key == key or any(bit(key, i) != bit(leaf_key, i) for i in range(d))):
+            return False
+        h = sha(b"JMT::LeafNode" + leaf_key + value_hash)
+    else:
+        if present:
+            return False
+        h = b"SPARSE_MERKLE_PLACEHOLDER_HASH__"
+    for j, s in enumerate(siblings):
+        h = sha(b"JMT::IntrnalNode" + (s + h if bit(key, d - 1 - j) else h + s))
+    return h == state_root
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "transfer_vectors.json")) as f:
@@ -204,10 +277,22 @@ def main():
         err = ecdsa_verify(pub, digest, bytes.fromhex(s["signature_hex"]))
         check(err == s["error"], f"signature '{s['description']}': got {err}, want {s['error']}")
 
+    with open(os.path.join(here, "account_proof_vectors.json")) as f:
+        proofs = json.load(f)
+    genesis = bytes.fromhex(proofs["genesis_hash_hex"])
+    validators = [decompress(bytes.fromhex(v)) for v in proofs["validators_hex"]]
+    commit = proofs["commit"]
+    check(committed(commit, genesis, validators), "account proofs: the header is not shown committed")
+    root = bytes.fromhex(commit["header"]["state_root_hex"])
+    for a in proofs["accounts"]:
+        ok = in_state(a, root)
+        check(ok == a["valid"], f"account proof '{a['description']}': verified {ok}, expected {a['valid']}")
+
     for f in failures:
         print("FAIL", f)
     bad = len(invalid["addresses"]) + len(invalid["signatures"])
-    print(f"{len(vectors)} transfer vectors and {bad} invalid vectors checked, "
+    print(f"{len(vectors)} transfer vectors, {bad} invalid vectors and "
+          f"{len(proofs['accounts'])} account proofs checked, "
           f"{len(failures)} failures (independent secp256k1, SHA-256, bech32m)")
     return 1 if failures else 0
 

@@ -503,3 +503,99 @@ fn invalid_vectors_are_rejected_with_their_error() {
         assert_eq!(err.code(), s.error, "{}: {err}", s.description);
     }
 }
+
+/// `account_proof_vectors.json` (written by the node's API test from the
+/// proofs it serves): each account verifies against its proof, or, marked
+/// invalid, does not.
+#[test]
+fn account_proof_vectors_verify() {
+    use chatpay_proto::{
+        Account, AccountProof, BlockHeader, CommitProof, Hash, QuorumCertificate,
+        ValidatorSignature, state::StateProof,
+    };
+    use serde_json::Value;
+    let text = std::fs::read_to_string(testdata("account_proof_vectors.json")).unwrap();
+    let file: Value = serde_json::from_str(&text).unwrap();
+    let hash = |v: &Value| Hash::from_slice(&hex::decode(v.as_str().unwrap()).unwrap()).unwrap();
+    let num = |v: &Value| v.as_u64().unwrap();
+    let header = |h: &Value| BlockHeader {
+        genesis_hash: hash(&h["genesis_hash_hex"]),
+        height: num(&h["height"]),
+        round: num(&h["round"]),
+        parent_hash: hash(&h["parent_hash_hex"]),
+        proposer: num(&h["proposer"]) as u32,
+        timestamp_ms: num(&h["timestamp_ms"]),
+        tx_count: num(&h["tx_count"]) as u32,
+        tx_root: hash(&h["tx_root_hex"]),
+        state_root: hash(&h["state_root_hex"]),
+    };
+    let c = &file["commit"];
+    let qc = &c["commit_certificate"];
+    let commit = CommitProof {
+        header: header(&c["header"]),
+        commit_path: c["commit_path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(header)
+            .collect(),
+        commit_header: header(&c["commit_header"]),
+        commit_certificate: QuorumCertificate {
+            block_hash: hash(&qc["block_hash_hex"]),
+            round: num(&qc["round"]),
+            height: num(&qc["height"]),
+            signatures: qc["signatures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| ValidatorSignature {
+                    validator: num(&s["validator"]) as u32,
+                    signature: Signature::from_slice(
+                        &hex::decode(s["signature_hex"].as_str().unwrap()).unwrap(),
+                    )
+                    .unwrap(),
+                })
+                .collect(),
+        },
+    };
+    let validators: Vec<PublicKey> = file["validators_hex"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| PublicKey::from_slice(&hex::decode(k.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    let genesis = hash(&file["genesis_hash_hex"]);
+    for a in file["accounts"].as_array().unwrap() {
+        let key =
+            PublicKey::from_slice(&hex::decode(a["public_key_hex"].as_str().unwrap()).unwrap())
+                .unwrap();
+        let leaf_key = a["leaf_key_hex"].as_str().unwrap();
+        let proof = AccountProof {
+            state: StateProof {
+                leaf: (!leaf_key.is_empty())
+                    .then(|| (hash(&a["leaf_key_hex"]), hash(&a["leaf_value_hash_hex"]))),
+                siblings: a["siblings_hex"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(hash)
+                    .collect(),
+            },
+            commit: commit.clone(),
+        };
+        let account = Account {
+            balance: num(&a["balance"]),
+            nonce: num(&a["nonce"]),
+            history_count: num(&a["history_count"]),
+            history_hash: hash(&a["history_hash_hex"]),
+        };
+        let present = account != Account::default();
+        let got = proof.verify(&key, present.then_some(&account), &genesis, &validators);
+        let description = a["description"].as_str().unwrap();
+        assert_eq!(
+            got.is_ok(),
+            a["valid"].as_bool().unwrap(),
+            "{description}: {got:?}"
+        );
+    }
+}
