@@ -397,6 +397,20 @@ fn pruning_the_state_tree_keeps_every_version_above_the_bound_whole() {
         assert_eq!(store.prune_state_tree(15, 7).unwrap(), 0);
         assert!(root_at(5).is_none());
         assert!(root_at(14).is_none());
+        // The sender's leaf values go with its replaced leaves, but for the
+        // one live at 15: every version from 15 on still reads its own.
+        let sender = chatpay_proto::state::account_key(key(1).public_key());
+        let balance_at = |v| {
+            store
+                .state_value(&sender, v)
+                .unwrap()
+                .and_then(|leaf| chatpay_proto::state::decode_account_leaf(&leaf))
+                .map(|a| a.balance)
+        };
+        for v in 15..=20 {
+            assert_eq!(balance_at(v), Some(1_000 - (2 + FEE) * v), "version {v}");
+        }
+        assert_eq!(balance_at(14), None, "pruned");
         // Versions 15 to 20 are whole: the head's root is the root of the
         // same accounts built from nothing, and the chain goes on.
         for v in 15..=20 {

@@ -32,14 +32,12 @@ pub const STATE_TREE: &str = "state_tree";
 /// them (`Store::prune_state_tree`).
 pub const STALE_TREE_NODES: &str = "stale_tree_nodes";
 /// tree key (32) ‖ version (u64) → account leaf: the value of a state tree
-/// leaf from that version on (the tree itself keeps only value hashes).
+/// leaf from that version on (the tree itself keeps only value hashes);
+/// pruned with the replaced leaf nodes (`Store::prune_state_tree`).
 pub const STATE_VALUES: &str = "state_values";
-/// version (u64) ‖ tree key (32) → empty: the key got a new value at that
-/// version, so its older values are stale from it on.
-pub const STALE_STATE_VALUES: &str = "stale_state_values";
 
 /// All column families, created when the database is opened.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 12] = [
     BLOCKS,
     CERTIFICATES,
     BLOCK_HEIGHTS,
@@ -52,7 +50,6 @@ pub const ALL: [&str; 13] = [
     STATE_TREE,
     STALE_TREE_NODES,
     STATE_VALUES,
-    STALE_STATE_VALUES,
 ];
 
 /// `METADATA` key of the committed height.

@@ -9,6 +9,7 @@ use super::{
     BlockCommit, HistoryEntry, Result, Store, StoreError, StoredBlock, TxPosition, TxRecord,
     check_extends,
 };
+use crate::execution::state_tree;
 use chatpay_proto::{Account, Hash, PublicKey, TxId, state};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -215,6 +216,24 @@ impl<B: Backend> KvStore<B> {
         Ok(stale)
     }
 
+    /// The stored values of `key` that no version from `up_to_version` on
+    /// reads: all below the one live at `up_to_version`.
+    fn stale_values(&self, key: &Hash, up_to_version: u64, out: &mut Vec<Vec<u8>>) -> Result<()> {
+        let mut live_seen = false;
+        let start = codec::state_value_key(key, up_to_version);
+        self.backend
+            .scan(cf::STATE_VALUES, &start, Scan::Reverse, &mut |k, _| {
+                if k.len() != 40 || k[..32] != key.0 {
+                    return false;
+                }
+                if live_seen {
+                    out.push(k.to_vec());
+                }
+                live_seen = true;
+                true
+            })
+    }
+
     fn history(
         &self,
         key: &PublicKey,
@@ -325,11 +344,6 @@ impl<B: Backend> Store for KvStore<B> {
                 codec::state_value_key(&tree_key, height),
                 state::account_leaf(account),
             ));
-            if height > 0 {
-                let mut index = height.to_be_bytes().to_vec();
-                index.extend_from_slice(&tree_key.0);
-                puts.push(put(cf::STALE_STATE_VALUES, index, Vec::new()));
-            }
         }
         for (key, node) in &commit.tree_nodes {
             puts.push(put(cf::STATE_TREE, key.clone(), node.clone()));
@@ -368,31 +382,28 @@ impl<B: Backend> Store for KvStore<B> {
     fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize> {
         let stale = self.stale_index(cf::STALE_TREE_NODES, up_to_version, limit)?;
         let nodes: Vec<Vec<u8>> = stale.iter().map(|k| k[8..].to_vec()).collect();
-        let mut count = stale.len();
-        // Nodes first: an index entry left behind is deleted again later.
-        self.backend.delete(cf::STATE_TREE, nodes, false)?;
-        self.backend.delete(cf::STALE_TREE_NODES, stale, false)?;
-        // Values: a key that got a new value at version v no longer needs
-        // its values below v once v is pruned up to.
-        let stale = self.stale_index(cf::STALE_STATE_VALUES, up_to_version, limit - count)?;
-        let mut values = Vec::new();
-        for index in &stale {
-            let (since, tree_key) = index.split_at(8);
-            let mut from = tree_key.to_vec();
-            from.extend_from_slice(since);
-            self.backend
-                .scan(cf::STATE_VALUES, &from, Scan::Reverse, &mut |k, _| {
-                    let same_key = k.len() == 40 && k[..32] == *tree_key;
-                    if !same_key || k[32..] >= *since {
-                        return same_key;
-                    }
-                    values.push(k.to_vec());
-                    true
-                })?;
+        // A replaced leaf means its key got a new value (or moved): its
+        // values below the one live at `up_to_version` are no longer read.
+        // Read here, in the background, so that commits write no index of
+        // their own for values.
+        let mut keys = std::collections::BTreeSet::new();
+        for node in &nodes {
+            if let Some(bytes) = self.backend.get(cf::STATE_TREE, node)? {
+                if let jmt::storage::Node::Leaf(leaf) = state_tree::decode_node(&bytes)? {
+                    keys.insert(Hash(leaf.key_hash().0));
+                }
+            }
         }
-        count += stale.len();
+        let mut values = Vec::new();
+        for key in &keys {
+            self.stale_values(key, up_to_version, &mut values)?;
+        }
+        // Values and nodes before the index: an index entry left behind by
+        // a crash is handled again on the next pass.
         self.backend.delete(cf::STATE_VALUES, values, false)?;
-        self.backend.delete(cf::STALE_STATE_VALUES, stale, false)?;
+        self.backend.delete(cf::STATE_TREE, nodes, false)?;
+        let count = stale.len();
+        self.backend.delete(cf::STALE_TREE_NODES, stale, false)?;
         Ok(count)
     }
 

@@ -180,9 +180,10 @@ pub trait Store: Send + Sync + 'static {
     /// ([`crate::execution::state_tree::encode_key`]).
     fn tree_node(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
-    /// Deletes up to `limit` state tree nodes and leaf values (nodes
-    /// first) that were replaced at a version ≤ `up_to_version` (trees and
-    /// values of later versions stay whole); returns how many. Not synced: a crash only leaves some to delete
+    /// Deletes up to `limit` state tree nodes that were replaced at a
+    /// version ≤ `up_to_version`, and the leaf values of their keys that
+    /// no version from `up_to_version` on reads (trees and values of later
+    /// versions stay whole); returns how many nodes. Not synced: a crash only leaves some to delete
     /// again.
     fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize>;
 
