@@ -16,6 +16,10 @@ use tonic::{Code, Status};
 
 /// Time allowed for one call to one validator.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`NodeClient::call_many`] waits for the others once one
+/// validator has answered (a validator that is down but still accepts
+/// connections would hold every call for [`CALL_TIMEOUT`]).
+pub const LATE_ANSWER: Duration = Duration::from_millis(150);
 /// A validator whose proven height is more blocks than this behind the
 /// highest height proven to the wallet answers with stale state.
 pub const MAX_LAG: u64 = 5;
@@ -35,6 +39,10 @@ struct Record {
     proven: Option<u64>,
     /// What it was caught lying about, if it was.
     lied: Option<String>,
+    /// Why it is behind, until it proves a recent height again.
+    behind: Option<String>,
+    /// Its last call found it unavailable (or silent).
+    down: bool,
 }
 
 /// What one validator reported.
@@ -114,8 +122,9 @@ impl NodeClient {
         let mut records = self.records();
         let r = &mut records[i];
         r.proven = Some(r.proven.map_or(height, |h| h.max(height)));
+        r.behind = None;
         let current = self.preferred.load(Ordering::Relaxed) % self.nodes.len();
-        let best = |r: &Record| r.lied.is_none().then_some(r.proven).flatten();
+        let best = |r: &Record| (r.lied.is_none() && !r.down).then_some(r.proven).flatten();
         if records[i].lied.is_none() && best(&records[current]) < Some(height) {
             self.preferred.store(i, Ordering::Relaxed);
         }
@@ -148,6 +157,23 @@ impl NodeClient {
         }
     }
 
+    /// Notes that `url` answered with state older than already proven: it
+    /// is asked after the others until it proves a recent height again.
+    pub fn behind(&self, url: &str, what: &str) {
+        if let Some(i) = self.nodes.iter().position(|n| n.url == url) {
+            self.records()[i].behind = Some(what.to_string());
+        }
+    }
+
+    /// The validators now behind, with how far.
+    pub fn lagging(&self) -> Vec<(String, String)> {
+        self.records()
+            .iter()
+            .zip(&self.nodes)
+            .filter_map(|(r, n)| r.behind.clone().map(|w| (n.url.clone(), w)))
+            .collect()
+    }
+
     /// The validators caught lying, with what each lied about.
     pub fn liars(&self) -> Vec<(String, String)> {
         self.records()
@@ -162,14 +188,28 @@ impl NodeClient {
         self.nodes.iter().map(|n| n.url.clone()).collect()
     }
 
-    /// The preferred validator first, then the others in list order, the
-    /// ones caught lying last.
+    /// Notes whether the last call to `url` found it able to answer.
+    fn answered(&self, url: &str, status: Option<&Status>) {
+        if let Some(i) = self.nodes.iter().position(|n| n.url == url) {
+            self.records()[i].down = status.is_some_and(is_unavailable);
+        }
+    }
+
+    /// The preferred validator first, then the others in list order; the
+    /// ones found down after them, then the ones behind, the ones caught
+    /// lying last.
     fn order(&self) -> impl Iterator<Item = &Node> {
         let first = self.preferred.load(Ordering::Relaxed) % self.nodes.len();
-        let lied: Vec<bool> = self.records().iter().map(|r| r.lied.is_some()).collect();
-        let rotated = (first..self.nodes.len()).chain(0..first);
-        let (honest, liars): (Vec<usize>, Vec<usize>) = rotated.partition(|&i| !lied[i]);
-        honest.into_iter().chain(liars).map(|i| &self.nodes[i])
+        let rank: Vec<u8> = self
+            .records()
+            .iter()
+            .map(|r| {
+                u8::from(r.down) + 2 * u8::from(r.behind.is_some()) + 4 * u8::from(r.lied.is_some())
+            })
+            .collect();
+        let mut order: Vec<usize> = (first..self.nodes.len()).chain(0..first).collect();
+        order.sort_by_key(|&i| rank[i]); // stable: keeps the rotation within a rank
+        order.into_iter().map(|i| &self.nodes[i])
     }
 
     /// Runs `f` on the preferred validator, then on the others while they
@@ -184,6 +224,14 @@ impl NodeClient {
         let mut last = String::new();
         for (i, node) in self.order().enumerate() {
             let outcome = tokio::time::timeout(CALL_TIMEOUT, f(node.client.clone())).await;
+            let silent = Status::deadline_exceeded("no answer");
+            self.answered(
+                &node.url,
+                match &outcome {
+                    Ok(r) => r.as_ref().err(),
+                    Err(_) => Some(&silent),
+                },
+            );
             match outcome {
                 Ok(Ok(response)) => {
                     if i > 0 {
@@ -217,6 +265,7 @@ impl NodeClient {
                 Ok(r) => r.map(tonic::Response::into_inner),
                 Err(_) => Err(Status::deadline_exceeded("no answer")),
             };
+            self.answered(&node.url, r.as_ref().err());
             if let Some(taken) = accept(&node.url, r) {
                 return Some(taken);
             }
@@ -236,7 +285,16 @@ impl NodeClient {
         let mut tried = Vec::new();
         let mut last = String::new();
         for node in self.order() {
-            match tokio::time::timeout(CALL_TIMEOUT, f(node.client.clone())).await {
+            let outcome = tokio::time::timeout(CALL_TIMEOUT, f(node.client.clone())).await;
+            let silent = Status::deadline_exceeded("no answer");
+            self.answered(
+                &node.url,
+                match &outcome {
+                    Ok(r) => r.as_ref().err(),
+                    Err(_) => Some(&silent),
+                },
+            );
+            match outcome {
                 Ok(Ok(response)) => return Ok((node.url.clone(), Ok(response.into_inner()))),
                 Ok(Err(status)) if !is_unavailable(&status) => {
                     return Ok((node.url.clone(), Err(status)));
@@ -251,8 +309,15 @@ impl NodeClient {
 
     /// Runs `f` on `count` validators at once, in preference order; one
     /// that is unavailable is replaced by the next. Returns each answer
-    /// with its validator's URL (fewer than `count` when too few answer).
-    pub async fn call_many<T, F, Fut>(&self, count: usize, f: F) -> Vec<(String, Result<T, Status>)>
+    /// with its validator's URL (fewer than `count` when too few answer),
+    /// as soon as one is `enough`, or [`LATE_ANSWER`] after the first
+    /// answer, leaving the others to finish.
+    pub async fn call_many<T, F, Fut>(
+        &self,
+        count: usize,
+        f: F,
+        mut enough: impl FnMut(&Result<T, Status>) -> bool,
+    ) -> Vec<(String, Result<T, Status>)>
     where
         T: Send + 'static,
         F: Fn(RawClient) -> Fut,
@@ -276,14 +341,36 @@ impl NodeClient {
             }
         }
         let mut answers = Vec::new();
-        while let Some(done) = asks.join_next().await {
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, asks.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        asks.detach_all();
+                        break;
+                    }
+                },
+                None => asks.join_next().await,
+            };
+            let Some(done) = next else { break };
             let Ok((url, r)) = done else { continue };
+            self.answered(&url, r.as_ref().err());
+            if r.is_ok() && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + LATE_ANSWER);
+            }
             if matches!(&r, Err(s) if is_unavailable(s)) {
                 if let Some(node) = spare.pop_front() {
                     ask(node, &mut asks);
                 }
             }
+            let stop = enough(&r);
             answers.push((url, r));
+            if stop {
+                // The others run on, unwatched (a submission still lands).
+                asks.detach_all();
+                break;
+            }
         }
         answers
     }

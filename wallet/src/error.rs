@@ -97,6 +97,16 @@ pub enum WalletError {
         /// What it got wrong.
         what: String,
     },
+    /// A validator answered with true state older than the wallet has
+    /// already seen proven: it is behind (or replays old answers); it is
+    /// asked after the others until it proves a recent height again.
+    #[error("validator {node} is behind: {what}")]
+    Behind {
+        /// The validator's URL.
+        node: String,
+        /// How far.
+        what: String,
+    },
     /// The payment did not become final in time (it may still: the same
     /// transaction is resubmitted, never a second one).
     #[error(

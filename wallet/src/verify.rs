@@ -127,7 +127,8 @@ pub(crate) struct Page {
 /// Checks a `ListTransactions` page asked with `limit` and `at_height`,
 /// whose newest entry must be the account's entry number `count`, after
 /// which its running hash is `hash` (from a proven account, or from the
-/// page after this one).
+/// page after this one). The page must hold `limit` entries, or every
+/// entry up to `count`.
 pub(crate) fn check_page(
     page: pb::ListTransactionsResponse,
     key: &PublicKey,
@@ -142,6 +143,14 @@ pub(crate) fn check_page(
     if page.history_count_before.checked_add(len) != Some(count) {
         return Err(format!(
             "{len} entries after {} for a history of {count}: entries left out or added",
+            page.history_count_before
+        ));
+    }
+    // A full page, or all that is left: a short page would hide the rest
+    // behind a true running hash.
+    if len < u64::from(limit) && page.history_count_before != 0 {
+        return Err(format!(
+            "a page of {len} entries for {limit} asked, with {} before it: entries left out",
             page.history_count_before
         ));
     }

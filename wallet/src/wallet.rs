@@ -234,25 +234,67 @@ impl Wallet {
         }
     }
 
+    /// Asks f + 1 validators at once (so at least one honest one) and
+    /// keeps the freshest answer that verifies: a validator serving old
+    /// state cannot hold the wallet's view back while another answers.
     async fn account_once(&self, address: &Address) -> Result<AccountState, WalletError> {
         let request = pb::GetAccountRequest {
             address: address.to_string(),
             include_proof: true,
         };
         let key = address.public_key();
-        let proven = self
-            .ask_verified(
+        let floor = self.client.highest_proven();
+        let answers = self
+            .client
+            .call_many(
+                max_faulty(self.validators.len()) + 1,
                 |mut c: RawClient| {
                     let request = request.clone();
                     async move { c.get_account(request).await }
                 },
-                |url, answer| {
-                    let proven = self.check_account(answer, key)?;
-                    self.client.proven(url, proven.height);
-                    Ok(proven)
-                },
+                |_| false,
             )
-            .await?;
+            .await;
+        let mut best: Option<verify::ProvenAccount> = None;
+        let mut failure = None;
+        for (url, answer) in answers {
+            let answer = match answer {
+                Ok(a) => a,
+                Err(s) => {
+                    failure.get_or_insert_with(|| node_error(&s));
+                    continue;
+                }
+            };
+            match verify::check_account(answer, key, &self.genesis, &self.validators) {
+                Err(what) => {
+                    self.client.lied(&url, &what);
+                    failure = Some(WalletError::Lied { node: url, what });
+                }
+                // Old state presented as current: behind, or replaying.
+                Ok(p) if p.height.saturating_add(crate::client::MAX_LAG) < floor => {
+                    let what = format!(
+                        "it answered at height {}, and height {floor} is already proven",
+                        p.height
+                    );
+                    self.client.behind(&url, &what);
+                    if !matches!(failure, Some(WalletError::Lied { .. })) {
+                        failure = Some(WalletError::Behind { node: url, what });
+                    }
+                }
+                Ok(p) => {
+                    self.client.proven(&url, p.height);
+                    if best.is_none_or(|b| p.height > b.height) {
+                        best = Some(p);
+                    }
+                }
+            }
+        }
+        let proven = best.ok_or_else(|| {
+            failure.unwrap_or_else(|| WalletError::Unreachable {
+                tried: self.client.urls(),
+                last: "no answer".into(),
+            })
+        })?;
         Ok(AccountState {
             balance: proven.account.balance,
             nonce: proven.account.nonce,
@@ -260,23 +302,6 @@ impl Wallet {
             history_hash: proven.account.history_hash,
             height: proven.height,
         })
-    }
-
-    /// Verifies a `GetAccount` answer, and that it is not stale.
-    fn check_account(
-        &self,
-        answer: pb::GetAccountResponse,
-        key: &PublicKey,
-    ) -> Result<verify::ProvenAccount, String> {
-        let proven = verify::check_account(answer, key, &self.genesis, &self.validators)?;
-        let highest = self.client.highest_proven();
-        if proven.height.saturating_add(crate::client::MAX_LAG) < highest {
-            return Err(format!(
-                "it answered at height {}, and height {highest} is already proven",
-                proven.height
-            ));
-        }
-        Ok(proven)
     }
 
     fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -444,43 +469,63 @@ impl Wallet {
 
     /// Submits `tx` to f + 1 validators at once (f: the most that may be
     /// faulty), so that at least one honest validator has it and no single
-    /// one can censor it. Accepted if one admits it; refused only if none
-    /// does and one refuses.
+    /// one can censor it. Returns when f + 1 admitted it, or shortly
+    /// after the first did (the others finish on their own; the
+    /// resubmission every 5 s until final asks f + 1 again). Refused only when every validator asked answered
+    /// with a refusal; when some did not answer, the outcome is unknown
+    /// and `Unreachable` is returned (the transaction stays pending).
     async fn submit(&self, tx: &SignedTransfer) -> Result<(), WalletError> {
         let request = pb::SubmitTransactionRequest {
             transaction: Some(tx.into()),
         };
+        let admitted = |r: &Result<pb::SubmitTransactionResponse, Status>| match r {
+            Ok(_) => true,
+            Err(s) => s.code() == Code::AlreadyExists,
+        };
+        let wanted = max_faulty(self.validators.len()) + 1;
+        let mut holders = 0;
         let answers = self
             .client
-            .call_many(max_faulty(self.validators.len()) + 1, |mut c: RawClient| {
-                let request = request.clone();
-                async move { c.submit_transaction(request).await }
-            })
+            .call_many(
+                wanted,
+                |mut c: RawClient| {
+                    let request = request.clone();
+                    async move { c.submit_transaction(request).await }
+                },
+                |r| {
+                    holders += usize::from(admitted(r));
+                    holders >= wanted
+                },
+            )
             .await;
+        if answers.iter().any(|(_, r)| admitted(r)) {
+            return Ok(());
+        }
         let mut refusal = None;
-        let mut last = String::new();
+        let mut unknown = None;
         for (url, answer) in &answers {
-            match answer {
-                Ok(_) => return Ok(()),
-                Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
-                Err(s) if is_refusal(s) => {
-                    refusal.get_or_insert_with(|| WalletError::Refused {
-                        reason: s
-                            .metadata()
-                            .get("chatpay-reason")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("refused")
-                            .to_string(),
-                        message: s.message().to_string(),
-                    });
-                }
-                Err(s) => last = format!("{url}: {}", s.message()),
+            let Err(s) = answer else { continue };
+            if is_unavailable(s) || s.code() == Code::ResourceExhausted {
+                unknown.get_or_insert_with(|| format!("{url}: {}", s.message()));
+            } else {
+                refusal.get_or_insert_with(|| WalletError::Refused {
+                    reason: s
+                        .metadata()
+                        .get("chatpay-reason")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("refused")
+                        .to_string(),
+                    message: s.message().to_string(),
+                });
             }
         }
-        Err(refusal.unwrap_or_else(|| WalletError::Unreachable {
-            tried: answers.into_iter().map(|(url, _)| url).collect(),
-            last,
-        }))
+        match (unknown, refusal) {
+            (None, Some(refusal)) => Err(refusal),
+            (last, _) => Err(WalletError::Unreachable {
+                tried: answers.into_iter().map(|(url, _)| url).collect(),
+                last: last.unwrap_or_else(|| "no validator answered".into()),
+            }),
+        }
     }
 
     /// Waits until `tx` is committed with a finality proof that verifies
@@ -606,6 +651,13 @@ impl Wallet {
     /// out or added.
     pub async fn history(&self, address: &Address, limit: u32) -> Result<History, WalletError> {
         let state = self.account(address).await?;
+        if state.history_count == 0 {
+            return Ok(History {
+                height: state.height,
+                total: 0,
+                entries: Vec::new(),
+            });
+        }
         let limit = limit.clamp(1, MAX_PAGE);
         let page = self
             .verified_page(
@@ -794,76 +846,95 @@ impl Wallet {
         let mut at = after.filter(|_| legacy.is_none()).unwrap_or_default();
         let mut failures = 0u32;
         loop {
-            let request = pb::SubscribeAccountRequest {
-                address: address.to_string(),
-                from_height: at.height,
+            let before = at;
+            let error = match self.follow_once(address, &mut at, legacy, out).await {
+                Ok(Flow::ReceiverGone) => return Ok(()),
+                Ok(Flow::Again) => None,
+                Err(e) => Some(e),
             };
-            let subscribed = self
-                .client
-                .call_named(|mut c: RawClient| {
-                    let request = request.clone();
-                    async move { c.subscribe_account(request).await }
-                })
-                .await;
-            let (url, mut stream) = match subscribed {
-                Ok((url, Ok(s))) => (url, s),
-                Ok((_, Err(s))) => return Err(node_error(&s)),
-                Err(e) => {
-                    failures += 1;
-                    if failures > 10 {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
+            if at != before {
+                failures = 0;
+            }
+            let Some(e) = error else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             };
-            failures = 0;
-            let mut watch = StreamWatch::new(url, at.history_count);
-            loop {
-                let state = self.account(address).await?;
-                let mut lie = None;
-                if state.history_count > at.history_count {
-                    let entries = self.entries_between(address, &at, &state).await?;
-                    for v in &entries {
-                        if let Err(e) = watch.check(v) {
-                            lie.get_or_insert(e);
-                        }
-                        at = self.history_entry(v).cursor;
-                        if let Some(p) = self.payment(v, legacy) {
-                            if out.send(Ok(p)).await.is_err() {
-                                return Ok(()); // the receiver hung up
-                            }
+            failures += 1;
+            if failures > MAX_FOLLOW_FAILURES {
+                return Err(e);
+            }
+            // One validator's failure or lie: say so, and go on with the
+            // others.
+            if matches!(e, WalletError::Lied { .. } | WalletError::Behind { .. })
+                && out.send(Err(e)).await.is_err()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// One subscription: reports verified entries after `at` (moving it)
+    /// until the stream ends or its validator is caught lying.
+    async fn follow_once(
+        &self,
+        address: &Address,
+        at: &mut Cursor,
+        legacy: Option<Cursor>,
+        out: &mpsc::Sender<Result<IncomingPayment, WalletError>>,
+    ) -> Result<Flow, WalletError> {
+        let request = pb::SubscribeAccountRequest {
+            address: address.to_string(),
+            from_height: at.height,
+        };
+        let (url, stream) = self
+            .client
+            .call_named(|mut c: RawClient| {
+                let request = request.clone();
+                async move { c.subscribe_account(request).await }
+            })
+            .await?;
+        let mut stream = stream.map_err(|s| node_error(&s))?;
+        let mut watch = StreamWatch::new(url, at.history_count);
+        loop {
+            let state = self.account(address).await?;
+            let mut lie = None;
+            if state.history_count > at.history_count {
+                for v in &self.entries_between(address, at, &state).await? {
+                    if let Err(e) = watch.check(v) {
+                        lie.get_or_insert(e);
+                    }
+                    *at = self.history_entry(v).cursor;
+                    if let Some(p) = self.payment(v, legacy) {
+                        if out.send(Ok(p)).await.is_err() {
+                            return Ok(Flow::ReceiverGone);
                         }
                     }
                 }
-                if let Some(lie) =
-                    lie.or_else(|| watch.settled(at.history_count, self.finality_timeout).err())
-                {
-                    self.client.lied(&watch.url, &lie.to_string());
-                    if out.send(Err(lie)).await.is_err() {
-                        return Ok(());
-                    }
-                    break; // subscribe again, to another validator
+            }
+            let lie = lie.or_else(|| watch.settled(at.history_count, self.finality_timeout).err());
+            let wait = if watch.ahead(at.history_count) {
+                POLL
+            } else {
+                IDLE_POLL
+            };
+            let lie = match lie {
+                Some(lie) => Some(lie),
+                // Wait for an event (or look anyway after `wait`), then take
+                // every event already there before looking again.
+                None => match tokio::time::timeout(wait, stream.message()).await {
+                    Ok(Ok(Some(event))) => watch.drain(event, &mut stream).await.err(),
+                    // The validator went away: subscribe again from `at`.
+                    Ok(Ok(None) | Err(_)) => return Ok(Flow::Again),
+                    Err(_) => None,
+                },
+            };
+            if let Some(lie) = lie {
+                self.client.lied(&watch.url, &lie.to_string());
+                if out.send(Err(lie)).await.is_err() {
+                    return Ok(Flow::ReceiverGone);
                 }
-                let wait = if watch.ahead(at.history_count) {
-                    POLL
-                } else {
-                    IDLE_POLL
-                };
-                match tokio::time::timeout(wait, stream.message()).await {
-                    Ok(Ok(Some(event))) => {
-                        if let Err(lie) = watch.event(&event) {
-                            self.client.lied(&watch.url, &lie.to_string());
-                            if out.send(Err(lie)).await.is_err() {
-                                return Ok(());
-                            }
-                            break;
-                        }
-                    }
-                    // The validator went away: subscribe again from the cursor.
-                    Ok(Ok(None) | Err(_)) => break,
-                    Err(_) => {} // nothing new announced: look anyway
-                }
+                return Ok(Flow::Again); // subscribe again, to another validator
             }
         }
     }
@@ -891,6 +962,21 @@ impl Wallet {
 const MAX_PAGE: u32 = 100;
 /// How often `incoming` looks for new entries when the stream is quiet.
 const IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// Consecutive failures (no validator answering, all lying) before
+/// `incoming` gives up.
+const MAX_FOLLOW_FAILURES: u32 = 10;
+
+/// Events taken from a stream at once before the proofs are read again.
+const DRAIN_MOST: usize = 256;
+
+/// How one subscription ended.
+enum Flow {
+    /// The stream ended or lied: subscribe again.
+    Again,
+    /// The receiver of the payments hung up.
+    ReceiverGone,
+}
 
 /// Verified entries a [`StreamWatch`] remembers, to check what a stream
 /// announces after the proofs showed it.
@@ -967,6 +1053,22 @@ impl StreamWatch {
         Ok(())
     }
 
+    /// `event`, then every event already received.
+    async fn drain(
+        &mut self,
+        event: pb::AccountEvent,
+        stream: &mut tonic::Streaming<pb::AccountEvent>,
+    ) -> Result<(), WalletError> {
+        self.event(&event)?;
+        for _ in 0..DRAIN_MOST {
+            match tokio::time::timeout(Duration::from_millis(1), stream.message()).await {
+                Ok(Ok(Some(event))) => self.event(&event)?,
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
     /// A verified entry: the stream must have announced it (if it got that
     /// far) as the same transfer.
     fn check(&mut self, v: &verify::Verified) -> Result<(), WalletError> {
@@ -1036,11 +1138,6 @@ impl Committed {
             receipt: receipt.code,
         })
     }
-}
-
-/// A validator's answer about the request (not about being unusable).
-fn is_refusal(s: &Status) -> bool {
-    !is_unavailable(s)
 }
 
 fn decode_pending(p: &PendingTx) -> Result<SignedTransfer, WalletError> {

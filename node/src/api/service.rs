@@ -466,12 +466,19 @@ impl pb::client_server::Client for ClientApi {
                 )));
             }
         };
+        let store = self.state.ledger.store();
+        let committed = store.committed_height().map_err(internal)?.unwrap_or(0);
+        if req.at_height > committed {
+            return Err(Status::unavailable(format!(
+                "height {} is not committed here yet (committed height {committed}); ask again or elsewhere",
+                req.at_height
+            )));
+        }
         let cursor = match (cursor, req.at_height) {
             (cursor, 0) => cursor,
             (None, h) => Some((h.saturating_add(1), 0)),
             (Some(c), h) => Some(c.min((h.saturating_add(1), 0))),
         };
-        let store = self.state.ledger.store();
         let entries = store
             .history_before(&key, cursor, limit as usize)
             .map_err(internal)?;
