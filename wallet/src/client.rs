@@ -220,32 +220,7 @@ impl NodeClient {
         F: Fn(RawClient) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut tried = Vec::new();
-        let mut last = String::new();
-        for (i, node) in self.order().enumerate() {
-            let outcome = tokio::time::timeout(CALL_TIMEOUT, f(node.client.clone())).await;
-            let silent = Status::deadline_exceeded("no answer");
-            self.answered(
-                &node.url,
-                match &outcome {
-                    Ok(r) => r.as_ref().err(),
-                    Err(_) => Some(&silent),
-                },
-            );
-            match outcome {
-                Ok(Ok(response)) => {
-                    if i > 0 {
-                        self.prefer(&node.url);
-                    }
-                    return Ok(Ok(response.into_inner()));
-                }
-                Ok(Err(status)) if !is_unavailable(&status) => return Ok(Err(status)),
-                Ok(Err(status)) => last = format!("{}: {}", node.url, status.message()),
-                Err(_) => last = format!("{}: no answer in {CALL_TIMEOUT:?}", node.url),
-            }
-            tried.push(node.url.clone());
-        }
-        Err(WalletError::Unreachable { tried, last })
+        self.call_named(f).await.map(|(_, answer)| answer)
     }
 
     /// Runs `f` on the validators in preference order until `accept` takes
@@ -373,12 +348,6 @@ impl NodeClient {
             }
         }
         answers
-    }
-
-    fn prefer(&self, url: &str) {
-        if let Some(i) = self.nodes.iter().position(|n| n.url == url) {
-            self.preferred.store(i, Ordering::Relaxed);
-        }
     }
 
     /// Every validator's status, asked concurrently. The heights they claim
