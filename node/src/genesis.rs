@@ -326,7 +326,10 @@ impl Genesis {
     fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(GENESIS_DOMAIN_TAG);
-        out.push(1);
+        // Layout 2 names the state layout: a chain whose leaves are encoded
+        // otherwise is another chain, whose certificates do not verify here.
+        out.push(2);
+        out.push(chatpay_proto::state::LEAF_VERSION);
         for s in [&self.chain_id, &self.hrp] {
             out.push(u8::try_from(s.len()).expect("validated ≤ 64"));
             out.extend_from_slice(s.as_bytes());
