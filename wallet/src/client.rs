@@ -59,6 +59,8 @@ pub struct NodeClient {
     nodes: Vec<Node>,
     preferred: AtomicUsize,
     records: Mutex<Vec<Record>>,
+    /// A height proven before this client existed (saved by the wallet).
+    floor: std::sync::atomic::AtomicU64,
 }
 
 /// Whether a failed call says the validator is unusable (try another)
@@ -106,6 +108,7 @@ impl NodeClient {
             records: Mutex::new(vec![Record::default(); nodes.len()]),
             nodes,
             preferred: AtomicUsize::new(0),
+            floor: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -130,13 +133,20 @@ impl NodeClient {
         }
     }
 
-    /// The highest height any validator proved to this client.
+    /// The highest height any validator proved to this client (or to
+    /// the wallet before it, [`NodeClient::set_floor`]).
     pub fn highest_proven(&self) -> u64 {
+        let floor = self.floor.load(Ordering::Relaxed);
         self.records()
             .iter()
             .filter_map(|r| r.proven)
             .max()
-            .unwrap_or(0)
+            .map_or(floor, |h| h.max(floor))
+    }
+
+    /// A height proven to the wallet earlier (before a restart).
+    pub fn set_floor(&self, height: u64) {
+        self.floor.fetch_max(height, Ordering::Relaxed);
     }
 
     /// Notes that `url` was caught lying (`what`): it is asked last from

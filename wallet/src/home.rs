@@ -7,6 +7,7 @@
 //!  HOME/accounts.json   names, addresses, how each key was made
 //!  HOME/keys/NAME.json  encrypted secret key of each account (0600)
 //!  HOME/state/NAME.json pending transactions and the incoming cursor
+//!  HOME/proven.json     the highest committed height a validator proved (every 64 blocks)
 //! ```
 
 use crate::WalletError;
@@ -314,6 +315,19 @@ impl WalletHome {
         replace(&self.dir.join("chain.json"), &json)
     }
 
+    /// The highest committed height a validator has proven to this
+    /// wallet, as last saved (0 before any).
+    pub fn proven_height(&self) -> Result<u64, WalletError> {
+        let saved: Option<ProvenHeight> = read_json(&self.dir.join("proven.json"))?;
+        Ok(saved.map_or(0, |p| p.height))
+    }
+
+    /// Saves the highest proven height (atomically, synced).
+    pub fn save_proven_height(&self, height: u64) -> Result<(), WalletError> {
+        let json = serde_json::to_vec_pretty(&ProvenHeight { height }).expect("serializes");
+        replace(&self.dir.join("proven.json"), &json)
+    }
+
     /// State of account `name`.
     pub fn state(&self, name: &str) -> Result<AccountState, WalletError> {
         Ok(read_json(&self.state_path(name))?.unwrap_or_default())
@@ -330,11 +344,27 @@ impl WalletHome {
     }
 }
 
+/// `proven.json`: below this height, an answer is old state.
+#[derive(Debug, Serialize, Deserialize)]
+struct ProvenHeight {
+    height: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const FAST: KdfParams = crate::keys::TEST_KDF;
+
+    #[test]
+    fn the_proven_height_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, _) = WalletHome::create(&dir.path().join("a"), "pw", FAST).unwrap();
+        assert_eq!(home.proven_height().unwrap(), 0);
+        home.save_proven_height(640).unwrap();
+        let again = WalletHome::open(&dir.path().join("a")).unwrap();
+        assert_eq!(again.proven_height().unwrap(), 640);
+    }
 
     #[test]
     fn accounts_are_derived_in_order_and_restore_from_the_phrase() {

@@ -21,6 +21,9 @@ use tonic::{Code, Status};
 
 /// How often a wallet asks whether a transaction is final.
 const POLL: Duration = Duration::from_millis(200);
+/// Blocks between two saves of the highest proven height: a restarted
+/// wallet refuses state more than this (and `MAX_LAG`) below what it saw.
+const SAVE_PROVEN_EVERY: u64 = 64;
 /// How long `account` waits for a chain that cannot show a committed
 /// block yet (one just started).
 const ACCOUNT_PATIENCE: Duration = Duration::from_secs(10);
@@ -123,6 +126,8 @@ pub struct Wallet {
     client: Arc<NodeClient>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     finality_timeout: Duration,
+    /// The proven height last saved in the home.
+    saved_height: std::sync::atomic::AtomicU64,
 }
 
 fn node_error(s: &Status) -> WalletError {
@@ -164,6 +169,8 @@ impl Wallet {
         if home.chain()?.is_none() {
             home.pin_chain(&chain)?;
         }
+        let saved = home.proven_height()?;
+        client.set_floor(saved);
         Ok(Self {
             validators: chain.validator_keys()?,
             genesis: chain.genesis()?,
@@ -172,6 +179,7 @@ impl Wallet {
             client: Arc::new(client),
             locks: Mutex::new(HashMap::new()),
             finality_timeout: Duration::from_secs(60),
+            saved_height: std::sync::atomic::AtomicU64::new(saved),
         })
     }
 
@@ -295,6 +303,7 @@ impl Wallet {
                 last: "no answer".into(),
             })
         })?;
+        self.save_proven(proven.height)?;
         Ok(AccountState {
             balance: proven.account.balance,
             nonce: proven.account.nonce,
@@ -302,6 +311,19 @@ impl Wallet {
             history_hash: proven.account.history_hash,
             height: proven.height,
         })
+    }
+
+    /// Saves `height` as proven once it is [`SAVE_PROVEN_EVERY`] above the
+    /// height last saved, so that a restarted wallet still knows old
+    /// state when it is served some.
+    fn save_proven(&self, height: u64) -> Result<(), WalletError> {
+        use std::sync::atomic::Ordering;
+        let saved = self.saved_height.load(Ordering::Relaxed);
+        if height >= saved.saturating_add(SAVE_PROVEN_EVERY) {
+            self.home.save_proven_height(height)?;
+            self.saved_height.fetch_max(height, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
