@@ -409,5 +409,25 @@ async fn a_wallet_refuses_every_lie_about_an_account_and_names_the_liar() {
             "{lie:?}: {lies:?}"
         );
     }
+    // A cursor ahead of the account's proven history (another account's):
+    // refused at once, not waited on.
+    let w = wallet(&dir.path().join("cursor"), std::slice::from_ref(&honest)).await;
+    let wrong = chatpay_wallet::Cursor {
+        height: 1,
+        index: 0,
+        history_count: 99,
+        history_hash: [0; 32],
+    };
+    let item = tokio::time::timeout(
+        Duration::from_secs(30),
+        w.incoming(&bob, Some(wrong)).next(),
+    )
+    .await
+    .expect("an answer")
+    .expect("an item");
+    assert!(
+        matches!(&item, Err(WalletError::BadRequest(m)) if m.contains("cursor")),
+        "{item:?}"
+    );
     net.shutdown().await;
 }

@@ -881,6 +881,9 @@ impl Wallet {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
+            if matches!(e, WalletError::BadRequest(_)) {
+                return Err(e); // the caller's cursor: no retry helps
+            }
             failures += 1;
             if failures > MAX_FOLLOW_FAILURES {
                 return Err(e);
@@ -920,6 +923,13 @@ impl Wallet {
         let mut watch = StreamWatch::new(url, at.history_count);
         loop {
             let state = self.account(address).await?;
+            if state.history_count < at.history_count && state.height >= at.height {
+                return Err(WalletError::BadRequest(format!(
+                    "the cursor is at entry {} (height {}), and {address} has {} entries at \
+                     height {}: a cursor of another account or chain",
+                    at.history_count, at.height, state.history_count, state.height
+                )));
+            }
             let mut lie = None;
             if state.history_count > at.history_count {
                 for v in &self.entries_between(address, at, &state).await? {
