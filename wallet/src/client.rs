@@ -112,6 +112,10 @@ impl NodeClient {
         })
     }
 
+    fn index(&self, url: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.url == url)
+    }
+
     fn records(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -119,7 +123,7 @@ impl NodeClient {
     /// Notes that `url` proved `height`; the validator with the highest
     /// proven height (among those not caught lying) becomes preferred.
     pub fn proven(&self, url: &str, height: u64) {
-        let Some(i) = self.nodes.iter().position(|n| n.url == url) else {
+        let Some(i) = self.index(url) else {
             return;
         };
         let mut records = self.records();
@@ -152,7 +156,7 @@ impl NodeClient {
     /// Notes that `url` was caught lying (`what`): it is asked last from
     /// now on, and no longer preferred.
     pub fn lied(&self, url: &str, what: &str) {
-        let Some(i) = self.nodes.iter().position(|n| n.url == url) else {
+        let Some(i) = self.index(url) else {
             return;
         };
         let mut records = self.records();
@@ -170,7 +174,7 @@ impl NodeClient {
     /// Notes that `url` answered with state older than already proven: it
     /// is asked after the others until it proves a recent height again.
     pub fn behind(&self, url: &str, what: &str) {
-        if let Some(i) = self.nodes.iter().position(|n| n.url == url) {
+        if let Some(i) = self.index(url) {
             self.records()[i].behind = Some(what.to_string());
         }
     }
@@ -200,7 +204,7 @@ impl NodeClient {
 
     /// Notes whether the last call to `url` found it able to answer.
     fn answered(&self, url: &str, status: Option<&Status>) {
-        if let Some(i) = self.nodes.iter().position(|n| n.url == url) {
+        if let Some(i) = self.index(url) {
             self.records()[i].down = status.is_some_and(is_unavailable);
         }
     }
