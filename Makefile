@@ -7,7 +7,7 @@ CARGO ?= cargo
 SEEDS ?= 200
 TEST_SEEDS ?= 100
 
-.PHONY: test devnet bench bench-max bench-overload microbench sim deps fmt-check clippy unit vectors deploy-check
+.PHONY: test devnet bench bench-max bench-overload bench-rejoin microbench sim deps fmt-check clippy unit vectors deploy-check
 
 ## Install missing system packages, then fmt check, clippy and every test.
 test: deps fmt-check clippy unit vectors deploy-check sim
@@ -34,6 +34,14 @@ bench-max: deps
 ## refusing with reasons, and commit at least half the saturation rate.
 bench-overload: deps
 	OVERLOAD=1 ./tests/bench.sh
+
+## A wiped validator rejoins a chain of TRANSFERS (200 000) committed
+## transfers to NEW_ACCOUNTS (100 000) new accounts: by replay from
+## genesis, then from a state snapshot, timed in one session (BIN= runs
+## another build). Result in target/bench/rejoin.json.
+bench-rejoin: deps
+	@if [ -z "$(BIN)" ]; then $(CARGO) build --release --locked --bin chatpay-node --bin chatpay-loadgen; fi
+	BIN=$${BIN:-target/release} python3 tests/bench_rejoin.py
 
 ## criterion micro-benchmarks: transfer signing bytes, tx id, signature
 ## check and wire decoding; block execution and commit (memory, RocksDB);

@@ -23,6 +23,10 @@
 //! max_bytes = 67108864
 //! max_per_sender = 64
 //! max_parked = 5000
+//!
+//! [sync]                       # joining with an empty store (ADR 0016)
+//! from = "snapshot"            # or "genesis": replay every block
+//! snapshot_min_height = 1024   # replay below this committed height
 //! ```
 //! Every field can be overridden by an environment variable named after
 //! it: `CHATPAY_LISTEN`, `CHATPAY_LOG_FORMAT`, `CHATPAY_CONSENSUS_BASE_TIMEOUT_MS`,
@@ -33,6 +37,7 @@ use crate::consensus::core::CoreConfig;
 use crate::consensus::wire::MAX_BLOCK_TXS;
 use crate::mempool::MempoolConfig;
 use crate::network::MAX_PEER_MESSAGE_BYTES;
+use crate::state_sync::{SyncConfig, SyncFrom};
 use chatpay_proto::SecretKey;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -99,6 +104,29 @@ impl Default for ConsensusSection {
     }
 }
 
+/// How a validator with an empty store joins a running chain: `[sync]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSection {
+    /// "snapshot" (the state at a recent committed height from the peers,
+    /// each chunk checked against that height's certified root) or
+    /// "genesis" (replay every block; keeps the whole history).
+    pub from: SyncFrom,
+    /// A snapshot is taken only when the peers can show at least this
+    /// height committed; below it the validator replays.
+    pub snapshot_min_height: u64,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        let s = SyncConfig::default();
+        Self {
+            from: s.from,
+            snapshot_min_height: s.snapshot_min_height,
+        }
+    }
+}
+
 /// Mempool settings of `[mempool]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -161,6 +189,9 @@ pub struct Config {
     /// Mempool settings.
     #[serde(default)]
     pub mempool: MempoolSection,
+    /// How the validator joins with an empty store.
+    #[serde(default)]
+    pub sync: SyncSection,
 }
 
 fn default_key_file() -> PathBuf {
@@ -199,6 +230,7 @@ impl Config {
             metrics_listen: default_metrics_listen(),
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),
+            sync: SyncSection::default(),
         }
     }
 
@@ -313,6 +345,14 @@ impl Config {
         }
     }
 
+    /// How to join with an empty store.
+    pub fn sync(&self) -> SyncConfig {
+        SyncConfig {
+            from: self.sync.from,
+            snapshot_min_height: self.sync.snapshot_min_height,
+        }
+    }
+
     /// The TOML text of this configuration.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("configuration serializes")
@@ -329,7 +369,7 @@ fn override_field(table: &mut toml::Table, field: &str, text: &str) -> Result<()
     let (target, key) = match table.get(field) {
         Some(_) => (&mut *table, field.to_string()),
         None => {
-            let Some((section, key)) = ["consensus", "mempool"].iter().find_map(|s| {
+            let Some((section, key)) = ["consensus", "mempool", "sync"].iter().find_map(|s| {
                 field
                     .strip_prefix(&format!("{s}_"))
                     .map(|k| (s.to_string(), k.to_string()))

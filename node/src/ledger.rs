@@ -40,12 +40,12 @@ pub enum LedgerError {
         /// Hash of the genesis file.
         expected: Hash,
     },
-    /// A block includes a transaction twice, or one already committed.
+    /// A block includes a transaction twice (in itself or its branch).
     #[error("transaction {tx_id} is {place}; a block may not include it")]
     Duplicate {
         /// The repeated transaction.
         tx_id: chatpay_proto::TxId,
-        /// "already committed" or "repeated in the block".
+        /// "repeated in the block" or "already in the branch".
         place: &'static str,
     },
     /// A block includes a transfer that is invalid at its position (see
@@ -243,9 +243,11 @@ impl Ledger {
         self.events.subscribe()
     }
 
-    /// Refuses a block that repeats a transaction or includes a committed
-    /// one: a transaction id is executed (and gets a receipt) at most once.
-    fn check_unique(&self, transactions: &[SignedTransfer]) -> Result<(), LedgerError> {
+    /// Refuses a block that repeats a transaction. A committed one needs
+    /// no lookup: every transfer a block includes spends its sender's
+    /// nonce, so including it again is a wrong nonce (ADR 0016), and the
+    /// rule reads nothing outside the state tree.
+    fn check_unique(transactions: &[SignedTransfer]) -> Result<(), LedgerError> {
         let mut seen = std::collections::BTreeSet::new();
         for tx in transactions {
             let tx_id = tx.tx_id();
@@ -253,12 +255,6 @@ impl Ledger {
                 return Err(LedgerError::Duplicate {
                     tx_id,
                     place: "repeated in the block",
-                });
-            }
-            if self.store.transaction(&tx_id)?.is_some() {
-                return Err(LedgerError::Duplicate {
-                    tx_id,
-                    place: "already committed",
                 });
             }
         }
@@ -372,7 +368,7 @@ impl Ledger {
                 });
             }
         }
-        self.check_unique(transactions)?;
+        Self::check_unique(transactions)?;
         let burned = match branch.last() {
             Some(b) => b.output.burned,
             None => self.store.burned()?,
@@ -386,7 +382,7 @@ impl Ledger {
 
     /// Builds the next block on the committed state: executes `transactions`
     /// and fills the header's tx root and state root. Refused if a
-    /// transaction repeats or is already committed.
+    /// transaction repeats.
     pub fn build_block(
         &self,
         round: u64,
@@ -413,7 +409,7 @@ impl Ledger {
     ///
     /// Refused if the header does not extend the committed chain or differs
     /// from what executing `transactions` gives (tx root, state root, count,
-    /// genesis hash), or if a transaction repeats or is already committed.
+    /// genesis hash), or if a transaction repeats.
     pub fn commit(
         &self,
         header: BlockHeader,

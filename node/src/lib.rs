@@ -21,5 +21,6 @@ pub mod mempool;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod state_sync;
 pub mod storage;
 pub mod testnet;

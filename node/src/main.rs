@@ -80,6 +80,12 @@ enum Command {
         /// Log format: text or json (overrides config.toml).
         #[arg(long)]
         log_format: Option<String>,
+        /// With an empty store: "snapshot" imports the state at a recent
+        /// committed height from the peers when the chain is far ahead,
+        /// "genesis" replays every block (overrides config.toml's
+        /// `sync.from`).
+        #[arg(long)]
+        sync_from: Option<chatpay_node::state_sync::SyncFrom>,
     },
     /// Delete a stopped validator's chain data, keeping its keys and its
     /// safety record; it then catches up from its peers.
@@ -133,6 +139,9 @@ enum Command {
         /// host:port of the validator.
         #[arg(long, default_value = "127.0.0.1:26650")]
         node: String,
+        /// Show the block at this height instead of the head.
+        #[arg(long)]
+        height: Option<u64>,
     },
 }
 
@@ -145,7 +154,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Testnet { out, layout } => cmd_testnet(&out, layout),
-            Command::Start { home, log_format } => cmd_start(&home, log_format).await,
+            Command::Start {
+                home,
+                log_format,
+                sync_from,
+            } => cmd_start(&home, log_format, sync_from).await,
             Command::Config {
                 action: ConfigAction::Show { home },
             } => cmd_config_show(&home),
@@ -185,7 +198,7 @@ fn main() -> ExitCode {
                 validators,
                 base_port,
             } => cmd_devnet(&dir, reset, validators, base_port).await,
-            Command::Status { node } => cmd_status(&node).await,
+            Command::Status { node, height } => cmd_status(&node, height).await,
         }
     });
     // Dropping a runtime waits for every blocking task without end; a step
@@ -344,6 +357,7 @@ async fn prepare(home: &Path, config: Config) -> Result<Prepared> {
             clock: chatpay_node::node::Clock::system(),
             stats: None,
             faulty: chatpay_node::consensus::mutations::Faulty::default(),
+            sync: config.sync(),
         },
         config,
         genesis: Arc::new(genesis),
@@ -370,11 +384,18 @@ async fn run_prepared(
     .map_err(|e| e.to_string())
 }
 
-async fn cmd_start(home: &Path, log_format: Option<String>) -> Result<()> {
+async fn cmd_start(
+    home: &Path,
+    log_format: Option<String>,
+    sync_from: Option<chatpay_node::state_sync::SyncFrom>,
+) -> Result<()> {
     let mut config = Config::load(home, std::env::vars()).map_err(|e| e.to_string())?;
     if let Some(format) = log_format {
         config.log_format = format;
         config.validate().map_err(|e| e.to_string())?;
+    }
+    if let Some(from) = sync_from {
+        config.sync.from = from;
     }
     init_logs(&config.log, config.log_format == "json")?;
     let c = &config.consensus;
@@ -394,6 +415,8 @@ async fn cmd_start(home: &Path, log_format: Option<String>) -> Result<()> {
         mempool_max_bytes = config.mempool.max_bytes,
         mempool_max_per_sender = config.mempool.max_per_sender,
         mempool_max_parked = config.mempool.max_parked,
+        sync_from = ?config.sync.from,
+        snapshot_min_height = config.sync.snapshot_min_height,
         "effective settings"
     );
     let prepared = prepare(home, config).await?;
@@ -535,7 +558,7 @@ async fn cmd_devnet(dir: &Path, reset: bool, validators: usize, base_port: u16) 
     failure.map_or(Ok(()), Err)
 }
 
-async fn cmd_status(node: &str) -> Result<()> {
+async fn cmd_status(node: &str, height: Option<u64>) -> Result<()> {
     let mut client = pb::client_client::ClientClient::connect(format!("http://{node}"))
         .await
         .map_err(|e| format!("cannot reach {node}: {e}"))?;
@@ -550,13 +573,14 @@ async fn cmd_status(node: &str) -> Result<()> {
     println!("validators {}", status.validators.len());
     let block = client
         .get_block(pb::GetBlockRequest {
-            height: status.committed_height,
+            height: height.unwrap_or(status.committed_height),
         })
         .await
         .map_err(|s| format!("{node}: {}", s.message()))?
         .into_inner();
     if let Some(header) = block.block.and_then(|b| b.header) {
         let header = chatpay_proto::BlockHeader::try_from(header).map_err(|e| e.to_string())?;
+        println!("at         {}", header.height);
         println!("block      {}", header.hash());
         println!("round      {}", header.round);
         println!("state      {}", header.state_root);

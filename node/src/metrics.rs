@@ -10,8 +10,10 @@
 
 use crate::api::ApiState;
 use crate::consensus::core::CoreStats;
-use crate::storage::{BlockCommit, HistoryEntry, Store, StoredBlock, TxPosition, TxRecord};
-use chatpay_proto::{Account, BlockHeader, Hash, PublicKey, TxId};
+use crate::storage::{
+    BlockCommit, HistoryEntry, StateEntry, Store, StoredBlock, TxPosition, TxRecord,
+};
+use chatpay_proto::{Account, BlockHeader, Hash, PublicKey, QuorumCertificate, TxId};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -338,6 +340,36 @@ impl Store for TimedStore {
     }
     fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> R<usize> {
         self.inner.prune_state_tree(up_to_version, limit)
+    }
+    fn state_entries(&self, from: &Hash, version: u64, limit: usize) -> R<Vec<StateEntry>> {
+        self.inner.state_entries(from, version, limit)
+    }
+    fn import_state(
+        &self,
+        version: u64,
+        entries: &[StateEntry],
+        nodes: &[(Vec<u8>, Vec<u8>)],
+    ) -> R<()> {
+        self.inner.import_state(version, entries, nodes)
+    }
+    fn finish_import(
+        &self,
+        genesis: &BlockHeader,
+        header: &BlockHeader,
+        certificate: Option<&QuorumCertificate>,
+        burned: u64,
+    ) -> R<()> {
+        self.inner
+            .finish_import(genesis, header, certificate, burned)
+    }
+    fn partial_import(&self) -> R<Option<u64>> {
+        self.inner.partial_import()
+    }
+    fn discard_chain_data(&self) -> R<()> {
+        self.inner.discard_chain_data()
+    }
+    fn first_full_height(&self) -> R<u64> {
+        self.inner.first_full_height()
     }
     fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> R<()> {
         self.inner.for_each_account(f)

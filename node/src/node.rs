@@ -21,6 +21,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::metrics::{Metrics, TimedStore};
 use crate::network::{Connector, MAX_FORWARD_TXS, Peers, SyncError, ValidatorService};
+use crate::state_sync::{self, SyncConfig};
 use crate::storage::Store;
 use chatpay_proto::{ChainBinding, Hash, SecretKey, SignedTransfer, pb};
 use std::future::Future;
@@ -69,6 +70,8 @@ pub struct NodeConfig {
     /// unless built with the `mutations` feature; `Faulty::default()`
     /// everywhere else).
     pub faulty: Faulty,
+    /// How the validator joins a running chain with an empty store.
+    pub sync: SyncConfig,
 }
 
 /// Where a validator reads wall-clock time, in milliseconds since the Unix
@@ -159,9 +162,30 @@ where
     let me = ValidatorIndex::try_from(me).expect("validator sets are small");
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, metrics.clone()));
-    let ledger = Arc::new(
-        Ledger::open(store.clone(), genesis.clone())?.with_mutations(config.core.mutations),
-    );
+    let (stop_tx, stop) = watch::channel(false);
+    let addresses: Vec<String> = genesis
+        .validators
+        .iter()
+        .map(|v| v.network_address.clone())
+        .collect();
+    let (peers, mut tasks) = Peers::start(me, &addresses, connector.as_ref(), &stop, &metrics)
+        .map_err(NodeError::Network)?;
+    let peers = Arc::new(peers);
+    let trust = state_sync::Trust {
+        genesis_hash: genesis.hash(),
+        validators: genesis.validator_keys(),
+    };
+    let joined = state_sync::join(&store, &genesis.header(), &trust, &peers, config.sync).await;
+    let opened = joined
+        .map_err(LedgerError::from)
+        .and_then(|_| Ledger::open(store.clone(), genesis.clone()));
+    let ledger = match opened {
+        Ok(ledger) => Arc::new(ledger.with_mutations(config.core.mutations)),
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            return Err(e.into());
+        }
+    };
     let store_for_pruning = store.clone();
     let mempool = Arc::new(Mutex::new(Mempool::new(
         config.mempool,
@@ -174,17 +198,8 @@ where
     let mut core = Core::new(me, config.core, ledger.clone(), mempool.clone(), safety)?;
     core.set_faulty(config.faulty.clone());
 
-    let (stop_tx, stop) = watch::channel(false);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let (admitted_tx, admitted) = mpsc::channel(ADMITTED_QUEUE);
-    let addresses: Vec<String> = genesis
-        .validators
-        .iter()
-        .map(|v| v.network_address.clone())
-        .collect();
-    let (peers, mut tasks) = Peers::start(me, &addresses, connector.as_ref(), &stop, &metrics)
-        .map_err(NodeError::Network)?;
-    let peers = Arc::new(peers);
     let state = Arc::new(ApiState {
         ledger: ledger.clone(),
         mempool: mempool.clone(),

@@ -159,21 +159,22 @@ fn a_block_that_burns_a_payment_with_a_bad_signature_or_nonce_is_invalid() {
             .unwrap();
         assert_eq!(kept, vec![fine.clone()], "{code:?}");
     }
-    // These depend on what others paid the sender: receipts, no change.
+    // These depend on what others paid the sender: receipts that spend
+    // the nonce and change nothing else.
     let cases = vec![
         (
             pay(1, 1, FEE, &[(2, u64::MAX), (4, 1)]),
             ReceiptCode::Overflow,
         ),
-        (pay(1, 1, FEE, &[(2, 991)]), ReceiptCode::InsufficientFunds),
+        (pay(1, 2, FEE, &[(2, 991)]), ReceiptCode::InsufficientFunds),
         // Credit overflow: account 3 holds almost u64::MAX... but supply bounds
         // make that impossible to reach, so the last check is a success path.
-        (pay(1, 1, FEE, &[(2, 990)]), ReceiptCode::Success),
+        (pay(1, 3, FEE, &[(2, 990)]), ReceiptCode::Success),
     ];
     let (txs, want): (Vec<_>, Vec<_>) = cases.into_iter().unzip();
     assert_eq!(commit(&ledger, txs), want);
     // Another transfer with the now used nonce is invalid too.
-    let late = pay(1, 1, FEE, &[(2, 989)]);
+    let late = pay(1, 2, FEE, &[(2, 989)]);
     assert!(matches!(
         ledger.execute_on(&[], &[late], &check_signature),
         Err(LedgerError::InvalidTransfer {
@@ -183,7 +184,7 @@ fn a_block_that_burns_a_payment_with_a_bad_signature_or_nonce_is_invalid() {
     ));
     let store = ledger.store();
     let alice = store.account(key(1).public_key()).unwrap().unwrap();
-    assert_eq!((alice.balance, alice.nonce), (0, 1));
+    assert_eq!((alice.balance, alice.nonce), (0, 3));
     assert_eq!(
         store.account(key(2).public_key()).unwrap().unwrap().balance,
         50 + 990
@@ -292,18 +293,24 @@ fn subscribers_hear_of_a_commit_after_the_callers_update_and_once_it_is_durable(
 #[test]
 fn a_transaction_executes_at_most_once() {
     let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), genesis(&[1_000])).unwrap();
-    // Fails for lack of funds, so its nonce stays free: only the id rule
-    // keeps it from being included again once funds arrive.
+    // Fails for lack of funds and spends its nonce: included again once
+    // funds arrive, it is a wrong nonce, with no lookup of its id.
     let poor = pay(1, 1, FEE, &[(2, 5_000)]);
     assert_eq!(
         commit(&ledger, vec![poor.clone()]),
         vec![ReceiptCode::InsufficientFunds]
     );
+    let alice = ledger
+        .store()
+        .account(key(1).public_key())
+        .unwrap()
+        .unwrap();
+    assert_eq!((alice.balance, alice.nonce), (1_000, 1));
     let again = ledger
         .build_block(2, 0, 0, std::slice::from_ref(&poor))
         .unwrap_err();
-    assert!(again.to_string().contains("already committed"), "{again}");
-    let twice = vec![pay(1, 1, FEE, &[(2, 5)]), pay(1, 1, FEE, &[(2, 5)])];
+    assert!(again.to_string().contains("bad_nonce"), "{again}");
+    let twice = vec![pay(1, 2, FEE, &[(2, 5)]), pay(1, 2, FEE, &[(2, 5)])];
     let err = ledger.build_block(2, 0, 0, &twice).unwrap_err();
     assert!(err.to_string().contains("repeated"), "{err}");
     // A header built elsewhere does not get around it.
@@ -467,7 +474,7 @@ fn run_random(blocks: &[Vec<RandomTx>], balances: &[u64]) {
     let memory = Ledger::open(Arc::new(MemoryStore::new_empty()), g.clone()).unwrap();
     // Nonces as the sender would pick them, from its view of committed state.
     let mut next_nonce: HashMap<u8, u64> = HashMap::new();
-    let mut last_success_nonce: HashMap<PublicKey, u64> = HashMap::new();
+    let mut last_nonce: HashMap<PublicKey, u64> = HashMap::new();
     // Ids already included: a block may not repeat them (the mempool never
     // offers them again).
     let mut included = std::collections::HashSet::new();
@@ -500,13 +507,12 @@ fn run_random(blocks: &[Vec<RandomTx>], balances: &[u64]) {
             "same state digest on both stores"
         );
         assert_eq!(ha.hash(), hb.hash());
-        for (tx, code) in txs.iter().zip(&a) {
-            if *code == ReceiptCode::Success {
-                let t = tx.transfer();
-                let last = last_success_nonce.entry(t.sender().clone()).or_insert(0);
-                assert_eq!(t.nonce(), *last + 1, "nonces strictly sequential");
-                *last = t.nonce();
-            }
+        // Every included transfer spends its nonce, failed or not.
+        for tx in &txs {
+            let t = tx.transfer();
+            let last = last_nonce.entry(t.sender().clone()).or_insert(0);
+            assert_eq!(t.nonce(), *last + 1, "nonces strictly sequential");
+            *last = t.nonce();
         }
         // A failed nonce leaves the sender's view behind: resync it.
         for from in 1u8..=7 {
@@ -670,4 +676,263 @@ fn each_account_leaf_counts_and_chains_the_transfers_that_moved_it() {
             (2, 0, &back, Direction::Sent, 50 + FEE),
         ],
     );
+}
+
+mod snapshot {
+    //! State sync: a snapshot served chunk by chunk and imported into an
+    //! empty store gives the same state, and every forgery is refused.
+    use super::*;
+    use chatpay_node::state_sync::{Chunk, Restore, SnapshotError, Trust, serve_chunk};
+    use chatpay_proto::{BlockHeader, ChainBinding, Hash, QuorumCertificate, ValidatorSignature};
+
+    fn many(i: u32) -> SecretKey {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b[28..].copy_from_slice(&i.to_be_bytes());
+        SecretKey::from_slice(&b).unwrap()
+    }
+
+    fn certify(header: &BlockHeader) -> QuorumCertificate {
+        let chain = ChainBinding::genesis(header.genesis_hash);
+        let bytes =
+            chatpay_proto::vote_signing_bytes(&chain, &header.hash(), header.round, header.height);
+        QuorumCertificate {
+            block_hash: header.hash(),
+            round: header.round,
+            height: header.height,
+            signatures: vec![ValidatorSignature {
+                validator: 0,
+                signature: key(200).sign(&bytes),
+            }],
+        }
+    }
+
+    /// A chain of `blocks` blocks of transfers among 400 funded accounts
+    /// (some to new accounts), one round per height, each certified, so
+    /// every block but the newest is shown committed.
+    fn chain(blocks: u32) -> (Arc<Genesis>, Ledger) {
+        let g = genesis_of((0..400).map(|i| (many(i).public_key().clone(), 1_000_000)));
+        let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), g.clone()).unwrap();
+        for b in 0..blocks {
+            let txs: Vec<SignedTransfer> = (0..50u32)
+                .map(|i| {
+                    let from = b * 50 + i;
+                    let to = many(from * 7 % 700 + 100).public_key().clone();
+                    let t = Transfer::new(
+                        CHAIN,
+                        many(from % 400).public_key().clone(),
+                        u64::from(from / 400 + 1),
+                        FEE,
+                        vec![Output {
+                            recipient: to,
+                            amount: 1 + u64::from(i),
+                        }],
+                        vec![],
+                    )
+                    .unwrap();
+                    t.sign(&many(from % 400))
+                })
+                .collect();
+            let round = ledger.last_header().unwrap().height + 1;
+            let header = ledger.build_block(round, 0, 0, &txs).unwrap();
+            let qc = certify(&header);
+            ledger.commit(header, txs, Some(qc)).unwrap();
+        }
+        (g, ledger)
+    }
+
+    fn trust(g: &Genesis) -> Trust {
+        Trust {
+            genesis_hash: g.hash(),
+            validators: g.validator_keys(),
+        }
+    }
+
+    /// Imports from `source` through `tamper` (which may change each
+    /// chunk), `limit` leaves a chunk.
+    fn import(
+        g: &Genesis,
+        source: &dyn Store,
+        limit: usize,
+        tamper: &mut dyn FnMut(usize, &mut Chunk),
+    ) -> Result<(Arc<dyn Store>, BlockHeader), SnapshotError> {
+        let target: Arc<dyn Store> = Arc::new(MemoryStore::new_empty());
+        let offer = serve_chunk(source, 0, &Hash::default(), 0)
+            .unwrap()
+            .unwrap();
+        let mut restore = Restore::start(target.clone(), &trust(g), &offer)?;
+        let height = restore.header().height;
+        let mut n = 0;
+        while let Some(from) = restore.next() {
+            let mut chunk = serve_chunk(source, height, &from, limit).unwrap().unwrap();
+            tamper(n, &mut chunk);
+            restore.add(chunk)?;
+            n += 1;
+        }
+        let header = restore.finish(&g.header())?;
+        Ok((target, header))
+    }
+
+    fn accounts(store: &dyn Store) -> Vec<(PublicKey, chatpay_proto::Account)> {
+        let mut all = Vec::new();
+        store
+            .for_each_account(&mut |k, a| all.push((k.clone(), *a)))
+            .unwrap();
+        all
+    }
+
+    #[test]
+    fn an_imported_snapshot_is_the_state_and_the_chain_goes_on_from_it() {
+        let (g, ledger) = chain(6);
+        let source = ledger.store();
+        let (target, header) = import(&g, source.as_ref(), 64, &mut |_, _| {}).unwrap();
+        // The newest block shown committed is the one below the head.
+        assert_eq!(header.height, 5);
+        assert_eq!(target.committed_height().unwrap(), Some(5));
+        assert_eq!(target.first_full_height().unwrap(), 6);
+        assert_eq!(target.burned().unwrap(), 5 * 50 * FEE);
+        // Every account as the source had it at height 5: the source's own
+        // leaves at that version.
+        let imported = accounts(target.as_ref());
+        let at_5 = accounts(source.as_ref())
+            .iter()
+            .filter(|(k, _)| {
+                let key = chatpay_proto::state::account_key(k);
+                source.state_value(&key, 5).unwrap().is_some()
+            })
+            .count();
+        assert!(at_5 > 400, "transfers created accounts");
+        assert_eq!(imported.len(), at_5);
+        for (k, a) in &imported {
+            let leaf = source
+                .state_value(&chatpay_proto::state::account_key(k), 5)
+                .unwrap()
+                .unwrap();
+            assert_eq!(chatpay_proto::state::decode_account_leaf(&leaf), Some(*a));
+        }
+        assert!(target.block(3).unwrap().is_none(), "no blocks below it");
+        // The ledger opens on it and executes the next block as the
+        // source did: the same header.
+        let restored = Ledger::open(target.clone(), g.clone()).unwrap();
+        let block6 = source.block(6).unwrap().unwrap();
+        let txs: Vec<SignedTransfer> = block6
+            .tx_ids
+            .iter()
+            .map(|id| source.transaction(id).unwrap().unwrap().transaction)
+            .collect();
+        let h = &block6.header;
+        let rebuilt = restored
+            .build_block(h.round, h.proposer, h.timestamp_ms, &txs)
+            .unwrap();
+        assert_eq!(rebuilt.hash(), h.hash());
+        restored.commit(rebuilt, txs, None).unwrap();
+        assert_eq!(
+            state_tree::root_at(target.as_ref(), 6).unwrap(),
+            Some(h.state_root)
+        );
+        // A store with a committed block takes no snapshot.
+        let offer = serve_chunk(source.as_ref(), 0, &Hash::default(), 0)
+            .unwrap()
+            .unwrap();
+        let mut again = Restore::start(target.clone(), &trust(&g), &offer).unwrap();
+        let chunk = serve_chunk(source.as_ref(), 5, &Hash::default(), 8)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(again.add(chunk), Err(SnapshotError::Store(_))));
+    }
+
+    #[test]
+    fn a_forged_snapshot_is_refused() {
+        let (g, ledger) = chain(3);
+        let source = ledger.store().clone();
+        let mut case = 0;
+        let mut refused = |tamper: &mut dyn FnMut(usize, &mut Chunk)| {
+            case += 1;
+            match import(&g, source.as_ref(), 64, tamper) {
+                Err(SnapshotError::Refused(why)) => why,
+                Ok((_, h)) => panic!("forgery {case} was imported at height {}", h.height),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let richer = |leaf: &[u8]| {
+            let mut a = chatpay_proto::state::decode_account_leaf(leaf).unwrap();
+            a.balance += 1;
+            chatpay_proto::state::account_leaf(&a)
+        };
+        // A balance changed in the third chunk.
+        let why = refused(&mut |n, c| {
+            if n == 2 {
+                c.entries[5].leaf = richer(&c.entries[5].leaf);
+            }
+        });
+        assert!(why.contains("does not verify"), "{why}");
+        // A leaf left out of the middle of a chunk.
+        let why = refused(&mut |n, c| {
+            if n == 1 {
+                c.entries.remove(10);
+            }
+        });
+        assert!(why.contains("does not verify"), "{why}");
+        // A made-up account added (in key order).
+        let why = refused(&mut |n, c| {
+            if n == 1 {
+                let owner = many(9_999).public_key().clone();
+                let key = chatpay_proto::state::account_key(&owner);
+                let leaf = chatpay_proto::state::account_leaf(&chatpay_proto::Account {
+                    balance: 1_000_000_000,
+                    ..Default::default()
+                });
+                let at = c.entries.partition_point(|e| e.key < key);
+                c.entries.insert(
+                    at,
+                    chatpay_node::storage::StateEntry {
+                        key,
+                        owner: Some(owner),
+                        leaf,
+                    },
+                );
+            }
+        });
+        assert!(why.contains("does not verify"), "{why}");
+        // A leaf under another owner's key (balances moved between keys).
+        let why = refused(&mut |n, c| {
+            if n == 0 {
+                c.entries[3].owner = c.entries[4].owner.clone();
+            }
+        });
+        assert!(why.contains("not its owner's"), "{why}");
+        // The end claimed early: the leaves do not make the root.
+        let why = refused(&mut |n, c| {
+            if n == 3 {
+                c.last = true;
+            }
+        });
+        assert!(why.contains("root"), "{why}");
+        // A chunk of another height.
+        let why = refused(&mut |n, c| {
+            if n == 1 {
+                c.commit = serve_chunk(source.as_ref(), 1, &Hash::default(), 0)
+                    .unwrap()
+                    .unwrap()
+                    .commit;
+            }
+        });
+        assert!(why.contains("another height"), "{why}");
+        // A header this chain's validators did not commit.
+        let other = genesis_of((0..3).map(|i| (many(i).public_key().clone(), 5)));
+        let offer = serve_chunk(source.as_ref(), 0, &Hash::default(), 0)
+            .unwrap()
+            .unwrap();
+        let target: Arc<dyn Store> = Arc::new(MemoryStore::new_empty());
+        assert!(matches!(
+            Restore::start(target.clone(), &trust(&other), &offer),
+            Err(SnapshotError::Refused(_))
+        ));
+        let mut unsigned = offer.clone();
+        unsigned.commit.commit_certificate.signatures.clear();
+        assert!(matches!(
+            Restore::start(target, &trust(&g), &unsigned),
+            Err(SnapshotError::Refused(_))
+        ));
+    }
 }

@@ -87,6 +87,14 @@ pub fn burned_leaf(burned: u64) -> Vec<u8> {
     out
 }
 
+/// A burned-total leaf read back; `None` if `leaf` is not one.
+pub fn decode_burned_leaf(leaf: &[u8]) -> Option<u64> {
+    let body = leaf
+        .strip_prefix(BURNED_TAG)?
+        .strip_prefix(&[LEAF_VERSION])?;
+    Some(u64::from_be_bytes(body.try_into().ok()?))
+}
+
 /// Which way a history entry moved the account's balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {

@@ -9,6 +9,7 @@ use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::mempool::MempoolConfig;
 use chatpay_node::network::TcpConnector;
 use chatpay_node::node::{Clock, NodeConfig, NodeError, run};
+use chatpay_node::state_sync::{SyncConfig, SyncFrom};
 use chatpay_node::storage::{MemoryStore, Store};
 use chatpay_proto::{Address, PublicKey, SecretKey};
 use std::net::SocketAddr;
@@ -46,6 +47,9 @@ pub struct LocalNetwork {
     stores: Vec<Arc<dyn Store>>,
     running: Vec<Option<Running>>,
     mempool: MempoolConfig,
+    /// How each validator joins when its store is empty (by replay,
+    /// unless a test says otherwise).
+    sync: Vec<SyncConfig>,
 }
 
 /// The key of validator `i` of a local network (for tests that play a
@@ -154,6 +158,13 @@ impl LocalNetwork {
                 .collect(),
             running: (0..n).map(|_| None).collect(),
             mempool,
+            sync: vec![
+                SyncConfig {
+                    from: SyncFrom::Genesis,
+                    ..SyncConfig::default()
+                };
+                n
+            ],
         };
         for i in 0..n {
             net.restart(i).await;
@@ -174,6 +185,7 @@ impl LocalNetwork {
             clock: Clock::system(),
             stats: None,
             faulty: chatpay_node::consensus::mutations::Faulty::default(),
+            sync: self.sync[i],
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(
@@ -232,6 +244,18 @@ impl LocalNetwork {
         self.launch(i, listener, metrics);
     }
 
+    /// Stops validator `i`, deletes its chain data (its safety record
+    /// kept, as `chatpay-node unsafe-reset` does) and starts it again,
+    /// joining as `sync` says.
+    pub async fn rejoin(&mut self, i: usize, sync: SyncConfig) {
+        self.stop(i).await;
+        self.stores[i]
+            .discard_chain_data()
+            .expect("the store deletes its chain data");
+        self.sync[i] = sync;
+        self.restart(i).await;
+    }
+
     /// Committed height of validator `i`.
     pub fn height(&self, i: usize) -> u64 {
         self.stores[i]
@@ -281,10 +305,18 @@ impl LocalNetwork {
     }
 
     /// Asserts the same block hash and state root on every validator at
-    /// every height they all have.
+    /// every height they all have (from the highest a validator that
+    /// joined from a snapshot joined at).
     pub fn assert_agreement(&self) {
         let top = self.heights().into_iter().min().unwrap_or(0);
-        for h in 1..=top {
+        let first = self
+            .stores
+            .iter()
+            .map(|s| s.first_full_height().expect("store readable") - 1)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        for h in first..=top {
             let blocks: Vec<_> = self
                 .stores
                 .iter()

@@ -4,6 +4,7 @@
 //! two down, the stopped ones catch up when they return, and a peer sending
 //! garbage is refused.
 
+use chatpay_node::state_sync::{SyncConfig, SyncFrom};
 use chatpay_proto::pb::client_client::ClientClient;
 use chatpay_proto::{Output, Transfer, pb};
 use chatpay_tests::{CHAIN_ID, FEE, LocalNetwork};
@@ -80,6 +81,59 @@ async fn transfers_to_any_validator_commit_and_a_crashed_one_catches_up() {
     c.wait_for(&[0, 1, 2, 3], top + 2, WAIT).await;
     c.assert_agreement();
     assert_eq!(nonce(&c, 3), 12);
+    c.stop(2).await;
+    let h = c.heights().into_iter().max().unwrap();
+    c.wait_for(&[0, 1, 3], h + 3, WAIT).await;
+    c.assert_agreement();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_validator_rejoins_from_a_snapshot_and_votes_again() {
+    let mut c = LocalNetwork::start(4).await;
+    for nonce in 1..=6 {
+        submit(&c, (nonce % 4) as usize, nonce).await;
+    }
+    wait_for_nonce(&c, 6).await;
+    let snapshot = SyncConfig {
+        from: SyncFrom::Snapshot,
+        snapshot_min_height: 1,
+    };
+    c.rejoin(3, snapshot).await;
+    let top = c.heights()[..3].iter().copied().max().unwrap();
+    c.wait_for(&[3], top + 2, WAIT).await;
+    // It took the state of a height the others had committed, and kept
+    // no block below it (a replay would have them all).
+    let joined = c.store(3).first_full_height().unwrap() - 1;
+    assert!(joined > 1 && joined <= top, "joined at {joined}, top {top}");
+    assert!(c.store(3).block(joined - 1).unwrap().is_none());
+    assert_eq!(nonce(&c, 3), 6, "the state came with it");
+    // History from before it joined is not there: it says so (a wallet
+    // asks another validator) instead of serving a page cut short.
+    let list = pb::ListTransactionsRequest {
+        address: chatpay_proto::Address::new("cp", c.faucet.public_key().clone())
+            .unwrap()
+            .to_string(),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut joined_client = ClientClient::connect(c.urls()[3].clone()).await.unwrap();
+    let refused = joined_client
+        .list_transactions(list.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert!(refused.message().contains("snapshot"), "{refused}");
+    let mut other = ClientClient::connect(c.urls()[0].clone()).await.unwrap();
+    let page = other.list_transactions(list).await.unwrap().into_inner();
+    assert_eq!(page.transactions.len(), 6);
+    // Payments through it commit everywhere, executed alike.
+    for nonce in 7..=10 {
+        submit(&c, 3, nonce).await;
+    }
+    wait_for_nonce(&c, 10).await;
+    c.assert_agreement();
+    // And it votes: with another one down, three of four still commit.
     c.stop(2).await;
     let h = c.heights().into_iter().max().unwrap();
     c.wait_for(&[0, 1, 3], h + 3, WAIT).await;

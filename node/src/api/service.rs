@@ -4,7 +4,7 @@ use super::subscribe::subscribe;
 use super::{ApiState, cache};
 use crate::execution::state_tree;
 use crate::mempool::{Admission, AdmitError};
-use crate::storage::{StoreError, TxRecord};
+use crate::storage::{HistoryEntry, Store, StoreError, TxRecord};
 use chatpay_proto::{
     Account, AccountProof, Address, BlockHeader, CommitProof, Hash, MAX_COMMIT_PATH, MerkleProof,
     PublicKey, QuorumCertificate, SignedTransfer, TxId, merkle_leaf, pb, state,
@@ -109,6 +109,14 @@ impl ClientApi {
     /// store (`GetBlock` keeps the last few in [`cache::BLOCK_ANSWERS`]).
     fn read_block(&self, height: u64) -> Result<pb::GetBlockResponse, Status> {
         let store = self.state.ledger.store();
+        let first_full = store.first_full_height().map_err(internal)?;
+        if height > 0 && height < first_full {
+            return Err(Status::not_found(format!(
+                "this validator joined from a state snapshot at height {} and keeps no \
+                 block below {first_full}; ask another validator",
+                first_full - 1
+            )));
+        }
         let block = store.block(height).map_err(internal)?.ok_or_else(|| {
             let committed = store.committed_height().ok().flatten().unwrap_or(0);
             Status::not_found(format!(
@@ -153,33 +161,15 @@ impl ClientApi {
         Ok((account, AccountProof { state, commit }))
     }
 
-    /// The newest committed block D whose committed child is of round
-    /// D.round + 1 and certified: the newest block a client can be shown
-    /// committed, with the proof of it.
+    /// The newest block a client can be shown committed, with the proof.
     fn newest_commit_proof(&self) -> Result<CommitProof, Status> {
-        let store = self.state.ledger.store();
-        let head = store.committed_height().map_err(internal)?.unwrap_or(0);
-        let mut child = store.block(head).map_err(internal)?;
-        for height in (head.saturating_sub(MAX_COMMIT_PATH as u64)..head).rev() {
-            let parent = store
-                .block(height)
-                .map_err(internal)?
-                .ok_or_else(|| internal_msg("a committed height without its block"))?;
-            if let Some(c) = child.filter(|c| c.header.round == parent.header.round + 1) {
-                if let Some(qc) = c.certificate {
-                    return Ok(CommitProof {
-                        header: parent.header,
-                        commit_path: Vec::new(),
-                        commit_header: c.header,
-                        commit_certificate: qc,
-                    });
-                }
-            }
-            child = Some(parent);
-        }
-        Err(Status::unavailable(format!(
-            "no block of the last {MAX_COMMIT_PATH} can be shown committed yet; retry"
-        )))
+        crate::state_sync::newest_commit_proof(self.state.ledger.store().as_ref())
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "no block of the last {MAX_COMMIT_PATH} can be shown committed yet; retry"
+                ))
+            })
     }
 
     /// The committed headers after `header` up to the first block D whose
@@ -206,6 +196,27 @@ impl ClientApi {
             parent = child.header;
         }
         Ok((Vec::new(), None))
+    }
+}
+
+/// Whether a page of `key`'s history (`entries`, newest first, asked for
+/// `limit`) stops short of the account's first entry because this store
+/// does not keep the entries before it: it joined from a state snapshot.
+fn history_cut(
+    store: &dyn Store,
+    key: &PublicKey,
+    entries: &[HistoryEntry],
+    limit: usize,
+) -> Result<bool, StoreError> {
+    if entries.len() == limit || store.first_full_height()? <= 1 {
+        return Ok(false);
+    }
+    match entries.last() {
+        Some(oldest) => Ok(oldest.number > 1),
+        None => match store.history_from(key, (0, 0), 1)?.first() {
+            Some(first_kept) => Ok(first_kept.number > 1),
+            None => Ok(store.account(key)?.is_some_and(|a| a.history_count > 0)),
+        },
     }
 }
 
@@ -482,6 +493,13 @@ impl pb::client_server::Client for ClientApi {
         let entries = store
             .history_before(&key, cursor, limit as usize)
             .map_err(internal)?;
+        if history_cut(store.as_ref(), &key, &entries, limit as usize).map_err(internal)? {
+            let joined = store.first_full_height().map_err(internal)? - 1;
+            return Err(Status::failed_precondition(format!(
+                "this validator joined from a state snapshot at height {joined} and keeps no \
+                 history before it; ask another validator"
+            )));
+        }
         let (history_count_before, history_hash_before) = entries
             .last()
             .map_or((0, Hash::default()), |e| (e.number - 1, e.hash_before));

@@ -347,7 +347,13 @@ fn stored_leadership(
     validators: usize,
 ) -> Result<Leadership, LedgerError> {
     let store = ledger.store();
-    let first = root.height.saturating_sub(LEADERSHIP_REPLAY_BLOCKS).max(1);
+    // A store that joined from a snapshot at H keeps blocks from H on:
+    // the window then starts after H, as it would after any other start.
+    let first = root
+        .height
+        .saturating_sub(LEADERSHIP_REPLAY_BLOCKS)
+        .max(store.first_full_height()?)
+        .max(1);
     let mut parent = match first - 1 {
         0 => None,
         h => store.block(h)?,

@@ -44,9 +44,11 @@ pub struct SyncedBlock {
     pub certificate: Option<QuorumCertificate>,
 }
 
-/// The committed block at `height` (≥ 1) as served to peers.
+/// The committed block at `height` (≥ 1) as served to peers; `None` for
+/// one this store does not keep whole (it joined from a state snapshot
+/// above it).
 pub fn committed_block(store: &dyn Store, height: u64) -> Result<Option<SyncedBlock>, StoreError> {
-    if height == 0 {
+    if height == 0 || height < store.first_full_height()? {
         return Ok(None);
     }
     let Some(stored) = store.block(height)? else {

@@ -359,7 +359,12 @@ fn record_history<V: ?Sized>(
 }
 
 /// Applies one transfer to the overlay: `Ok(Ok(fee))` on success,
-/// `Ok(Err(code))` when a rule refuses it (nothing changed).
+/// `Ok(Err(code))` when a rule refuses it. A refusal changes nothing,
+/// except that a transfer its sender signed for the right nonce and fee
+/// but that fails for want of funds (or on an overflow) spends its nonce:
+/// every transfer a block includes spends its sender's nonce, so a tx id
+/// cannot be included twice and no set of spent ids is state outside the
+/// tree (ADR 0016).
 fn apply_one<V: StateView + ?Sized>(
     rules: &ChainRules,
     overlay: &mut Overlay<'_, V>,
@@ -385,15 +390,23 @@ fn apply_one<V: StateView + ?Sized>(
     if t.fee() < rules.fee_per_transfer {
         return Ok(Err(ReceiptCode::FeeTooLow));
     }
+    // The nonce is spent from here on, whatever the outcome.
+    sender.nonce += 1;
     let Some(debit) = t.total_amount().and_then(|a| a.checked_add(t.fee())) else {
-        return Ok(Err(ReceiptCode::Overflow));
+        return Ok(spend_nonce(
+            overlay,
+            t.sender(),
+            sender,
+            ReceiptCode::Overflow,
+        ));
     };
     if sender.balance < debit {
-        return Ok(Err(ReceiptCode::InsufficientFunds));
+        let code = ReceiptCode::InsufficientFunds;
+        return Ok(spend_nonce(overlay, t.sender(), sender, code));
     }
+    let unpaid = sender;
     sender.balance -= debit;
-    sender.nonce += 1;
-    // Credit on a scratch copy so that a failure leaves the overlay untouched.
+    // Credit on a scratch copy so that a failure leaves the balances untouched.
     let mut credited: BTreeMap<PublicKey, Account> = BTreeMap::new();
     credited.insert(t.sender().clone(), sender);
     for output in t.outputs() {
@@ -402,12 +415,29 @@ fn apply_one<V: StateView + ?Sized>(
             None => overlay.get(&output.recipient)?.unwrap_or_default(),
         };
         let Some(balance) = current.balance.checked_add(output.amount) else {
-            return Ok(Err(ReceiptCode::Overflow));
+            return Ok(spend_nonce(
+                overlay,
+                t.sender(),
+                unpaid,
+                ReceiptCode::Overflow,
+            ));
         };
         credited.insert(output.recipient.clone(), Account { balance, ..current });
     }
     overlay.after.extend(credited);
     Ok(Ok(t.fee()))
+}
+
+/// A transfer that failed after its nonce and fee were found right: the
+/// sender's account with its nonce spent and its balance unchanged.
+fn spend_nonce<V: ?Sized>(
+    overlay: &mut Overlay<'_, V>,
+    key: &PublicKey,
+    spent: Account,
+    code: ReceiptCode,
+) -> Result<u64, ReceiptCode> {
+    overlay.after.insert(key.clone(), spent);
+    Err(code)
 }
 
 fn check_conservation<V: ?Sized>(overlay: &Overlay<'_, V>, burned_delta: u64) {

@@ -169,6 +169,174 @@ pub fn prove(
     Ok((value, proof))
 }
 
+/// The tree's proof that the leaves of `version` up to `last` (which is
+/// in the tree) are all there are from the first key on, given those
+/// leaves: the siblings right of `last`'s path (borsh, as the jmt crate
+/// encodes its `SparseMerkleRangeProof`).
+///
+/// # Errors
+/// When the tree of `version` is not in the store or lacks `last`.
+pub fn range_proof(store: &dyn Store, version: u64, last: &Hash) -> Result<Vec<u8>, StoreError> {
+    let reader = StoreReader(store);
+    let proof = Sha256Jmt::new(&reader)
+        .get_range_proof(KeyHash(last.0), version)
+        .map_err(|e| StoreError::Corrupt {
+            what: "state tree",
+            detail: format!("a range proof at version {version}: {e:#}"),
+        })?;
+    Ok(borsh::to_vec(&proof).expect("encoding into memory cannot fail"))
+}
+
+/// Most bytes of a range proof: a count and at most 256 tagged siblings.
+pub const MAX_RANGE_PROOF_BYTES: usize = 4 + 256 * 65;
+
+/// Tree nodes as stored: (encoded key, encoded node).
+type Encoded = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Nodes a restore completes, encoded (key, node), until they are stored.
+#[derive(Default)]
+struct NodeSink(std::sync::Mutex<Encoded>);
+
+impl jmt::storage::TreeWriter for NodeSink {
+    fn write_node_batch(&self, batch: &jmt::storage::NodeBatch) -> anyhow::Result<()> {
+        let mut nodes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.extend(
+            batch
+                .nodes()
+                .iter()
+                .map(|(k, n)| (encode_key(k), encode_node(n))),
+        );
+        Ok(())
+    }
+}
+
+/// Rebuilds the tree of one version from its leaves, in key order, in
+/// chunks, each checked with the server's range proof against the root
+/// the version must have (the jmt crate's restore, which Diem and Aptos
+/// state sync use): a chunk with a leaf changed, left out or added does
+/// not verify.
+///
+/// The jmt restore holds its writer as a trait object that is not `Send`,
+/// so it lives on a thread of its own and this handle (which is) talks to
+/// it; every call waits for its answer, so the restore's work happens
+/// in call order, as if in place.
+pub struct TreeRestore {
+    requests: std::sync::mpsc::Sender<RestoreRequest>,
+    answers: std::sync::mpsc::Receiver<Result<Encoded, String>>,
+    version: u64,
+}
+
+enum RestoreRequest {
+    Add(Vec<(Hash, Vec<u8>)>, Vec<u8>),
+    Finish,
+}
+
+/// The restore thread: answers each request until `Finish` or until the
+/// handle is dropped.
+fn restore_thread(
+    version: u64,
+    root: Hash,
+    requests: &std::sync::mpsc::Receiver<RestoreRequest>,
+    answers: &std::sync::mpsc::Sender<Result<Encoded, String>>,
+) {
+    use jmt::restore::StateSnapshotReceiver;
+    let sink = std::sync::Arc::new(NodeSink::default());
+    let take =
+        |sink: &NodeSink| std::mem::take(&mut *sink.0.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut restore = jmt::restore::JellyfishMerkleRestore::<sha2_jmt::Sha256>::new_overwrite(
+        sink.clone(),
+        version,
+        jmt::RootHash(root.0),
+    )
+    .expect("a restore into memory starts");
+    while let Ok(request) = requests.recv() {
+        let answer = match request {
+            RestoreRequest::Add(leaves, proof) => {
+                add_chunk(&mut restore, leaves, &proof).map(|()| take(&sink))
+            }
+            RestoreRequest::Finish => {
+                let done = restore.finish().map_err(|e| format!("{e:#}"));
+                let _ = answers.send(done.map(|()| take(&sink)));
+                return;
+            }
+        };
+        if answers.send(answer).is_err() {
+            return;
+        }
+    }
+}
+
+fn add_chunk(
+    restore: &mut jmt::restore::JellyfishMerkleRestore<sha2_jmt::Sha256>,
+    leaves: Vec<(Hash, Vec<u8>)>,
+    proof: &[u8],
+) -> Result<(), String> {
+    use jmt::restore::StateSnapshotReceiver;
+    if proof.len() > MAX_RANGE_PROOF_BYTES {
+        return Err(format!("a range proof of {} bytes", proof.len()));
+    }
+    let proof: jmt::proof::SparseMerkleRangeProof<sha2_jmt::Sha256> =
+        borsh::from_slice(proof).map_err(|e| format!("not a range proof: {e}"))?;
+    let chunk = leaves.into_iter().map(|(k, v)| (KeyHash(k.0), v)).collect();
+    restore
+        .add_chunk(chunk, proof)
+        .map_err(|e| format!("{e:#}"))
+}
+
+impl TreeRestore {
+    /// A restore of the tree of `version`, whose root must be `root`.
+    pub fn new(version: u64, root: &Hash) -> Self {
+        let (requests, inbox) = std::sync::mpsc::channel();
+        let (outbox, answers) = std::sync::mpsc::channel();
+        let root = *root;
+        std::thread::Builder::new()
+            .name("state-restore".into())
+            .spawn(move || restore_thread(version, root, &inbox, &outbox))
+            .expect("a thread starts");
+        Self {
+            requests,
+            answers,
+            version,
+        }
+    }
+
+    fn ask(&self, request: RestoreRequest) -> Result<Encoded, String> {
+        self.requests
+            .send(request)
+            .map_err(|_| "the restore ended".to_string())?;
+        self.answers
+            .recv()
+            .map_err(|_| "the restore ended".to_string())?
+    }
+
+    /// Adds the next chunk of leaves (key, leaf), keys above every key
+    /// added before, and checks everything added so far against the root
+    /// with `proof` ([`range_proof`] of the chunk's last key). Returns the
+    /// nodes the chunk completed, to store. After an error the restore is
+    /// unusable (the tree restore has taken in part of the chunk).
+    ///
+    /// # Errors
+    /// When the chunk is empty, out of order, or does not verify; or the
+    /// proof is not one.
+    pub fn add(&mut self, leaves: Vec<(Hash, Vec<u8>)>, proof: &[u8]) -> Result<Encoded, String> {
+        self.ask(RestoreRequest::Add(leaves, proof.to_vec()))
+    }
+
+    /// Ends the restore after the last chunk: the nodes still to store,
+    /// the root among them.
+    ///
+    /// # Errors
+    /// When no leaf was added.
+    pub fn finish(self) -> Result<Encoded, String> {
+        self.ask(RestoreRequest::Finish)
+    }
+
+    /// The version being restored.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
 /// The tree's proof, in its borsh layout (`Option<leaf>`, then a `u32`
 /// count of siblings, each a tagged node: 0 empty, 1 internal (left,
 /// right), 2 leaf (key, value hash)), as a [`StateProof`] of hashes.

@@ -116,6 +116,39 @@ impl Peers {
         Ok((peers, tasks))
     }
 
+    /// The other validators' indices.
+    pub fn others(&self) -> impl Iterator<Item = ValidatorIndex> + '_ {
+        (0..self.links.len())
+            .filter(|&i| self.links[i].is_some())
+            .map(|i| ValidatorIndex::try_from(i).expect("validator sets are small"))
+    }
+
+    /// Asks `peer` for a chunk of the state (state sync), within `timeout`;
+    /// the chunk is checked for form only ([`crate::state_sync::Restore`]
+    /// checks the rest).
+    ///
+    /// # Errors
+    /// When the peer cannot be reached, refuses, times out or answers
+    /// something malformed.
+    pub async fn state_chunk(
+        &self,
+        peer: ValidatorIndex,
+        request: pb::StateChunkRequest,
+        timeout: Duration,
+    ) -> Result<crate::state_sync::Chunk, String> {
+        let mut client = self
+            .link(peer)
+            .ok_or_else(|| format!("no link to validator {peer}"))?
+            .client
+            .clone();
+        let call = async move { client.get_state_chunk(request).await };
+        let answer = tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        crate::state_sync::Chunk::try_from(answer.into_inner()).map_err(|e| e.to_string())
+    }
+
     fn link(&self, peer: ValidatorIndex) -> Option<&Link> {
         self.links.get(peer as usize).and_then(Option::as_ref)
     }

@@ -9,7 +9,9 @@ use crate::consensus::sync::{
 };
 use crate::consensus::wire::ConsensusMessage;
 use crate::node::{CoreEvent, blocking, each_yielding};
-use chatpay_proto::{SignedTransfer, hash_field, pb};
+use crate::state_sync;
+use crate::storage::Store;
+use chatpay_proto::{Hash, SignedTransfer, hash_field, pb};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -233,6 +235,40 @@ impl pb::validator_server::Validator for ValidatorService {
         };
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
+
+    async fn get_state_chunk(
+        &self,
+        request: Request<pb::StateChunkRequest>,
+    ) -> Result<Response<pb::StateChunk>, Status> {
+        let r = request.into_inner();
+        let store = self.api.ledger.store();
+        let chunk = blocking(|| state_chunk(store.as_ref(), &r))?;
+        Ok(Response::new(chunk))
+    }
+}
+
+/// The state chunk `r` asks for, or why it cannot be served.
+fn state_chunk(store: &dyn Store, r: &pb::StateChunkRequest) -> Result<pb::StateChunk, Status> {
+    let from = match r.from_key.len() {
+        0 => Hash::default(),
+        _ => Hash::from_slice(&r.from_key).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "from_key is {} bytes; a tree key is 32",
+                r.from_key.len()
+            ))
+        })?,
+    };
+    let limit = usize::try_from(r.limit).unwrap_or(usize::MAX);
+    let chunk = state_sync::serve_chunk(store, r.height, &from, limit)
+        .map_err(crate::api::internal)?
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "the state at height {} is not kept here, or not shown committed yet \
+                 (0 asks for the newest)",
+                r.height
+            ))
+        })?;
+    Ok((&chunk).into())
 }
 
 /// A sync-response bloater's answer (the simulator's faulty validator):

@@ -156,3 +156,37 @@ pub fn state_value_key(key_hash: &Hash, version: u64) -> [u8; 40] {
     out[32..].copy_from_slice(&version.to_be_bytes());
     out
 }
+
+/// A state value key read back: (tree key, version); `None` if it is not one.
+pub fn decode_state_value_key(key: &[u8]) -> Option<(Hash, u64)> {
+    let key: &[u8; 40] = key.try_into().ok()?;
+    let version = u64::from_be_bytes(key[32..].try_into().expect("8 bytes"));
+    Some((Hash::from_slice(&key[..32]).expect("32 bytes"), version))
+}
+
+/// Stored state value: owner length (1: 0, or 33 for an account) ‖ the
+/// account's public key ‖ the tree leaf. The tree hashes only the leaf;
+/// the key lets a snapshot carry who owns each account leaf.
+pub fn state_value(owner: Option<&PublicKey>, leaf: &[u8]) -> Vec<u8> {
+    let owner = owner.map_or(&[][..], |k| k.as_bytes());
+    let mut out = Vec::with_capacity(1 + owner.len() + leaf.len());
+    out.push(u8::try_from(owner.len()).expect("a key is 33 bytes"));
+    out.extend_from_slice(owner);
+    out.extend_from_slice(leaf);
+    out
+}
+
+/// A stored state value read back: (owner, leaf).
+pub fn decode_state_value(bytes: &[u8]) -> Result<(Option<PublicKey>, &[u8])> {
+    let (&len, rest) = bytes
+        .split_first()
+        .ok_or_else(|| corrupt("state value", "empty"))?;
+    let (owner, leaf) = rest
+        .split_at_checked(usize::from(len))
+        .ok_or_else(|| corrupt("state value", "shorter than its owner"))?;
+    let owner = match len {
+        0 => None,
+        _ => Some(decode_key(owner)?),
+    };
+    Ok((owner, leaf))
+}

@@ -31,7 +31,8 @@ pub const STATE_TREE: &str = "state_tree";
 /// nodes that a later version replaced, pruned once no kept version needs
 /// them (`Store::prune_state_tree`).
 pub const STALE_TREE_NODES: &str = "stale_tree_nodes";
-/// tree key (32) ‖ version (u64) → account leaf: the value of a state tree
+/// tree key (32) ‖ version (u64) → owner length (u8) ‖ owner's public key
+/// (33, absent for the burned total) ‖ leaf: the value of a state tree
 /// leaf from that version on (the tree itself keeps only value hashes);
 /// pruned with the replaced leaf nodes (`Store::prune_state_tree`).
 pub const STATE_VALUES: &str = "state_values";
@@ -54,6 +55,10 @@ pub const ALL: [&str; 12] = [
 
 /// `METADATA` key of the committed height.
 pub const META_COMMITTED_HEIGHT: &[u8] = b"committed_height";
+/// `METADATA` key of the version of a snapshot import under way.
+pub const META_IMPORT: &[u8] = b"import";
+/// `METADATA` key of the first height above genesis kept whole (absent: 1).
+pub const META_FIRST_FULL: &[u8] = b"first_full_height";
 /// `METADATA` key of the total burned fees.
 pub const META_BURNED: &[u8] = b"burned";
 /// `SAFETY` key of the consensus safety record.

@@ -6,11 +6,11 @@ use super::codec::{self, history_key};
 use super::columns as cf;
 use super::safety_file::{self, SafetyFiles};
 use super::{
-    BlockCommit, HistoryEntry, Result, Store, StoreError, StoredBlock, TxPosition, TxRecord,
-    check_extends,
+    BlockCommit, HistoryEntry, Result, StateEntry, Store, StoreError, StoredBlock, TxPosition,
+    TxRecord, check_extends,
 };
 use crate::execution::state_tree;
-use chatpay_proto::{Account, Hash, PublicKey, TxId, state};
+use chatpay_proto::{Account, BlockHeader, Hash, PublicKey, QuorumCertificate, TxId, state};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
@@ -342,9 +342,14 @@ impl<B: Backend> Store for KvStore<B> {
             puts.push(put(
                 cf::STATE_VALUES,
                 codec::state_value_key(&tree_key, height),
-                state::account_leaf(account),
+                codec::state_value(Some(key), &state::account_leaf(account)),
             ));
         }
+        puts.push(put(
+            cf::STATE_VALUES,
+            codec::state_value_key(&state::burned_key(), height),
+            codec::state_value(None, &state::burned_leaf(commit.burned)),
+        ));
         for (key, node) in &commit.tree_nodes {
             puts.push(put(cf::STATE_TREE, key.clone(), node.clone()));
         }
@@ -376,7 +381,174 @@ impl<B: Backend> Store for KvStore<B> {
                 }
                 false
             })?;
-        Ok(found)
+        found
+            .map(|v| codec::decode_state_value(&v).map(|(_, leaf)| leaf.to_vec()))
+            .transpose()
+    }
+
+    fn state_entries(&self, from: &Hash, version: u64, limit: usize) -> Result<Vec<StateEntry>> {
+        // Keys in order, each with its versions in order: the last version
+        // at or below `version` of each key is its leaf in that tree.
+        let mut out: Vec<StateEntry> = Vec::new();
+        let mut current: Option<(Hash, Vec<u8>)> = None;
+        let mut failure = None;
+        let mut flush = |current: &mut Option<(Hash, Vec<u8>)>, out: &mut Vec<StateEntry>| {
+            if let Some((key, value)) = current.take() {
+                match codec::decode_state_value(&value) {
+                    Ok((owner, leaf)) => out.push(StateEntry {
+                        key,
+                        owner,
+                        leaf: leaf.to_vec(),
+                    }),
+                    Err(e) => failure = Some(e),
+                }
+            }
+        };
+        let start = codec::state_value_key(from, 0);
+        self.backend
+            .scan(cf::STATE_VALUES, &start, Scan::Forward, &mut |k, v| {
+                let Some((key, at)) = codec::decode_state_value_key(k) else {
+                    return true;
+                };
+                if current.as_ref().is_some_and(|(c, _)| *c != key) {
+                    flush(&mut current, &mut out);
+                }
+                if out.len() >= limit {
+                    return false;
+                }
+                if at <= version {
+                    current = Some((key, v.to_vec()));
+                }
+                true
+            })?;
+        if out.len() < limit {
+            flush(&mut current, &mut out);
+        }
+        failure.map_or(Ok(out), Err)
+    }
+
+    fn import_state(
+        &self,
+        version: u64,
+        entries: &[StateEntry],
+        nodes: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(height) = self.committed_height()? {
+            return Err(StoreError::InvalidCommit {
+                height,
+                reason: "a snapshot is imported only into an empty store".into(),
+            });
+        }
+        let mut puts = vec![put(
+            cf::METADATA,
+            cf::META_IMPORT,
+            codec::u64_value(version),
+        )];
+        for entry in entries {
+            if let Some(owner) = &entry.owner {
+                let account =
+                    state::decode_account_leaf(&entry.leaf).ok_or_else(|| StoreError::Corrupt {
+                        what: "imported account",
+                        detail: format!("the leaf of {owner} is not an account"),
+                    })?;
+                puts.push(put(
+                    cf::ACCOUNTS,
+                    owner.as_bytes().to_vec(),
+                    codec::account_value(&account),
+                ));
+            }
+            puts.push(put(
+                cf::STATE_VALUES,
+                codec::state_value_key(&entry.key, version),
+                codec::state_value(entry.owner.as_ref(), &entry.leaf),
+            ));
+        }
+        for (key, node) in nodes {
+            puts.push(put(cf::STATE_TREE, key.clone(), node.clone()));
+        }
+        self.backend.write(puts, false)
+    }
+
+    fn finish_import(
+        &self,
+        genesis: &BlockHeader,
+        header: &BlockHeader,
+        certificate: Option<&QuorumCertificate>,
+        burned: u64,
+    ) -> Result<()> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let height = header.height;
+        if self.committed_height()?.is_some() || genesis.height != 0 || height == 0 {
+            return Err(StoreError::InvalidCommit {
+                height,
+                reason: "an import ends on an empty store, above genesis".into(),
+            });
+        }
+        let mut puts = Vec::new();
+        for h in [genesis, header] {
+            let key = h.height.to_be_bytes();
+            puts.push(put(cf::BLOCKS, key, codec::block_value(h, [].into_iter())));
+            puts.push(put(cf::BLOCK_HEIGHTS, h.hash().0, key));
+        }
+        if let Some(qc) = certificate {
+            puts.push(put(
+                cf::CERTIFICATES,
+                height.to_be_bytes(),
+                codec::certificate_value(qc),
+            ));
+        }
+        puts.push(put(cf::METADATA, cf::META_BURNED, codec::u64_value(burned)));
+        puts.push(put(
+            cf::METADATA,
+            cf::META_FIRST_FULL,
+            codec::u64_value(height + 1),
+        ));
+        puts.push(put(
+            cf::METADATA,
+            cf::META_COMMITTED_HEIGHT,
+            codec::u64_value(height),
+        ));
+        self.backend.write(puts, true)?;
+        self.backend
+            .delete(cf::METADATA, vec![cf::META_IMPORT.to_vec()], true)
+    }
+
+    fn partial_import(&self) -> Result<Option<u64>> {
+        if self.committed_height()?.is_some() {
+            return Ok(None);
+        }
+        self.backend
+            .get(cf::METADATA, cf::META_IMPORT)?
+            .map(|v| codec::decode_u64(&v, "import version"))
+            .transpose()
+    }
+
+    fn discard_chain_data(&self) -> Result<()> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Past every key: keys are shorter than this and not all 0xff.
+        let past_all = [0xff; 128];
+        // The committed height first: a crash midway leaves a store that
+        // reads as empty (and is discarded again).
+        self.backend
+            .delete(cf::METADATA, vec![cf::META_COMMITTED_HEIGHT.to_vec()], true)?;
+        for column in cf::ALL {
+            if column != cf::SAFETY {
+                self.backend.delete_range(column, &[], &past_all, false)?;
+            }
+        }
+        self.backend.sync()?;
+        drop(_guard);
+        self.forget_cached_accounts();
+        Ok(())
+    }
+
+    fn first_full_height(&self) -> Result<u64> {
+        self.backend
+            .get(cf::METADATA, cf::META_FIRST_FULL)?
+            .map(|v| codec::decode_u64(&v, "first full height"))
+            .transpose()
+            .map(|h| h.unwrap_or(1))
     }
 
     fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize> {

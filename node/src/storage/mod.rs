@@ -127,6 +127,18 @@ pub struct HistoryEntry {
     pub hash_before: Hash,
 }
 
+/// One leaf of the state tree with the account it belongs to: what a
+/// state snapshot carries (`crate::state_sync`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    /// The tree key.
+    pub key: Hash,
+    /// The account's public key; `None` for the burned total.
+    pub owner: Option<PublicKey>,
+    /// The leaf.
+    pub leaf: Vec<u8>,
+}
+
 /// Durable ledger storage. Implementations are safe to share between tasks.
 pub trait Store: Send + Sync + 'static {
     /// Height of the last committed block; `None` before genesis is written.
@@ -186,6 +198,47 @@ pub trait Store: Send + Sync + 'static {
     /// versions stay whole); returns how many nodes. Not synced: a crash only leaves some to delete
     /// again.
     fn prune_state_tree(&self, up_to_version: u64, limit: usize) -> Result<usize>;
+
+    /// Up to `limit` leaves of the tree of `version` whose key is at least
+    /// `from`, in key order (a state snapshot's chunk). Only versions the
+    /// tree keeps whole are complete.
+    fn state_entries(&self, from: &Hash, version: u64, limit: usize) -> Result<Vec<StateEntry>>;
+
+    /// Writes a verified chunk of a state snapshot at `version` into an
+    /// empty store: its accounts and leaves, and the tree nodes it
+    /// completes (encoded key, node). Not synced; the store stays without
+    /// a committed block (and an interrupted import is found by
+    /// [`Store::partial_import`]) until [`Store::finish_import`].
+    fn import_state(
+        &self,
+        version: u64,
+        entries: &[StateEntry],
+        nodes: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()>;
+
+    /// Ends an import: stores the genesis header, the snapshot's header
+    /// (with its certificate) as the committed head, and the burned total,
+    /// in one synced write. Blocks between genesis and the head are not
+    /// in the store ([`Store::first_full_height`]).
+    fn finish_import(
+        &self,
+        genesis: &BlockHeader,
+        header: &BlockHeader,
+        certificate: Option<&QuorumCertificate>,
+        burned: u64,
+    ) -> Result<()>;
+
+    /// The version of a snapshot import that started and did not finish.
+    fn partial_import(&self) -> Result<Option<u64>>;
+
+    /// Deletes every block, transaction, account and tree node, keeping the
+    /// safety record and its certificates (an interrupted import).
+    fn discard_chain_data(&self) -> Result<()>;
+
+    /// The lowest height above genesis from which every committed block is
+    /// kept whole (with its transactions and history): 1, unless the store
+    /// was started from a snapshot (then the snapshot's height + 1).
+    fn first_full_height(&self) -> Result<u64>;
 
     /// Calls `f` for every account, in key order (audits and tests).
     fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> Result<()>;

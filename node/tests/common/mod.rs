@@ -134,6 +134,10 @@ impl Network {
             .arg("start")
             .arg("--home")
             .arg(self.home(i))
+            // Every validator of a fresh network starts at once: none would
+            // answer another's snapshot offer request before its own ended.
+            .arg("--sync-from")
+            .arg("genesis")
             .env(
                 "CHATPAY_LOG",
                 std::env::var("CHAOS_LOG").unwrap_or_else(|_| "info".into()),

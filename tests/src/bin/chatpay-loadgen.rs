@@ -16,7 +16,9 @@
 use chatpay_node::genesis::AccountFile;
 use chatpay_node::testnet::{self, HRP, TestnetSpec};
 use chatpay_proto::pb::client_client::ClientClient;
-use chatpay_proto::{Address, Output, SecretKey, SignedTransfer, Transfer, TxId, pb, sha256};
+use chatpay_proto::{
+    Address, Output, PublicKey, SecretKey, SignedTransfer, Transfer, TxId, pb, sha256,
+};
 use clap::{Parser, Subcommand};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -88,6 +90,11 @@ enum Command {
         /// Where to write the JSON result.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Pay this many accounts that do not exist yet, in turn, instead
+        /// of the next load account (a chain of many users: each becomes a
+        /// leaf of the state tree); 0 pays the load accounts.
+        #[arg(long, default_value_t = 0)]
+        new_accounts: u32,
     },
 }
 
@@ -133,6 +140,7 @@ fn main() -> Result<(), String> {
             warmup,
             pids,
             out,
+            new_accounts,
         } => rt.block_on(run(Run {
             nodes,
             accounts,
@@ -144,6 +152,7 @@ fn main() -> Result<(), String> {
             warmup,
             pids,
             out,
+            new_accounts,
         })),
     }
 }
@@ -192,6 +201,7 @@ struct Run {
     warmup: u64,
     pids: Vec<u32>,
     out: Option<PathBuf>,
+    new_accounts: u32,
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -593,11 +603,18 @@ async fn run(r: Run) -> Result<(), String> {
         nonces.push(nonce);
     }
     let memo = vec![b'm'; r.memo_bytes];
+    // Recipients that are not load accounts (their keys follow them).
+    let fresh: Vec<PublicKey> = (0..r.new_accounts)
+        .map(|j| account(r.accounts.saturating_add(j)).public_key().clone())
+        .collect();
     let signed: Vec<SignedTransfer> = (0..total)
         .map(|k| {
             let i = (k % u64::from(r.accounts)) as usize;
             nonces[i] += 1;
-            let to = keys[(i + 1) % keys.len()].public_key().clone();
+            let to = match r.new_accounts {
+                0 => keys[(i + 1) % keys.len()].public_key().clone(),
+                n => fresh[(k % u64::from(n)) as usize].clone(),
+            };
             Transfer::new(
                 CHAIN_ID,
                 keys[i].public_key().clone(),

@@ -39,6 +39,8 @@ pub struct Checker {
     last_vote: Vec<Option<VoteSeen>>,
     /// Highest round any honest validator voted or timed out in.
     pub max_round: u64,
+    /// Validators seen to join from a state snapshot.
+    pub snapshot_joins: usize,
     /// Every violation found, in order.
     pub violations: Vec<String>,
 }
@@ -60,6 +62,7 @@ impl Checker {
             voted_round: vec![0; validators],
             last_vote: vec![None; validators],
             max_round: 0,
+            snapshot_joins: 0,
             violations: Vec::new(),
         }
     }
@@ -117,7 +120,18 @@ impl Checker {
             );
             self.heights[v] = height;
         }
-        for h in before + 1..=height {
+        // A validator that joined from a snapshot at height H keeps no
+        // block below H (but genesis); block H is the snapshot's header,
+        // which must be the canonical one like every block after it.
+        let first_full = store.first_full_height()?;
+        if first_full > 1 && before < first_full - 1 {
+            self.snapshot_joins += 1;
+            trace.push(format!(
+                "{now_ms} v{v} joined from a snapshot at height {}",
+                first_full - 1
+            ));
+        }
+        for h in (before + 1).max(first_full - 1)..=height {
             let Some(block) = store.block(h)? else {
                 self.violation(
                     now_ms,
@@ -270,8 +284,17 @@ impl Checker {
         for i in 0..self.honest.len() {
             let v = self.honest[i];
             let height = self.heights[v];
+            // Below this, a validator that joined from a snapshot keeps
+            // no transactions.
+            let kept_from = match stores[v].first_full_height() {
+                Ok(h) => h,
+                Err(e) => {
+                    self.violation(now_ms, format!("v{v}: store read failed: {e}"));
+                    continue;
+                }
+            };
             for (id, s) in seen {
-                if s.height > height {
+                if s.height > height || s.height < kept_from {
                     continue;
                 }
                 match stores[v].transaction(id) {

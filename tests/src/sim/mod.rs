@@ -33,6 +33,7 @@ use chatpay_node::consensus::sync::SYNC_RECEIVE_MAX_BYTES;
 use chatpay_node::genesis::Genesis;
 use chatpay_node::mempool::MempoolConfig;
 use chatpay_node::node::{Clock, NodeConfig, run as run_validator};
+use chatpay_node::state_sync::{SyncConfig, SyncFrom};
 use chatpay_node::storage::{MemoryStore, Store, columns};
 use chatpay_proto::pb::client_client::ClientClient;
 use chatpay_proto::pb::get_transaction_response::Status as TxStatus;
@@ -54,6 +55,17 @@ use tonic::transport::Channel;
 
 /// Chain id of simulated networks.
 pub const CHAIN_ID: &str = "chatpay-sim";
+/// How validators start: by replay from genesis.
+const GENESIS_JOIN: SyncConfig = SyncConfig {
+    from: SyncFrom::Genesis,
+    snapshot_min_height: u64::MAX,
+};
+/// How a validator wiped by [`Fault::WipeToSnapshot`] restarts: from a
+/// snapshot at whatever height its peers show committed.
+const SNAPSHOT_JOIN: SyncConfig = SyncConfig {
+    from: SyncFrom::Snapshot,
+    snapshot_min_height: 1,
+};
 /// Fee per transfer.
 pub const FEE: u64 = 10;
 /// Each simulated user's opening balance.
@@ -214,6 +226,8 @@ pub struct Outcome {
     pub wall_ms: u64,
     /// The most any honest validator held at once, of each kind.
     pub held: Held,
+    /// Validators that joined from a state snapshot.
+    pub snapshot_joins: usize,
 }
 
 /// Most uncommitted blocks an honest validator may hold at once. The block
@@ -276,7 +290,7 @@ impl Outcome {
             Some(v) => format!("VIOLATION {v}"),
         };
         format!(
-            "seed {}: {} validators, {} twins, {} faults, {} rounds, height {}, {} payments, {:.1} s simulated, held at most {} blocks: {verdict}",
+            "seed {}: {} validators, {} twins, {} faults, {} rounds, height {}, {} payments, {:.1} s simulated, held at most {} blocks, {} snapshot joins: {verdict}",
             self.seed,
             self.validators,
             twins,
@@ -285,7 +299,8 @@ impl Outcome {
             self.height,
             self.committed,
             self.simulated_ms as f64 / 1000.0,
-            self.held.blocks
+            self.held.blocks,
+            self.snapshot_joins
         )
     }
 }
@@ -476,6 +491,8 @@ struct World<'a> {
     faulty: Vec<Faulty>,
     /// Hosts whose chain data was deleted, not yet told to the checker.
     wiped: Vec<usize>,
+    /// Per host: how its next start joins with an empty store.
+    join_from: Vec<Arc<Mutex<SyncConfig>>>,
     /// Each validator's (first host's) core counters, as last published.
     stats: Vec<tokio::sync::watch::Receiver<CoreStats>>,
     honest: Vec<usize>,
@@ -659,7 +676,7 @@ impl<'a> World<'a> {
                     sim.set_link_fail_rate(a, b, f64::from(*per_mille) / 1000.0)
                 });
             }
-            Fault::Crash(v) | Fault::PowerCut(v) | Fault::Wipe(v) => {
+            Fault::Crash(v) | Fault::PowerCut(v) | Fault::Wipe(v) | Fault::WipeToSnapshot(v) => {
                 let h = *v;
                 self.down[h] += 1;
                 if self.down[h] == 1 {
@@ -670,10 +687,13 @@ impl<'a> World<'a> {
                     self.stores[h].lose_unsynced();
                     self.log(now, format!("v{h} lost {lost} unsynced writes"));
                 }
-                if matches!(fault, Fault::Wipe(_)) {
+                if matches!(fault, Fault::Wipe(_) | Fault::WipeToSnapshot(_)) {
                     self.stores[h].unsafe_reset();
                     self.wiped.push(h);
                     self.log(now, format!("v{h} chain data deleted"));
+                }
+                if matches!(fault, Fault::WipeToSnapshot(_)) {
+                    *self.join_from[h].lock().expect("join mode") = SNAPSHOT_JOIN;
                 }
             }
         }
@@ -699,7 +719,7 @@ impl<'a> World<'a> {
             Fault::Lossy(v, _) => {
                 self.each_link(*v, |sim, a, b| sim.set_link_fail_rate(a, b, 0.0));
             }
-            Fault::Crash(v) | Fault::PowerCut(v) | Fault::Wipe(v) => {
+            Fault::Crash(v) | Fault::PowerCut(v) | Fault::Wipe(v) | Fault::WipeToSnapshot(v) => {
                 let h = *v;
                 self.down[h] -= 1;
                 if self.down[h] == 0 {
@@ -769,6 +789,7 @@ pub fn run(config: &SimConfig) -> Outcome {
     // Each validator's Byzantine switches (its twin copy shares them).
     let faulty: Vec<Faulty> = (0..n).map(|_| Faulty::default()).collect();
     let mut stats = Vec::new();
+    let mut join_froms = Vec::new();
     for (h, name) in hosts.iter().enumerate() {
         let watch = (h < n).then(|| {
             let (tx, rx) = tokio::sync::watch::channel(CoreStats::default());
@@ -807,10 +828,15 @@ pub fn run(config: &SimConfig) -> Outcome {
             }),
             stats: watch,
             faulty: faulty[validator].clone(),
+            sync: GENESIS_JOIN,
         };
         let (genesis, store) = (genesis.clone(), stores[h].clone());
+        let join_from = Arc::new(std::sync::Mutex::new(GENESIS_JOIN));
+        join_froms.push(join_from.clone());
         sim.host(name.as_str(), move || {
-            let (genesis, node, connector) = (genesis.clone(), node.clone(), connector.clone());
+            let (genesis, mut node, connector) = (genesis.clone(), node.clone(), connector.clone());
+            // How this start joins: a snapshot once after a snapshot wipe.
+            node.sync = std::mem::replace(&mut *join_from.lock().expect("join mode"), GENESIS_JOIN);
             let store: Arc<dyn Store> = store.clone();
             async move {
                 let incoming = net::incoming().await?;
@@ -871,6 +897,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         orders: orders.clone(),
         faulty,
         wiped: Vec::new(),
+        join_from: join_froms,
         stats,
         honest: honest.clone(),
         trace: Vec::new(),
@@ -993,6 +1020,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         violations: checker.violations,
         wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         held,
+        snapshot_joins: checker.snapshot_joins,
     }
 }
 

@@ -48,6 +48,11 @@ pub enum Fault {
     /// kept. When the fault ends it
     /// starts from genesis and catches up from its peers.
     Wipe(usize),
+    /// As [`Fault::Wipe`], and when the fault ends the validator joins
+    /// from a state snapshot of its peers (the state at the newest height
+    /// they show committed, each chunk checked against that header's
+    /// root), then follows blocks from there.
+    WipeToSnapshot(usize),
     /// Validator `.0` is faulty: besides running, it signs proposals for
     /// its future rounds (up to 200 ahead) and sends them to everyone.
     FloodFutureProposals(usize),
@@ -86,6 +91,9 @@ impl fmt::Display for Fault {
             Fault::Crash(v) => write!(f, "crash v{v}"),
             Fault::PowerCut(v) => write!(f, "power cut of v{v} (unsynced writes lost)"),
             Fault::Wipe(v) => write!(f, "wipe v{v} (chain data deleted, safety record kept)"),
+            Fault::WipeToSnapshot(v) => {
+                write!(f, "wipe v{v}; it rejoins from a state snapshot")
+            }
             Fault::FloodFutureProposals(v) => {
                 write!(f, "v{v} floods proposals for its future rounds")
             }
@@ -208,6 +216,8 @@ impl Schedule {
         if !faulty.is_empty() {
             Self::draw_validator_attacks(seed, n, &faulty, heal_ms, &mut faults);
         }
+        let twinned: Vec<usize> = twins.iter().map(|t| t.validator).collect();
+        Self::draw_snapshot_join(seed, n, &twinned, heal_ms, &mut faults);
         Self {
             faults,
             twins,
@@ -258,6 +268,31 @@ impl Schedule {
                 fault: Fault::Wipe(victim),
             });
         }
+        faults.sort_by_key(|s| s.at_ms);
+    }
+
+    /// In half the runs, a validator (not a Twins one) is wiped in the
+    /// middle third of the run and rejoins from a state snapshot, while
+    /// the other faults go on. From a stream of its own, like the attacks.
+    fn draw_snapshot_join(
+        seed: u64,
+        n: usize,
+        twinned: &[usize],
+        heal_ms: u64,
+        faults: &mut Vec<Scheduled>,
+    ) {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5a9_5707);
+        let candidates: Vec<usize> = (0..n).filter(|v| !twinned.contains(v)).collect();
+        if candidates.is_empty() || !rng.random_ratio(1, 2) {
+            return;
+        }
+        let at_ms = rng.random_range(heal_ms / 3..heal_ms * 2 / 3);
+        let victim = candidates[rng.random_range(0..candidates.len())];
+        faults.push(Scheduled {
+            at_ms,
+            until_ms: (at_ms + rng.random_range(500..2_000)).min(heal_ms),
+            fault: Fault::WipeToSnapshot(victim),
+        });
         faults.sort_by_key(|s| s.at_ms);
     }
 
