@@ -134,10 +134,13 @@ def rejoin(net: Net, mode: str) -> dict:
         sys.exit(f"bench-rejoin: at height {later} validator {last} has {mine}, validator 0 {theirs}")
     log = open(f"{net.tmp}/node{last}.log").read()
     imported = re.findall(r"state imported from a snapshot.*?height=(\d+).*?leaves=(\d+)", log)
+    took = re.findall(r"state snapshot imported.*?chunks=(\d+).*?ms=(\d+)", log)
+    snapshot = None
+    if mode == "snapshot" and imported and took:
+        snapshot = {"height": int(imported[-1][0]), "leaves": int(imported[-1][1]),
+                    "chunks": int(took[-1][0]), "import_ms": int(took[-1][1])}
     return {"mode": mode, "seconds": round(seconds, 2), "target_height": target,
-            "checked_height": later, "state_root": mine.get("state"),
-            "snapshot": ({"height": int(imported[-1][0]), "leaves": int(imported[-1][1])}
-                         if mode == "snapshot" and imported else None)}
+            "checked_height": later, "state_root": mine.get("state"), "snapshot": snapshot}
 
 
 def main() -> None:
@@ -163,8 +166,13 @@ def main() -> None:
             runs = []
             for mode in ("genesis", "snapshot"):
                 r = rejoin(net, mode)
+                extra = ""
+                if r["snapshot"]:
+                    sn = r["snapshot"]
+                    extra = (f" (snapshot of height {sn['height']}: {sn['leaves']} leaves in "
+                             f"{sn['chunks']} chunks, imported in {sn['import_ms']} ms)")
                 print(f"bench-rejoin: by {mode}: {r['seconds']} s to height "
-                      f"{r['target_height']}; state root at {r['checked_height']} matches",
+                      f"{r['target_height']}{extra}; state root at {r['checked_height']} matches",
                       flush=True)
                 runs.append(r)
             ratio = runs[0]["seconds"] / runs[1]["seconds"]

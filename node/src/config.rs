@@ -27,6 +27,7 @@
 //! [sync]                       # joining with an empty store (ADR 0016)
 //! from = "snapshot"            # or "genesis": replay every block
 //! snapshot_min_height = 1024   # replay below this committed height
+//! retain_blocks = 0            # blocks kept whole; 0: all, else >= 10001
 //! ```
 //! Every field can be overridden by an environment variable named after
 //! it: `CHATPAY_LISTEN`, `CHATPAY_LOG_FORMAT`, `CHATPAY_CONSENSUS_BASE_TIMEOUT_MS`,
@@ -37,7 +38,7 @@ use crate::consensus::core::CoreConfig;
 use crate::consensus::wire::MAX_BLOCK_TXS;
 use crate::mempool::MempoolConfig;
 use crate::network::MAX_PEER_MESSAGE_BYTES;
-use crate::state_sync::{SyncConfig, SyncFrom};
+use crate::state_sync::{MIN_RETAIN_BLOCKS, SyncConfig, SyncFrom};
 use chatpay_proto::SecretKey;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -115,6 +116,11 @@ pub struct SyncSection {
     /// A snapshot is taken only when the peers can show at least this
     /// height committed; below it the validator replays.
     pub snapshot_min_height: u64,
+    /// Committed blocks kept whole below the head; older blocks, their
+    /// transactions and history rows are deleted (wallets read them from
+    /// validators that keep them). 0 keeps everything; otherwise at least
+    /// 10 001.
+    pub retain_blocks: u64,
 }
 
 impl Default for SyncSection {
@@ -123,6 +129,7 @@ impl Default for SyncSection {
         Self {
             from: s.from,
             snapshot_min_height: s.snapshot_min_height,
+            retain_blocks: s.retain_blocks,
         }
     }
 }
@@ -315,6 +322,13 @@ impl Config {
                 format!("must be in 4096..={max_bytes}"),
             );
         }
+        let retain = self.sync.retain_blocks;
+        if retain != 0 && retain < MIN_RETAIN_BLOCKS {
+            return invalid(
+                "sync.retain_blocks",
+                format!("must be 0 (keep every block) or at least {MIN_RETAIN_BLOCKS}"),
+            );
+        }
         let m = &self.mempool;
         if m.max_txs == 0 || m.max_bytes == 0 || m.max_per_sender == 0 || m.max_parked == 0 {
             return invalid("mempool", "every bound must be above 0".into());
@@ -350,6 +364,7 @@ impl Config {
         SyncConfig {
             from: self.sync.from,
             snapshot_min_height: self.sync.snapshot_min_height,
+            retain_blocks: self.sync.retain_blocks,
         }
     }
 

@@ -371,6 +371,9 @@ impl Store for TimedStore {
     fn first_full_height(&self) -> R<u64> {
         self.inner.first_full_height()
     }
+    fn prune_blocks(&self, below: u64, limit: usize) -> R<usize> {
+        self.inner.prune_blocks(below, limit)
+    }
     fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> R<()> {
         self.inner.for_each_account(f)
     }

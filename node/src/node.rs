@@ -248,8 +248,9 @@ where
         peers.clone(),
         stop.clone(),
     )));
-    tasks.push(tokio::spawn(prune_state_tree(
+    tasks.push(tokio::spawn(prune(
         store_for_pruning,
+        config.sync.retain_blocks,
         stop.clone(),
     )));
 
@@ -323,11 +324,17 @@ const PRUNE_BATCH: usize = 4_096;
 /// How often the pruner looks for versions to drop.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
+/// Blocks forgotten per pruning step, between which the task yields (up
+/// to 8 × `MAX_BLOCK_TXS` transactions read and deleted).
+const PRUNE_BLOCKS_BATCH: usize = 8;
+
 /// Deletes the state tree's nodes that no kept version needs (replaced at
-/// least [`STATE_VERSIONS_KEPT`] versions below the committed head), a
-/// bounded batch at a time, beside the commits: it never holds the commit
-/// lock, and what a crash interrupts is deleted on the next pass.
-async fn prune_state_tree(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+/// least [`STATE_VERSIONS_KEPT`] versions below the committed head) and,
+/// with `retain_blocks` > 0, the blocks older than that (their
+/// transactions and history rows too), a bounded batch at a time, beside
+/// the commits: it never holds the commit lock, and what a crash
+/// interrupts is deleted on the next pass.
+async fn prune(store: Arc<dyn Store>, retain_blocks: u64, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             biased;
@@ -341,6 +348,9 @@ async fn prune_state_tree(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>
                 continue;
             }
         };
+        if retain_blocks > 0 {
+            prune_blocks(&store, head, retain_blocks, &stop).await;
+        }
         let Some(up_to) = head.checked_sub(STATE_VERSIONS_KEPT) else {
             continue;
         };
@@ -357,6 +367,31 @@ async fn prune_state_tree(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>
                     tracing::error!(error = %e, "pruning the state tree failed");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Forgets the blocks more than `retain` below `head`, a batch at a time.
+async fn prune_blocks(
+    store: &Arc<dyn Store>,
+    head: u64,
+    retain: u64,
+    stop: &watch::Receiver<bool>,
+) {
+    let below = head.saturating_sub(retain).saturating_add(1);
+    while !*stop.borrow() {
+        match blocking(|| store.prune_blocks(below, PRUNE_BLOCKS_BATCH)) {
+            Ok(n) if n == PRUNE_BLOCKS_BATCH => tokio::task::yield_now().await,
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(pruned = n, below, "committed blocks forgotten");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "forgetting old blocks failed");
+                return;
             }
         }
     }

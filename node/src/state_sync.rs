@@ -33,6 +33,10 @@ use chatpay_proto::{
 
 /// Most leaves a validator serves in one chunk (about 300 KiB).
 pub const MAX_CHUNK_LEAVES: usize = 2_048;
+/// How far below its head a validator serves the state: 200 of the 256
+/// versions it keeps whole (`node::STATE_VERSIONS_KEPT`), so the pruner
+/// does not take apart a version while it is served.
+pub const SERVED_VERSIONS: u64 = 200;
 
 /// Leaves of the state tree at one committed height, from a requested key
 /// on, with what proves them.
@@ -48,6 +52,8 @@ pub struct Chunk {
     pub range_proof: Vec<u8>,
     /// No key follows the last leaf.
     pub last: bool,
+    /// The server's [`Store::first_full_height`].
+    pub first_full_height: u64,
 }
 
 /// The newest committed block D whose committed child C is of round
@@ -128,9 +134,14 @@ pub fn serve_chunk(
     from: &Hash,
     limit: usize,
 ) -> Result<Option<Chunk>, StoreError> {
+    let first_full_height = store.first_full_height()?;
+    let head = store.committed_height()?.unwrap_or(0);
     let commit = match height {
         0 => newest_commit_proof(store)?,
-        h if h < store.first_full_height()?.saturating_sub(1) => None,
+        h if h < first_full_height.saturating_sub(1) => None,
+        // Well inside the versions the tree keeps whole, so that pruning
+        // does not take one apart while it is served.
+        h if h.saturating_add(SERVED_VERSIONS) < head => None,
         h => commit_proof_at(store, h)?,
     };
     let Some(commit) = commit else {
@@ -163,6 +174,7 @@ pub fn serve_chunk(
         entries,
         range_proof,
         last,
+        first_full_height,
     }))
 }
 
@@ -290,7 +302,12 @@ impl Restore {
             return Err(refused("a chunk of another height"));
         }
         if chunk.entries.is_empty() {
-            return Err(refused("an empty chunk"));
+            // Nothing after the last leaf taken: the root check decides.
+            if chunk.last {
+                self.next = None;
+                return Ok(());
+            }
+            return Err(refused("an empty chunk that is not the last"));
         }
         let mut burned = self.burned;
         for e in &chunk.entries {
@@ -298,8 +315,9 @@ impl Restore {
                 return Err(refused("a leaf before the requested key"));
             }
             match &e.owner {
-                Some(owner) if state::account_key(owner) == e.key => {
+                Some(owner) if state::account_key_of(owner) == e.key => {
                     if state::decode_account_leaf(&e.leaf).is_none() {
+                        let owner = hex::encode(owner);
                         return Err(refused(format!("the leaf of {owner} is not an account")));
                     }
                 }
@@ -406,7 +424,18 @@ pub struct SyncConfig {
     /// With [`SyncFrom::Snapshot`]: a snapshot is taken only when the
     /// newest height a peer can show committed is at least this.
     pub snapshot_min_height: u64,
+    /// Committed blocks kept whole below the head (with their
+    /// transactions and history); older ones are forgotten. 0 keeps every
+    /// block; otherwise at least [`MIN_RETAIN_BLOCKS`].
+    pub retain_blocks: u64,
 }
+
+/// The fewest blocks a validator that prunes keeps: a restart reads the
+/// blocks of the last [`EXCLUDE_ROUNDS`] rounds and their parent to
+/// rebuild leader reputation.
+///
+/// [`EXCLUDE_ROUNDS`]: crate::consensus::leader::EXCLUDE_ROUNDS
+pub const MIN_RETAIN_BLOCKS: u64 = crate::consensus::leader::EXCLUDE_ROUNDS + 1;
 
 /// The default of [`SyncConfig::snapshot_min_height`].
 pub const SNAPSHOT_MIN_HEIGHT: u64 = 1_024;
@@ -416,6 +445,7 @@ impl Default for SyncConfig {
         Self {
             from: SyncFrom::Snapshot,
             snapshot_min_height: SNAPSHOT_MIN_HEIGHT,
+            retain_blocks: 0,
         }
     }
 }
@@ -426,6 +456,9 @@ const OFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Imports tried before the validator replays from genesis instead.
 const ATTEMPTS: usize = 3;
+/// How long one import may take before it is abandoned (a faulty peer
+/// answering just within [`CHUNK_TIMEOUT`] cannot hold it for ever).
+const IMPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Before a validator opens its ledger: with [`SyncFrom::Snapshot`] and a
 /// store without blocks (but genesis), imports the state at the newest
@@ -448,24 +481,20 @@ pub async fn join(
         tracing::warn!(version, "discarding a snapshot import that did not finish");
         store.discard_chain_data()?;
     }
-    let local = store.committed_height()?;
-    if config.from != SyncFrom::Snapshot || local.is_some_and(|h| h > 0) {
+    if config.from != SyncFrom::Snapshot {
         return Ok(None);
     }
+    let local = store.committed_height()?.unwrap_or(0);
     let mut refused_by: Vec<crate::consensus::messages::ValidatorIndex> = Vec::new();
     for attempt in 1..=ATTEMPTS {
         let offers = offers(peers, trust, &refused_by).await;
         let Some((_, best)) = offers.first() else {
-            tracing::info!("no validator offers a state snapshot; replaying from genesis");
+            tracing::info!("no validator offers a state snapshot; following from the store");
             return Ok(None);
         };
         let height = best.commit.header.height;
-        if height < config.snapshot_min_height {
-            tracing::info!(
-                height,
-                min = config.snapshot_min_height,
-                "the chain is not far ahead; replaying from genesis"
-            );
+        let kept_from: Vec<u64> = offers.iter().map(|(_, o)| o.first_full_height).collect();
+        if attempt == 1 && !worth_a_snapshot(local, height, &kept_from, config) {
             return Ok(None);
         }
         if store.committed_height()?.is_some() || attempt > 1 {
@@ -483,6 +512,36 @@ pub async fn join(
     }
     tracing::warn!("no state snapshot could be imported; replaying from genesis");
     Ok(None)
+}
+
+/// Whether to import the snapshot of `height` over a store at `local`:
+/// an empty store (genesis only) when the chain is at least
+/// [`SyncConfig::snapshot_min_height`]; a store with blocks only when no
+/// peer that answered keeps the block after its head whole (`kept_from`:
+/// each one's first full height; they forget old blocks), so that range
+/// sync cannot bring it.
+fn worth_a_snapshot(local: u64, height: u64, kept_from: &[u64], config: SyncConfig) -> bool {
+    if local == 0 {
+        if height < config.snapshot_min_height {
+            tracing::info!(
+                height,
+                min = config.snapshot_min_height,
+                "the chain is not far ahead; replaying from genesis"
+            );
+            return false;
+        }
+        return true;
+    }
+    let stranded = height > local && kept_from.iter().all(|&f| f > local.saturating_add(1));
+    if stranded {
+        tracing::warn!(
+            local,
+            height,
+            "no validator keeps the blocks after this one's head; its chain data is \
+             replaced by a state snapshot (the safety record stays)"
+        );
+    }
+    stranded
 }
 
 /// Every peer's offer that verifies (but those in `skip`), highest first.
@@ -523,27 +582,45 @@ async fn offers(
     offers
 }
 
+/// A peer by its index.
+type Peer = crate::consensus::messages::ValidatorIndex;
+
+/// Asks `peer` for the chunk of `height` from `from`, in a task of its own.
+fn fetch(
+    peers: &std::sync::Arc<crate::network::Peers>,
+    peer: Peer,
+    height: u64,
+    from: Hash,
+) -> tokio::task::JoinHandle<(Peer, Result<Chunk, String>)> {
+    let peers = peers.clone();
+    tokio::spawn(async move {
+        let request = pb::StateChunkRequest {
+            height,
+            from_key: from.0.to_vec(),
+            limit: u32::try_from(MAX_CHUNK_LEAVES).expect("small"),
+        };
+        (peer, peers.state_chunk(peer, request, CHUNK_TIMEOUT).await)
+    })
+}
+
 /// Imports the state of the best offer, chunk by chunk, from the peers
 /// that offered that height or above (the next one when a peer cannot be
-/// reached). A chunk that does not verify ends the attempt and names its
-/// peer (a failed check leaves the tree restore unusable).
+/// reached). The next chunk is asked for as soon as one arrives (it starts
+/// after that one's last key), so the server reads it while this validator
+/// checks and stores the one before. A chunk that does not verify ends
+/// the attempt and names its peer (a failed check leaves the tree restore
+/// unusable).
 async fn import(
     store: &std::sync::Arc<dyn Store>,
     genesis: &BlockHeader,
     trust: &Trust,
-    peers: &crate::network::Peers,
-    offers: &[(crate::consensus::messages::ValidatorIndex, Chunk)],
-) -> Result<
-    BlockHeader,
-    (
-        Option<crate::consensus::messages::ValidatorIndex>,
-        SnapshotError,
-    ),
-> {
+    peers: &std::sync::Arc<crate::network::Peers>,
+    offers: &[(Peer, Chunk)],
+) -> Result<BlockHeader, (Option<Peer>, SnapshotError)> {
     let (first, offer) = &offers[0];
     let mut restore = Restore::start(store.clone(), trust, offer).map_err(|e| (Some(*first), e))?;
     let height = restore.header().height;
-    let sources: Vec<_> = offers
+    let mut sources: Vec<Peer> = offers
         .iter()
         .filter(|(_, o)| o.commit.header.height >= height)
         .map(|(p, _)| *p)
@@ -553,29 +630,70 @@ async fn import(
         sources = sources.len(),
         "importing a state snapshot"
     );
-    let (mut at, mut unreachable) = (0usize, 0usize);
-    while let Some(from) = restore.next() {
-        let peer = sources[at % sources.len()];
-        let request = pb::StateChunkRequest {
-            height,
-            from_key: from.0.to_vec(),
-            limit: u32::try_from(MAX_CHUNK_LEAVES).expect("small"),
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + IMPORT_DEADLINE;
+    // Time spent waiting on each peer: past the deadline, the slowest is
+    // named.
+    let mut waited: std::collections::BTreeMap<Peer, std::time::Duration> = Default::default();
+    let (mut turn, mut chunks, mut last_peer) = (0usize, 0usize, *first);
+    let mut pending = Some(fetch(peers, sources[0], height, Hash::default()));
+    while let Some(task) = pending.take() {
+        let asked = tokio::time::Instant::now();
+        let Ok(joined) = tokio::time::timeout_at(deadline, task).await else {
+            let slowest = waited.iter().max_by_key(|(_, d)| **d).map(|(p, _)| *p);
+            return Err((slowest, refused("the import took longer than its deadline")));
         };
-        match peers.state_chunk(peer, request, CHUNK_TIMEOUT).await {
-            Ok(chunk) => restore.add(chunk).map_err(|e| (Some(peer), e))?,
+        let (peer, answer) = joined.map_err(|e| (None, refused(e.to_string())))?;
+        *waited.entry(peer).or_default() += asked.elapsed();
+        // An honest server fills every chunk but the last.
+        let answer = answer.and_then(|c| match c.entries.len() {
+            n if n < MAX_CHUNK_LEAVES && !c.last => {
+                Err(format!("a chunk of {n} leaves that is not the last"))
+            }
+            _ => Ok(c),
+        });
+        let chunk = match answer {
+            Ok(chunk) => chunk,
             Err(e) => {
                 tracing::debug!(peer, error = %e, "no snapshot chunk; asking another validator");
-                unreachable += 1;
-                at += 1;
-                if unreachable > 2 * sources.len() {
-                    return Err((None, refused("no validator serves the rest of it")));
+                sources.retain(|p| *p != peer);
+                if sources.is_empty() {
+                    let why = format!("no validator serves the rest of it (last: {e})");
+                    return Err((Some(peer), refused(why)));
                 }
+                let from = restore.next().expect("a chunk was asked for");
+                turn += 1;
+                pending = Some(fetch(peers, sources[turn % sources.len()], height, from));
+                continue;
+            }
+        };
+        // The next chunk starts after this one's last key: ask for it (of
+        // the next source in turn) while this one is checked and stored.
+        turn += 1;
+        if !chunk.last {
+            if let Some(from) = chunk.entries.last().and_then(|e| next_key(&e.key)) {
+                pending = Some(fetch(peers, sources[turn % sources.len()], height, from));
             }
         }
+        if let Err(e) = crate::node::blocking(|| restore.add(chunk)) {
+            if let Some(task) = pending {
+                task.abort();
+            }
+            return Err((Some(peer), e));
+        }
+        chunks += 1;
+        last_peer = peer;
     }
-    restore
-        .finish(genesis)
-        .map_err(|e| (Some(sources[at % sources.len()]), e))
+    // Whoever served the last chunk said it was the last.
+    let header =
+        crate::node::blocking(|| restore.finish(genesis)).map_err(|e| (Some(last_peer), e))?;
+    tracing::info!(
+        height,
+        chunks,
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "state snapshot imported"
+    );
+    Ok(header)
 }
 
 impl From<&Chunk> for pb::StateChunk {
@@ -587,15 +705,13 @@ impl From<&Chunk> for pb::StateChunk {
                 .entries
                 .iter()
                 .map(|e| pb::StateLeaf {
-                    owner: e
-                        .owner
-                        .as_ref()
-                        .map_or_else(Vec::new, |k| k.as_bytes().to_vec()),
+                    owner: e.owner.as_ref().map_or_else(Vec::new, |k| k.to_vec()),
                     leaf: e.leaf.clone(),
                 })
                 .collect(),
             range_proof: c.range_proof.clone(),
             last: c.last,
+            first_full_height: c.first_full_height,
         }
     }
 }
@@ -621,16 +737,21 @@ impl TryFrom<pb::StateChunk> for Chunk {
             .leaves
             .into_iter()
             .map(|l| {
-                let owner = match l.owner.len() {
+                // The key is not parsed (a point decompression per leaf
+                // was most of an import's time): its hash must be the
+                // leaf's tree key, which only the real key's is.
+                let owner: Option<[u8; PublicKey::LEN]> = match l.owner.len() {
                     0 => None,
-                    _ => Some(
-                        PublicKey::from_slice(&l.owner)
-                            .map_err(|e| ConversionError::invalid("leaves.owner", e))?,
-                    ),
+                    _ => Some(l.owner.as_slice().try_into().map_err(|_| {
+                        ConversionError::invalid(
+                            "leaves.owner",
+                            format!("{} bytes, not {}", l.owner.len(), PublicKey::LEN),
+                        )
+                    })?),
                 };
                 let key = owner
                     .as_ref()
-                    .map_or_else(state::burned_key, state::account_key);
+                    .map_or_else(state::burned_key, state::account_key_of);
                 Ok(StateEntry {
                     key,
                     owner,
@@ -644,6 +765,7 @@ impl TryFrom<pb::StateChunk> for Chunk {
             entries,
             range_proof: p.range_proof,
             last: p.last,
+            first_full_height: p.first_full_height,
         })
     }
 }
@@ -651,6 +773,24 @@ impl TryFrom<pb::StateChunk> for Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_is_taken_over_an_empty_store_far_behind_or_a_stranded_one() {
+        let config = SyncConfig {
+            snapshot_min_height: 100,
+            ..SyncConfig::default()
+        };
+        // An empty store: only when the chain is far enough.
+        assert!(!worth_a_snapshot(0, 99, &[1, 1], config));
+        assert!(worth_a_snapshot(0, 100, &[1, 1], config));
+        // A store at 50: range sync works while one peer keeps block 51.
+        assert!(!worth_a_snapshot(50, 5_000, &[1, 60], config));
+        assert!(!worth_a_snapshot(50, 5_000, &[51, 60], config));
+        // Nobody keeps it: stranded.
+        assert!(worth_a_snapshot(50, 5_000, &[52, 60], config));
+        // Not behind at all.
+        assert!(!worth_a_snapshot(50, 50, &[52, 60], config));
+    }
 
     #[test]
     fn the_key_after_counts_in_base_256() {

@@ -842,6 +842,45 @@ mod snapshot {
     }
 
     #[test]
+    fn forgotten_blocks_are_not_served_and_the_chain_goes_on() {
+        use chatpay_node::consensus::sync::{committed_block, committed_range};
+        let (g, ledger) = chain(8);
+        let store = ledger.store().clone();
+        let some_tx = store.block(2).unwrap().unwrap().tx_ids[0];
+        let payer = many(0).public_key().clone();
+        let all_history = store.history_before(&payer, None, 100).unwrap();
+        // Keep blocks from 6 on whole, and 5 as their parent.
+        assert_eq!(store.prune_blocks(6, 2).unwrap(), 2, "at most 2 a call");
+        assert_eq!(store.first_full_height().unwrap(), 3);
+        while store.prune_blocks(6, 2).unwrap() > 0 {}
+        assert_eq!(store.first_full_height().unwrap(), 6);
+        for h in 1..5 {
+            assert!(store.block(h).unwrap().is_none(), "block {h}");
+        }
+        assert!(store.block(0).unwrap().is_some(), "genesis stays");
+        assert!(store.block(5).unwrap().is_some(), "the parent stays");
+        assert!(store.transaction(&some_tx).unwrap().is_none());
+        let kept = store.history_before(&payer, None, 100).unwrap();
+        assert!(kept.len() < all_history.len());
+        assert!(kept.iter().all(|e| e.position.0 >= 5));
+        // Catch-up serves from the first full height on, and nothing below.
+        assert!(committed_block(store.as_ref(), 5).unwrap().is_none());
+        let served = committed_range(store.as_ref(), 6, 8).unwrap();
+        assert_eq!(served.len(), 3);
+        assert!(committed_range(store.as_ref(), 2, 8).unwrap().is_empty());
+        // A snapshot is still served, and the chain goes on.
+        let (target, header) = import(&g, store.as_ref(), 512, &mut |_, _| {}).unwrap();
+        assert_eq!(header.height, 7);
+        assert_eq!(target.committed_height().unwrap(), Some(7));
+        let next = ledger.build_block(9, 0, 0, &[]).unwrap();
+        ledger.commit(next, vec![], None).unwrap();
+        // Never past the head.
+        assert_eq!(store.prune_blocks(u64::MAX, 100).unwrap(), 3);
+        assert_eq!(store.first_full_height().unwrap(), 9);
+        assert!(store.block(8).unwrap().is_some());
+    }
+
+    #[test]
     fn a_forged_snapshot_is_refused() {
         let (g, ledger) = chain(3);
         let source = ledger.store().clone();
@@ -887,7 +926,7 @@ mod snapshot {
                     at,
                     chatpay_node::storage::StateEntry {
                         key,
-                        owner: Some(owner),
+                        owner: Some(*owner.as_bytes()),
                         leaf,
                     },
                 );
@@ -897,7 +936,7 @@ mod snapshot {
         // A leaf under another owner's key (balances moved between keys).
         let why = refused(&mut |n, c| {
             if n == 0 {
-                c.entries[3].owner = c.entries[4].owner.clone();
+                c.entries[3].owner = c.entries[4].owner;
             }
         });
         assert!(why.contains("not its owner's"), "{why}");

@@ -38,9 +38,15 @@ const INTERNAL_DOMAIN: &[u8] = b"JMT::IntrnalNode";
 
 /// The tree key of `key`'s account.
 pub fn account_key(key: &PublicKey) -> Hash {
-    let mut bytes = Vec::with_capacity(ACCOUNT_TAG.len() + 33);
+    account_key_of(key.as_bytes())
+}
+
+/// The tree key of the account whose public key is encoded as `key` (33
+/// bytes, compressed), without parsing the point.
+pub fn account_key_of(key: &[u8; PublicKey::LEN]) -> Hash {
+    let mut bytes = Vec::with_capacity(ACCOUNT_TAG.len() + PublicKey::LEN);
     bytes.extend_from_slice(ACCOUNT_TAG);
-    bytes.extend_from_slice(key.as_bytes());
+    bytes.extend_from_slice(key);
     sha256(&bytes)
 }
 

@@ -98,6 +98,7 @@ async fn a_wiped_validator_rejoins_from_a_snapshot_and_votes_again() {
     let snapshot = SyncConfig {
         from: SyncFrom::Snapshot,
         snapshot_min_height: 1,
+        retain_blocks: 0,
     };
     c.rejoin(3, snapshot).await;
     let top = c.heights()[..3].iter().copied().max().unwrap();

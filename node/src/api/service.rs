@@ -111,11 +111,7 @@ impl ClientApi {
         let store = self.state.ledger.store();
         let first_full = store.first_full_height().map_err(internal)?;
         if height > 0 && height < first_full {
-            return Err(Status::not_found(format!(
-                "this validator joined from a state snapshot at height {} and keeps no \
-                 block below {first_full}; ask another validator",
-                first_full - 1
-            )));
+            return Err(not_kept("blocks", first_full));
         }
         let block = store.block(height).map_err(internal)?.ok_or_else(|| {
             let committed = store.committed_height().ok().flatten().unwrap_or(0);
@@ -201,7 +197,8 @@ impl ClientApi {
 
 /// Whether a page of `key`'s history (`entries`, newest first, asked for
 /// `limit`) stops short of the account's first entry because this store
-/// does not keep the entries before it: it joined from a state snapshot.
+/// does not keep the entries before it (it joined from a state snapshot,
+/// or forgets old blocks).
 fn history_cut(
     store: &dyn Store,
     key: &PublicKey,
@@ -213,11 +210,30 @@ fn history_cut(
     }
     match entries.last() {
         Some(oldest) => Ok(oldest.number > 1),
-        None => match store.history_from(key, (0, 0), 1)?.first() {
-            Some(first_kept) => Ok(first_kept.number > 1),
-            None => Ok(store.account(key)?.is_some_and(|a| a.history_count > 0)),
-        },
+        None => history_missing(store, key),
     }
+}
+
+/// Whether `key` has history entries this store no longer keeps: its
+/// oldest kept entry is not its first, or it keeps none of an account
+/// that has some.
+pub(super) fn history_missing(store: &dyn Store, key: &PublicKey) -> Result<bool, StoreError> {
+    if store.first_full_height()? <= 1 {
+        return Ok(false);
+    }
+    match store.history_from(key, (0, 0), 1)?.first() {
+        Some(first_kept) => Ok(first_kept.number > 1),
+        None => Ok(store.account(key)?.is_some_and(|a| a.history_count > 0)),
+    }
+}
+
+/// The refusal of what lies below `first_full`, the first height this
+/// validator keeps whole.
+pub(super) fn not_kept(what: &str, first_full: u64) -> Status {
+    Status::failed_precondition(format!(
+        "this validator keeps no {what} below height {first_full} (it joined from a state \
+         snapshot or forgets old blocks); ask another validator"
+    ))
 }
 
 /// A limit of this validator reached: `RESOURCE_EXHAUSTED` with a reason.
@@ -429,13 +445,11 @@ impl pb::client_server::Client for ClientApi {
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
         let req = request.into_inner();
         let id = tx_id(&req.tx_id)?;
-        if let Some(record) = self
-            .state
-            .ledger
-            .store()
-            .transaction(&id)
-            .map_err(internal)?
-        {
+        let store = self.state.ledger.store();
+        let first_full = store.first_full_height().map_err(internal)?;
+        let record = store.transaction(&id).map_err(internal)?;
+        // A row a crash left while old blocks were forgotten is not served.
+        if let Some(record) = record.filter(|r| r.height >= first_full || first_full <= 1) {
             let proof = if req.include_proof {
                 Some(self.proof(&record)?)
             } else {
@@ -457,6 +471,10 @@ impl pb::client_server::Client for ClientApi {
                 status: Some(pb::get_transaction_response::Status::Pending(tx)),
                 proof: None,
             })),
+            None if first_full > 1 => Err(Status::not_found(format!(
+                "unknown transaction {id} (this validator keeps no transactions below height \
+                 {first_full}; another may know it)"
+            ))),
             None => Err(Status::not_found(format!("unknown transaction {id}"))),
         }
     }
@@ -493,12 +511,14 @@ impl pb::client_server::Client for ClientApi {
         let entries = store
             .history_before(&key, cursor, limit as usize)
             .map_err(internal)?;
+        let first_full = store.first_full_height().map_err(internal)?;
+        // Rows a crash left while old blocks were forgotten are not served.
+        let entries: Vec<HistoryEntry> = entries
+            .into_iter()
+            .filter(|e| e.position.0 >= first_full || first_full <= 1)
+            .collect();
         if history_cut(store.as_ref(), &key, &entries, limit as usize).map_err(internal)? {
-            let joined = store.first_full_height().map_err(internal)? - 1;
-            return Err(Status::failed_precondition(format!(
-                "this validator joined from a state snapshot at height {joined} and keeps no \
-                 history before it; ask another validator"
-            )));
+            return Err(not_kept("history", first_full));
         }
         let (history_count_before, history_hash_before) = entries
             .last()
@@ -577,6 +597,13 @@ impl pb::client_server::Client for ClientApi {
             .map_err(|reason| limited(&reason))?;
         let req = request.into_inner();
         let key = self.address(&req.address)?;
+        let store = self.state.ledger.store();
+        let first_full = store.first_full_height().map_err(internal)?;
+        if req.from_height < first_full
+            && history_missing(store.as_ref(), &key).map_err(internal)?
+        {
+            return Err(not_kept("history", first_full));
+        }
         let stream = subscribe(
             self.state.ledger.clone(),
             key,

@@ -167,8 +167,8 @@ pub fn decode_state_value_key(key: &[u8]) -> Option<(Hash, u64)> {
 /// Stored state value: owner length (1: 0, or 33 for an account) ‖ the
 /// account's public key ‖ the tree leaf. The tree hashes only the leaf;
 /// the key lets a snapshot carry who owns each account leaf.
-pub fn state_value(owner: Option<&PublicKey>, leaf: &[u8]) -> Vec<u8> {
-    let owner = owner.map_or(&[][..], |k| k.as_bytes());
+pub fn state_value(owner: Option<&[u8; PublicKey::LEN]>, leaf: &[u8]) -> Vec<u8> {
+    let owner = owner.map_or(&[][..], |k| &k[..]);
     let mut out = Vec::with_capacity(1 + owner.len() + leaf.len());
     out.push(u8::try_from(owner.len()).expect("a key is 33 bytes"));
     out.extend_from_slice(owner);
@@ -176,8 +176,9 @@ pub fn state_value(owner: Option<&PublicKey>, leaf: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A stored state value read back: (owner, leaf).
-pub fn decode_state_value(bytes: &[u8]) -> Result<(Option<PublicKey>, &[u8])> {
+/// A stored state value read back: (owner, leaf). The owner's key is not
+/// parsed (a snapshot serves it as bytes).
+pub fn decode_state_value(bytes: &[u8]) -> Result<(Option<[u8; PublicKey::LEN]>, &[u8])> {
     let (&len, rest) = bytes
         .split_first()
         .ok_or_else(|| corrupt("state value", "empty"))?;
@@ -186,7 +187,11 @@ pub fn decode_state_value(bytes: &[u8]) -> Result<(Option<PublicKey>, &[u8])> {
         .ok_or_else(|| corrupt("state value", "shorter than its owner"))?;
     let owner = match len {
         0 => None,
-        _ => Some(decode_key(owner)?),
+        _ => Some(
+            owner
+                .try_into()
+                .map_err(|_| corrupt("state value", "an owner of another length"))?,
+        ),
     };
     Ok((owner, leaf))
 }

@@ -59,6 +59,10 @@ pub const META_COMMITTED_HEIGHT: &[u8] = b"committed_height";
 pub const META_IMPORT: &[u8] = b"import";
 /// `METADATA` key of the first height above genesis kept whole (absent: 1).
 pub const META_FIRST_FULL: &[u8] = b"first_full_height";
+/// `METADATA` key of the height below which forgotten blocks' rows are
+/// deleted (absent: 1); up to the first full height − 1 once a pruning
+/// pass has finished.
+pub const META_PRUNED_TO: &[u8] = b"pruned_to";
 /// `METADATA` key of the total burned fees.
 pub const META_BURNED: &[u8] = b"burned";
 /// `SAFETY` key of the consensus safety record.

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::execution::state_tree;
 use chatpay_proto::{Account, BlockHeader, Hash, PublicKey, QuorumCertificate, TxId, state};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
 
 /// How many committed accounts [`KvStore`] keeps in memory: up to this many
@@ -234,6 +234,53 @@ impl<B: Backend> KvStore<B> {
             })
     }
 
+    /// Deletes the rows of the blocks at heights `from..to`: history and
+    /// transactions first, then certificates, height index and blocks
+    /// (which say what to delete), then records `to` as the height rows
+    /// are deleted below. Writes reach the disk in order, so a crash leaves
+    /// a prefix done and the record not past it.
+    fn forget_blocks(&self, from: u64, to: u64) -> Result<()> {
+        let mut keys: BTreeMap<&'static str, Vec<Vec<u8>>> = BTreeMap::new();
+        for height in from..to {
+            let Some(block) = self.block(height)? else {
+                continue;
+            };
+            for id in &block.tx_ids {
+                if let Some(record) = self.transaction(id)? {
+                    let t = record.transaction.transfer();
+                    for who in t.participants() {
+                        let row = history_key(who, record.height, record.index);
+                        keys.entry(cf::HISTORY).or_default().push(row.to_vec());
+                    }
+                }
+                keys.entry(cf::TRANSACTIONS)
+                    .or_default()
+                    .push(id.0.to_vec());
+            }
+            let key = height.to_be_bytes().to_vec();
+            keys.entry(cf::CERTIFICATES).or_default().push(key.clone());
+            keys.entry(cf::BLOCK_HEIGHTS)
+                .or_default()
+                .push(block.header.hash().0.to_vec());
+            keys.entry(cf::BLOCKS).or_default().push(key);
+        }
+        for column in [
+            cf::HISTORY,
+            cf::TRANSACTIONS,
+            cf::CERTIFICATES,
+            cf::BLOCK_HEIGHTS,
+            cf::BLOCKS,
+        ] {
+            if let Some(keys) = keys.remove(column) {
+                self.backend.delete(column, keys, false)?;
+            }
+        }
+        self.backend.write(
+            vec![put(cf::METADATA, cf::META_PRUNED_TO, codec::u64_value(to))],
+            false,
+        )
+    }
+
     fn history(
         &self,
         key: &PublicKey,
@@ -342,7 +389,7 @@ impl<B: Backend> Store for KvStore<B> {
             puts.push(put(
                 cf::STATE_VALUES,
                 codec::state_value_key(&tree_key, height),
-                codec::state_value(Some(key), &state::account_leaf(account)),
+                codec::state_value(Some(key.as_bytes()), &state::account_leaf(account)),
             ));
         }
         puts.push(put(
@@ -450,11 +497,11 @@ impl<B: Backend> Store for KvStore<B> {
                 let account =
                     state::decode_account_leaf(&entry.leaf).ok_or_else(|| StoreError::Corrupt {
                         what: "imported account",
-                        detail: format!("the leaf of {owner} is not an account"),
+                        detail: format!("the leaf of {} is not an account", hex::encode(owner)),
                     })?;
                 puts.push(put(
                     cf::ACCOUNTS,
-                    owner.as_bytes().to_vec(),
+                    owner.to_vec(),
                     codec::account_value(&account),
                 ));
             }
@@ -528,19 +575,63 @@ impl<B: Backend> Store for KvStore<B> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Past every key: keys are shorter than this and not all 0xff.
         let past_all = [0xff; 128];
-        // The committed height first: a crash midway leaves a store that
-        // reads as empty (and is discarded again).
+        // The import marker, then no committed height: from here until the
+        // metadata goes last, a crash leaves a store that is discarded
+        // again at the next start (`partial_import`).
+        self.backend.write(
+            vec![put(cf::METADATA, cf::META_IMPORT, codec::u64_value(0))],
+            true,
+        )?;
         self.backend
             .delete(cf::METADATA, vec![cf::META_COMMITTED_HEIGHT.to_vec()], true)?;
         for column in cf::ALL {
-            if column != cf::SAFETY {
+            if column != cf::SAFETY && column != cf::METADATA {
                 self.backend.delete_range(column, &[], &past_all, false)?;
             }
         }
         self.backend.sync()?;
+        self.backend
+            .delete_range(cf::METADATA, &[], &past_all, true)?;
         drop(_guard);
         self.forget_cached_accounts();
         Ok(())
+    }
+
+    fn prune_blocks(&self, below: u64, limit: usize) -> Result<usize> {
+        let first = self.first_full_height()?;
+        let head = self.committed_height()?.unwrap_or(0);
+        // The new first full height: never above the head.
+        let end = below
+            .min(first.saturating_add(limit as u64))
+            .min(head)
+            .max(first);
+        if end > first {
+            // Durable before anything is deleted: from now on nothing below
+            // it is served, even if a crash leaves rows behind.
+            self.backend.write(
+                vec![put(
+                    cf::METADATA,
+                    cf::META_FIRST_FULL,
+                    codec::u64_value(end),
+                )],
+                true,
+            )?;
+        }
+        // Rows of heights [pruned_to, end − 1) go, the oldest first; a pass
+        // a crash cut short is taken up again from where it got.
+        let from = self
+            .backend
+            .get(cf::METADATA, cf::META_PRUNED_TO)?
+            .map(|v| codec::decode_u64(&v, "pruned height"))
+            .transpose()?
+            .unwrap_or(1)
+            .max(1);
+        let to = end.saturating_sub(1).min(from.saturating_add(limit as u64));
+        if to <= from {
+            return Ok(usize::try_from(end - first).expect("at most limit"));
+        }
+        self.forget_blocks(from, to)?;
+        Ok(usize::try_from((end - first).max(to - from)).expect("at most limit"))
     }
 
     fn first_full_height(&self) -> Result<u64> {

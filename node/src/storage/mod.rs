@@ -133,8 +133,10 @@ pub struct HistoryEntry {
 pub struct StateEntry {
     /// The tree key.
     pub key: Hash,
-    /// The account's public key; `None` for the burned total.
-    pub owner: Option<PublicKey>,
+    /// The account's public key (33 bytes, compressed; not parsed: a
+    /// snapshot checks it by its hash, the tree key); `None` for the
+    /// burned total.
+    pub owner: Option<[u8; PublicKey::LEN]>,
     /// The leaf.
     pub leaf: Vec<u8>,
 }
@@ -239,6 +241,16 @@ pub trait Store: Send + Sync + 'static {
     /// kept whole (with its transactions and history): 1, unless the store
     /// was started from a snapshot (then the snapshot's height + 1).
     fn first_full_height(&self) -> Result<u64>;
+
+    /// Forgets committed blocks below `below − 1` (genesis stays), with
+    /// their transactions and history rows, at most `limit` blocks a call
+    /// from the oldest kept; the block at `below − 1` stays as the parent
+    /// of the first one kept whole, which becomes `below`. The new
+    /// [`Store::first_full_height`] is durable before anything is deleted,
+    /// so nothing half deleted is ever served; the deletions are not
+    /// synced (a crash leaves some to delete again). Returns how many
+    /// blocks it forgot.
+    fn prune_blocks(&self, below: u64, limit: usize) -> Result<usize>;
 
     /// Calls `f` for every account, in key order (audits and tests).
     fn for_each_account(&self, f: &mut dyn FnMut(&PublicKey, &Account)) -> Result<()>;

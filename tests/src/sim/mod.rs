@@ -59,12 +59,14 @@ pub const CHAIN_ID: &str = "chatpay-sim";
 const GENESIS_JOIN: SyncConfig = SyncConfig {
     from: SyncFrom::Genesis,
     snapshot_min_height: u64::MAX,
+    retain_blocks: 0,
 };
 /// How a validator wiped by [`Fault::WipeToSnapshot`] restarts: from a
 /// snapshot at whatever height its peers show committed.
 const SNAPSHOT_JOIN: SyncConfig = SyncConfig {
     from: SyncFrom::Snapshot,
     snapshot_min_height: 1,
+    retain_blocks: 0,
 };
 /// Fee per transfer.
 pub const FEE: u64 = 10;
