@@ -85,7 +85,7 @@ class Net:
             else:
                 os.set_inheritable(3, True)
 
-        env = dict(os.environ, CHATPAY_METRICS_LISTEN="", CHATPAY_LOG="info",
+        env = dict(os.environ, CHATPAY_METRICS_LISTEN="", CHATPAY_LOG="info", NO_COLOR="1",
                    LISTEN_FDS="1", CHATPAY_SYNC_SNAPSHOT_MIN_HEIGHT="1")
         env.pop("LISTEN_PID", None)
         with open(f"{self.tmp}/node{i}.log", "a") as log:

@@ -22,6 +22,14 @@ pub struct PaymentRequest {
     pub label: Option<String>,
 }
 
+/// Every byte but RFC 3986's unreserved characters (ALPHA, DIGIT, "-",
+/// ".", "_", "~") is percent-encoded in a link's values.
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 impl PaymentRequest {
     /// Parses a link; every part is checked (address checksum and prefix,
     /// amount decimals, memo size).
@@ -69,22 +77,26 @@ impl PaymentRequest {
         Ok(request)
     }
 
-    /// The link text.
+    /// The link text. Values are percent-encoded as RFC 3986 says (a
+    /// space is `%20`, not the `+` of HTML forms, which BIP21 readers do
+    /// not all take for a space); everything but unreserved characters is
+    /// encoded.
     pub fn to_link(&self, chain: &ChainInfo) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(amount) = self.amount {
-            query.append_pair(
-                "amount",
-                &chatpay_proto::format_amount(amount, chain.decimals),
-            );
-        }
-        if let Some(memo) = &self.memo {
-            query.append_pair("memo", memo);
-        }
-        if let Some(label) = &self.label {
-            query.append_pair("label", label);
-        }
-        let query = query.finish();
+        let amount = self
+            .amount
+            .map(|a| chatpay_proto::format_amount(a, chain.decimals));
+        let query = [
+            ("amount", amount.as_deref()),
+            ("memo", self.memo.as_deref()),
+            ("label", self.label.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let value = percent_encoding::utf8_percent_encode(value?, NOT_UNRESERVED);
+            Some(format!("{key}={value}"))
+        })
+        .collect::<Vec<_>>()
+        .join("&");
         if query.is_empty() {
             format!("{SCHEME}:{}", self.address)
         } else {
@@ -122,6 +134,13 @@ mod tests {
         let link = r.to_link(&c);
         assert!(link.starts_with("chatpay:cp1"), "{link}");
         assert!(link.contains("amount=2.5"), "{link}");
+        assert!(
+            link.contains("memo=pizza%20%26%20drinks%20%3D%2050%25%20off%3F"),
+            "{link}"
+        );
+        // A link a form encoder wrote (`+` for a space) still reads.
+        let plus = link.replace("%20", "+");
+        assert_eq!(PaymentRequest::parse(&plus, &c).unwrap(), r);
         assert_eq!(PaymentRequest::parse(&link, &c).unwrap(), r);
         let bare = PaymentRequest {
             amount: None,

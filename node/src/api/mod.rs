@@ -102,8 +102,8 @@ impl ApiState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .admit(tx, sender, committed_at);
-        if let (Ok(Admission::Admitted), Some(listener), Some(tx)) = (&admitted, listener, forward)
-        {
+        let new = admitted.as_ref().is_ok_and(|a| a.is_new());
+        if let (true, Some(listener), Some(tx)) = (new, listener, forward) {
             if listener.try_send(tx).is_err() {
                 tracing::debug!("admission listener full; transaction stays local");
             }

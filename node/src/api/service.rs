@@ -269,6 +269,7 @@ fn tx_id(bytes: &[u8]) -> Result<TxId, Status> {
 fn admission_status(admission: Admission) -> pb::AdmissionStatus {
     match admission {
         Admission::Admitted => pb::AdmissionStatus::Admitted,
+        Admission::Parked => pb::AdmissionStatus::Parked,
         Admission::AlreadyPending => pb::AdmissionStatus::AlreadyPending,
     }
 }

@@ -55,10 +55,20 @@ impl Default for MempoolConfig {
 /// Outcome of a successful submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// Newly admitted.
+    /// Newly admitted, and can be ordered now.
     Admitted,
+    /// Newly admitted behind a nonce gap: not ordered until the sender's
+    /// transfers before it arrive.
+    Parked,
     /// The same transaction is already pending (idempotent resubmission).
     AlreadyPending,
+}
+
+impl Admission {
+    /// Newly admitted (ordered now or once the gap before it fills).
+    pub fn is_new(self) -> bool {
+        matches!(self, Self::Admitted | Self::Parked)
+    }
 }
 
 /// Why a transaction was not admitted.
@@ -286,8 +296,13 @@ impl Mempool {
         self.signatures
             .verify(&tx)
             .map_err(AdmitError::BadSignature)?;
+        let parked = fit.parked;
         self.insert(tx, fit);
-        Ok(Admission::Admitted)
+        Ok(if parked {
+            Admission::Parked
+        } else {
+            Admission::Admitted
+        })
     }
 
     /// Every admission rule but the signature, with `admit`'s arguments:

@@ -323,9 +323,9 @@ fn check_answers_as_admit_would_and_changes_nothing() {
 #[test]
 fn transfers_behind_a_gap_never_keep_out_orderable_ones() {
     let mut m = parking(4, 4);
-    // Sender 1 skips nonce 1: 2, 3 and 4 wait behind the gap.
+    // Sender 1 skips nonce 1: 2, 3 and 4 wait behind the gap, and say so.
     for n in 2..=4 {
-        m.admit(tx(1, n, 5), rich(), None).unwrap();
+        assert_eq!(m.admit(tx(1, n, 5), rich(), None), Ok(Admission::Parked));
     }
     assert_eq!(m.parked(), 3);
     m.admit(tx(2, 1, 5), rich(), None).unwrap();

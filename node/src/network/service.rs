@@ -102,7 +102,7 @@ impl ValidatorService {
             .map_err(crate::api::internal)?;
         let admitted = admissions
             .iter()
-            .any(|a| matches!(a, Ok(crate::mempool::Admission::Admitted)));
+            .any(|a| a.as_ref().is_ok_and(|a| a.is_new()));
         if admitted {
             // When the queue is full the wake-up is skipped: a waiting
             // leader still proposes at its idle interval.
