@@ -897,7 +897,7 @@ mod lying {
         .expect("an answer")
         .expect("an item");
         assert!(
-            matches!(&item, Err(WalletError::BadRequest(m)) if m.contains("cursor")),
+            matches!(&item, Err(WalletError::Invalid(m)) if m.contains("cursor")),
             "{item:?}"
         );
         net.shutdown().await;

@@ -95,7 +95,7 @@ impl NodeClient {
                     format!("http://{u}")
                 };
                 let endpoint = Endpoint::from_shared(url.clone())
-                    .map_err(|e| WalletError::BadRequest(format!("validator URL {u:?}: {e}")))?
+                    .map_err(|e| WalletError::Invalid(format!("invalid validator URL {u:?}: {e}")))?
                     .connect_timeout(Duration::from_secs(2))
                     .timeout(CALL_TIMEOUT);
                 Ok(Node {

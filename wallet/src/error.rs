@@ -50,6 +50,11 @@ pub enum WalletError {
     /// A payment link that does not parse.
     #[error("invalid payment link: {0}")]
     BadRequest(String),
+    /// Input that cannot be used (an account name, a password, a key, a
+    /// validator URL, a transfer, a cursor): the message names it and
+    /// says what would do.
+    #[error("{0}")]
+    Invalid(String),
     /// No validator answered.
     #[error("no validator reachable (tried {}): {last}", tried.join(", "))]
     Unreachable {

@@ -130,8 +130,8 @@ fn check_name(name: &str) -> Result<(), WalletError> {
     if ok {
         Ok(())
     } else {
-        Err(WalletError::BadRequest(format!(
-            "account name {name:?}: use 1-32 letters, digits, '-' or '_'"
+        Err(WalletError::Invalid(format!(
+            "invalid account name {name:?}: use 1-32 letters, digits, '-' or '_'"
         )))
     }
 }
@@ -256,9 +256,7 @@ impl WalletHome {
     /// A new account derived from the recovery phrase (the next index).
     pub fn new_account(&self, name: &str, password: &str) -> Result<AccountEntry, WalletError> {
         let file = KeyFile::read(&self.dir.join("phrase.json")).map_err(|_| {
-            WalletError::BadRequest(
-                "this wallet has no recovery phrase; import keys instead".into(),
-            )
+            WalletError::Invalid("this wallet has no recovery phrase; import keys instead".into())
         })?;
         let words = String::from_utf8(file.open(password)?)
             .map_err(|_| WalletError::Corrupt("stored phrase is not text".into()))?;

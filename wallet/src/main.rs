@@ -230,12 +230,14 @@ fn password(prompt: &str, confirm: bool) -> Result<String, WalletError> {
     if confirm {
         let again = rpassword::prompt_password("Repeat it: ").map_err(io)?;
         if again != first {
-            return Err(WalletError::BadRequest("the passwords differ".into()));
+            return Err(WalletError::Invalid(
+                "the two passwords differ; nothing was changed".into(),
+            ));
         }
     }
     if first.is_empty() {
-        return Err(WalletError::BadRequest(
-            "an empty password protects nothing".into(),
+        return Err(WalletError::Invalid(
+            "an empty password protects nothing; choose one".into(),
         ));
     }
     Ok(first)
@@ -340,8 +342,8 @@ fn accounts(ctx: &Ctx, action: Option<AccountsAction>) -> Out {
                 .ok()
                 .and_then(|b| chatpay_proto::SecretKey::from_slice(&b).ok())
                 .ok_or_else(|| {
-                    WalletError::BadRequest(
-                        "the key must be 32 bytes of hex (64 characters)".into(),
+                    WalletError::Invalid(
+                        "invalid key: it must be 32 bytes of hex (64 characters)".into(),
                     )
                 })?;
             let pw = password("Wallet password: ", false)?;
@@ -513,7 +515,7 @@ async fn request(
     let mut human = link.clone();
     if qr {
         let code = qrcode::QrCode::new(link.as_bytes())
-            .map_err(|e| WalletError::BadRequest(format!("QR code: {e}")))?;
+            .map_err(|e| WalletError::Invalid(format!("cannot draw the QR code: {e}")))?;
         let art = code
             .render::<qrcode::render::unicode::Dense1x2>()
             .quiet_zone(true)
@@ -530,8 +532,8 @@ async fn pay(ctx: &Ctx, link: &str, amount: Option<&str>) -> Out {
     if let Some(a) = amount {
         let a = w.chain().parse_amount(a)?;
         if request.amount.is_some_and(|r| r != a) {
-            return Err(WalletError::BadRequest(format!(
-                "the link asks for {}; pay it as it is",
+            return Err(WalletError::Invalid(format!(
+                "the link asks for {}; pay it as it is (without --amount)",
                 w.chain().format(request.amount.unwrap_or(0))
             )));
         }
@@ -539,7 +541,7 @@ async fn pay(ctx: &Ctx, link: &str, amount: Option<&str>) -> Out {
     }
     let amount = request
         .amount
-        .ok_or_else(|| WalletError::BadRequest("the link has no amount; add --amount".into()))?;
+        .ok_or_else(|| WalletError::Invalid("the link has no amount; add --amount".into()))?;
     if let Some(label) = &request.label {
         if !ctx.json {
             eprintln!("Paying {label} {}", w.chain().format(amount));

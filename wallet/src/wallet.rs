@@ -353,7 +353,7 @@ impl Wallet {
         request: &PaymentRequest,
     ) -> Result<Payment, WalletError> {
         let amount = request.amount.ok_or_else(|| {
-            WalletError::BadRequest("the link has no amount; pay it with an amount".into())
+            WalletError::Invalid("the link has no amount; pay it with an amount".into())
         })?;
         let memo = request.memo.as_deref().unwrap_or("");
         self.pay(from, &request.address, amount, memo).await
@@ -456,7 +456,7 @@ impl Wallet {
             outputs,
             memo.as_bytes().to_vec(),
         )
-        .map_err(|e| WalletError::BadRequest(e.to_string()))?;
+        .map_err(|e| WalletError::Invalid(format!("invalid transfer: {e}")))?;
         let needed = to
             .iter()
             .try_fold(fee, |sum, (_, a)| sum.checked_add(*a))
@@ -881,7 +881,7 @@ impl Wallet {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            if matches!(e, WalletError::BadRequest(_)) {
+            if matches!(e, WalletError::Invalid(_)) {
                 return Err(e); // the caller's cursor: no retry helps
             }
             failures += 1;
@@ -924,9 +924,9 @@ impl Wallet {
         loop {
             let state = self.account(address).await?;
             if state.history_count < at.history_count && state.height >= at.height {
-                return Err(WalletError::BadRequest(format!(
-                    "the cursor is at entry {} (height {}), and {address} has {} entries at \
-                     height {}: a cursor of another account or chain",
+                return Err(WalletError::Invalid(format!(
+                    "invalid cursor: it is at entry {} (height {}), and {address} has {} \
+                     entries at height {}: a cursor of another account or chain",
                     at.history_count, at.height, state.history_count, state.height
                 )));
             }

@@ -170,6 +170,23 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
     assert!(e.contains("no account named \"nobody\""), "{e}");
     let e = cli.fails(&alice, "pw", &["pay", "bitcoin:abc?amount=1"]);
     assert!(e.contains("invalid payment link"), "{e}");
+    // Only a link is called a link: each other bad input names itself.
+    let e = cli.fails(&alice, "pw", &["accounts", "new", "no spaces"]);
+    assert!(
+        e.contains("invalid account name \"no spaces\"") && !e.contains("payment link"),
+        "{e}"
+    );
+    let long = "m".repeat(300);
+    let e = cli.fails(&alice, "pw", &["send", &bob_addr, "1", "--memo", &long]);
+    assert!(
+        e.contains("invalid transfer") && e.contains("memo") && !e.contains("payment link"),
+        "{e}"
+    );
+    let e = cli.fails(&alice, "pw", &["balance", "--node", "not a url"]);
+    assert!(
+        e.contains("invalid validator URL") && !e.contains("payment link"),
+        "{e}"
+    );
     let e = cli.fails(&alice, "pw", &["init"]);
     assert!(e.contains("already exists"), "{e}");
     let e = cli.fails(&dir.path().join("nobody"), "pw", &["balance"]);
