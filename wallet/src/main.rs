@@ -117,6 +117,13 @@ enum Command {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Only entries numbered below this (the `#` column): the page
+        /// after one that ended at #N is `--before N`.
+        #[arg(long)]
+        before: Option<u64>,
+        /// Every entry (pages read and verified one after another).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
     /// Follow incoming payments (resumes where the last watch stopped).
     Watch {
@@ -206,7 +213,9 @@ async fn run(ctx: &Ctx, command: Command) -> Out {
             qr,
         } => request(ctx, &amount, memo, label, qr).await,
         Command::Pay { link, amount } => pay(ctx, &link, amount.as_deref()).await,
-        Command::History { limit } => history(ctx, limit).await,
+        Command::History { limit, before, all } => {
+            history(ctx, (!all).then_some(limit), before).await
+        }
         Command::Watch { count } => watch(ctx, count).await,
         Command::Status => status(ctx).await,
     }
@@ -552,17 +561,19 @@ async fn pay(ctx: &Ctx, link: &str, amount: Option<&str>) -> Out {
     pay_and_report(ctx, &w, &from, &[(request.address, amount)], &memo, None).await
 }
 
-async fn history(ctx: &Ctx, limit: u32) -> Out {
+async fn history(ctx: &Ctx, limit: Option<u32>, before: Option<u64>) -> Out {
     let w = connect(ctx).await?;
     let address = w.address(&ctx.account)?;
-    let history = w.history(&address, limit).await?;
+    let history = w.history_before(&address, before, limit).await?;
     let entries = &history.entries;
     let rows: Vec<_> = entries
         .iter()
         .map(|e| {
             json!({
                 "tx_id": e.tx_id.to_string(), "height": e.cursor.height, "index": e.cursor.index,
-                "from": e.from.to_string(), "amount": e.amount, "outgoing": e.outgoing,
+                "from": e.from.to_string(),
+                "to": e.to.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "amount": e.amount, "outgoing": e.outgoing,
                 "memo": e.memo, "receipt": format!("{:?}", e.receipt), "number": e.number,
             })
         })
@@ -571,20 +582,34 @@ async fn history(ctx: &Ctx, limit: u32) -> Out {
         .iter()
         .map(|e| {
             let sign = if e.outgoing { "-" } else { "+" };
+            let with = if e.outgoing {
+                let to: Vec<String> = e.to.iter().map(ToString::to_string).collect();
+                match to.is_empty() {
+                    true => "to yourself".to_string(),
+                    false => format!("to {}", to.join(", ")),
+                }
+            } else {
+                format!("from {}", e.from)
+            };
+            let memo = if e.memo.is_empty() {
+                String::new()
+            } else {
+                format!("  \"{}\"", e.memo)
+            };
             format!(
-                "{:>8}  {sign}{:<16} {}  {}",
+                "#{:<5} {:>8}  {sign}{:<16} {with}{memo}",
+                e.number,
                 e.cursor.height,
                 w.chain().format(e.amount),
-                if e.outgoing {
-                    "sent".to_string()
-                } else {
-                    format!("from {}", e.from)
-                },
-                e.memo
             )
         })
         .collect::<Vec<_>>()
         .join("\n");
+    // Where the next older page starts, when there is one.
+    let older = entries
+        .last()
+        .filter(|e| e.number > 1)
+        .map(|e| format!("; older: --before {}", e.number));
     let human = if human.is_empty() {
         format!(
             "no transactions yet (verified at height {})",
@@ -592,10 +617,11 @@ async fn history(ctx: &Ctx, limit: u32) -> Out {
         )
     } else {
         format!(
-            "{human}\n{} of {} transactions, verified at height {}",
+            "{human}\n{} of {} transactions, verified at height {}{}",
             entries.len(),
             history.total,
-            history.height
+            history.height,
+            older.unwrap_or_default()
         )
     };
     print(

@@ -104,6 +104,9 @@ pub struct HistoryEntry {
     pub cursor: Cursor,
     /// Sender.
     pub from: Address,
+    /// Recipients other than this account, in output order (for a payment
+    /// received, the others paid by the same transfer, as in a split).
+    pub to: Vec<Address>,
     /// Received: the amount to this account. Sent: what its balance went
     /// down by (the amounts to others and the fee).
     pub amount: u64,
@@ -672,30 +675,54 @@ impl Wallet {
     /// account's history hash commits to at that place, and none is left
     /// out or added.
     pub async fn history(&self, address: &Address, limit: u32) -> Result<History, WalletError> {
+        self.history_before(address, None, Some(limit)).await
+    }
+
+    /// Up to `limit` (all when `None`) verified entries of `address`'s
+    /// history numbered below `before` (from the newest when `None`),
+    /// newest first. Pages are read from the newest down, each checked
+    /// against the proven history hash, so an older page is as verified as
+    /// the newest.
+    ///
+    /// # Errors
+    /// As [`Wallet::history`].
+    pub async fn history_before(
+        &self,
+        address: &Address,
+        before: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<History, WalletError> {
         let state = self.account(address).await?;
-        if state.history_count == 0 {
-            return Ok(History {
-                height: state.height,
-                total: 0,
-                entries: Vec::new(),
-            });
+        let limit = limit.map_or(u64::MAX, |l| u64::from(l.max(1)));
+        let below = before.unwrap_or(u64::MAX);
+        let mut expected = (state.history_count, state.history_hash);
+        let mut cursor = None;
+        let mut entries = Vec::new();
+        while expected.0 > 0 && (entries.len() as u64) < limit {
+            // Pages that end above `below` are read only to reach it.
+            let wanted = if expected.0 < below {
+                limit - entries.len() as u64
+            } else {
+                expected.0 - below.saturating_sub(1)
+            };
+            let size = u32::try_from(wanted.min(u64::from(MAX_PAGE))).expect("at most a page");
+            let page = self
+                .verified_page(address, expected, state.height, cursor, size)
+                .await?;
+            let Some(oldest) = page.entries.first() else {
+                break;
+            };
+            cursor = Some((oldest.entry.height, oldest.entry.index));
+            expected = (page.count_before, page.hash_before);
+            entries.extend(
+                page.entries
+                    .iter()
+                    .rev()
+                    .filter(|v| v.number < below)
+                    .map(|v| self.history_entry(v, address.public_key())),
+            );
         }
-        let limit = limit.clamp(1, MAX_PAGE);
-        let page = self
-            .verified_page(
-                address,
-                (state.history_count, state.history_hash),
-                state.height,
-                None,
-                limit,
-            )
-            .await?;
-        let entries = page
-            .entries
-            .iter()
-            .rev()
-            .map(|v| self.history_entry(v))
-            .collect();
+        entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(History {
             height: state.height,
             total: state.history_count,
@@ -703,17 +730,20 @@ impl Wallet {
         })
     }
 
-    fn history_entry(&self, v: &verify::Verified) -> HistoryEntry {
+    /// The entry `v` of the history of the account `me`.
+    fn history_entry(&self, v: &verify::Verified, me: &PublicKey) -> HistoryEntry {
         let transfer = v.reported.tx.transfer();
+        let to = transfer
+            .outputs()
+            .iter()
+            .filter(|o| o.recipient != *me)
+            .map(|o| self.chain.address(&o.recipient))
+            .collect();
         HistoryEntry {
             tx_id: v.entry.tx_id,
-            cursor: Cursor {
-                height: v.entry.height,
-                index: v.entry.index,
-                history_count: v.number,
-                history_hash: v.hash_after.0,
-            },
+            cursor: cursor_of(v),
             from: self.chain.address(transfer.sender()),
+            to,
             amount: v.entry.amount,
             outgoing: v.entry.direction == Direction::Sent,
             number: v.number,
@@ -936,7 +966,7 @@ impl Wallet {
                     if let Err(e) = watch.check(v) {
                         lie.get_or_insert(e);
                     }
-                    *at = self.history_entry(v).cursor;
+                    *at = cursor_of(v);
                     if let Some(p) = self.payment(v, legacy) {
                         if out.send(Ok(p)).await.is_err() {
                             return Ok(Flow::ReceiverGone);
@@ -985,8 +1015,19 @@ impl Wallet {
             from: self.chain.address(transfer.sender()),
             amount: v.entry.amount,
             memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
-            cursor: self.history_entry(v).cursor,
+            cursor: cursor_of(v),
         })
+    }
+}
+
+/// Where a verified entry is: its position, number and the running
+/// history hash after it.
+fn cursor_of(v: &verify::Verified) -> Cursor {
+    Cursor {
+        height: v.entry.height,
+        index: v.entry.index,
+        history_count: v.number,
+        history_hash: v.hash_after.0,
     }
 }
 

@@ -126,6 +126,32 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
     assert_eq!(balance["balance"], 5_500_000 + 1_500_000 + 1_250_000);
     let history = cli.ok(&bob, &["history"]);
     assert_eq!(history["transactions"].as_array().unwrap().len(), 3);
+    // Alice's history: funded, paid Bob, split with Carol, paid the link.
+    // Pages go back with --before; each row names the other side.
+    let page = cli.ok(&alice, &["history", "--limit", "2"]);
+    let rows = page["transactions"].as_array().unwrap();
+    let numbers: Vec<u64> = rows.iter().map(|r| r["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [4, 3]);
+    assert_eq!(rows[1]["to"], serde_json::json!([bob_addr, carol_addr]));
+    assert_eq!(rows[1]["memo"], "bill");
+    let older = cli.ok(&alice, &["history", "--before", "3"]);
+    let numbers: Vec<u64> = older["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [2, 1]);
+    let all = cli.ok(&alice, &["history", "--all"]);
+    assert_eq!(all["transactions"].as_array().unwrap().len(), 4);
+    let out = cli.run(&alice, "pw", &["history", "--limit", "2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("to {bob_addr}, {carol_addr}"))
+            && text.contains("\"bill\"")
+            && text.contains("older: --before 3"),
+        "{text}"
+    );
 
     // watch reports each payment once, and resumes after the last one.
     let out = cli.run(&bob, "pw", &["watch", "--count", "3", "--json"]);
