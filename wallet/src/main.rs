@@ -521,6 +521,14 @@ async fn request(
         label,
     };
     let link = request.to_link(&chain);
+    // What this writes, `pay` reads: a memo too long for a transfer would
+    // make a link nobody can pay.
+    PaymentRequest::parse(&link, &chain).map_err(|e| match e {
+        WalletError::BadRequest(why) => {
+            WalletError::Invalid(format!("cannot make the link: {why}"))
+        }
+        other => other,
+    })?;
     let mut human = link.clone();
     if qr {
         let code = qrcode::QrCode::new(link.as_bytes())
@@ -594,7 +602,9 @@ async fn history(ctx: &Ctx, limit: Option<u32>, before: Option<u64>) -> Out {
             let memo = if e.memo.is_empty() {
                 String::new()
             } else {
-                format!("  \"{}\"", e.memo)
+                // The payer chose it: shown escaped, so it cannot draw
+                // lines of its own.
+                format!("  \"{}\"", e.memo.escape_debug())
             };
             format!(
                 "#{:<5} {:>8}  {sign}{:<16} {with}{memo}",
@@ -606,15 +616,19 @@ async fn history(ctx: &Ctx, limit: Option<u32>, before: Option<u64>) -> Out {
         .collect::<Vec<_>>()
         .join("\n");
     // Where the next older page starts, when there is one.
-    let older = entries
-        .last()
-        .filter(|e| e.number > 1)
-        .map(|e| format!("; older: --before {}", e.number));
+    let next_before = entries.last().filter(|e| e.number > 1).map(|e| e.number);
+    let older = next_before.map(|n| format!("; older: --before {n}"));
     let human = if human.is_empty() {
-        format!(
-            "no transactions yet (verified at height {})",
-            history.height
-        )
+        match before {
+            Some(n) if history.total > 0 => format!(
+                "no entries before #{n} ({} in all, verified at height {})",
+                history.total, history.height
+            ),
+            _ => format!(
+                "no transactions yet (verified at height {})",
+                history.height
+            ),
+        }
     } else {
         format!(
             "{human}\n{} of {} transactions, verified at height {}{}",
@@ -626,7 +640,10 @@ async fn history(ctx: &Ctx, limit: Option<u32>, before: Option<u64>) -> Out {
     };
     print(
         ctx,
-        json!({ "transactions": rows, "verified_height": history.height, "total": history.total }),
+        json!({
+            "transactions": rows, "verified_height": history.height, "total": history.total,
+            "next_before": next_before,
+        }),
         &human,
     );
     Ok(())
@@ -662,7 +679,7 @@ async fn watch(ctx: &Ctx, count: Option<usize>) -> Out {
                 if p.memo.is_empty() {
                     String::new()
                 } else {
-                    format!("\"{}\" ", p.memo)
+                    format!("\"{}\" ", p.memo.escape_debug())
                 },
                 p.cursor.height
             ),

@@ -104,8 +104,9 @@ pub struct HistoryEntry {
     pub cursor: Cursor,
     /// Sender.
     pub from: Address,
-    /// Recipients other than this account, in output order (for a payment
-    /// received, the others paid by the same transfer, as in a split).
+    /// Recipients other than this account, each once, in output order
+    /// (for a payment received, the others paid by the same transfer, as
+    /// in a split).
     pub to: Vec<Address>,
     /// Received: the amount to this account. Sent: what its balance went
     /// down by (the amounts to others and the fee).
@@ -695,16 +696,22 @@ impl Wallet {
         let state = self.account(address).await?;
         let limit = limit.map_or(u64::MAX, |l| u64::from(l.max(1)));
         let below = before.unwrap_or(u64::MAX);
+        if below <= 1 {
+            // Entries are numbered from 1: nothing is older.
+            return Ok(History {
+                height: state.height,
+                total: state.history_count,
+                entries: Vec::new(),
+            });
+        }
         let mut expected = (state.history_count, state.history_hash);
         let mut cursor = None;
         let mut entries = Vec::new();
         while expected.0 > 0 && (entries.len() as u64) < limit {
-            // Pages that end above `below` are read only to reach it.
-            let wanted = if expected.0 < below {
-                limit - entries.len() as u64
-            } else {
-                expected.0 - below.saturating_sub(1)
-            };
+            // The entries numbered `below` and up are read only to chain
+            // down to it; the page takes the ones wanted below it too.
+            let skipped = (expected.0 + 1).saturating_sub(below);
+            let wanted = skipped.saturating_add(limit - entries.len() as u64);
             let size = u32::try_from(wanted.min(u64::from(MAX_PAGE))).expect("at most a page");
             let page = self
                 .verified_page(address, expected, state.height, cursor, size)
@@ -733,12 +740,13 @@ impl Wallet {
     /// The entry `v` of the history of the account `me`.
     fn history_entry(&self, v: &verify::Verified, me: &PublicKey) -> HistoryEntry {
         let transfer = v.reported.tx.transfer();
-        let to = transfer
-            .outputs()
-            .iter()
-            .filter(|o| o.recipient != *me)
-            .map(|o| self.chain.address(&o.recipient))
-            .collect();
+        let mut to: Vec<Address> = Vec::new();
+        for o in transfer.outputs().iter().filter(|o| o.recipient != *me) {
+            let address = self.chain.address(&o.recipient);
+            if !to.contains(&address) {
+                to.push(address);
+            }
+        }
         HistoryEntry {
             tx_id: v.entry.tx_id,
             cursor: cursor_of(v),

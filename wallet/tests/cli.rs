@@ -144,6 +144,16 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
     assert_eq!(numbers, [2, 1]);
     let all = cli.ok(&alice, &["history", "--all"]);
     assert_eq!(all["transactions"].as_array().unwrap().len(), 4);
+    assert_eq!(page["next_before"], 3);
+    let out = cli.run(&alice, "pw", &["history", "--before", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no entries before #1 (4 in all"), "{text}");
+    // A memo too long for a transfer makes no link (nobody could pay it).
+    let e = cli.fails(&bob, "pw", &["request", "1", "--memo", &"m".repeat(300)]);
+    assert!(
+        e.contains("cannot make the link") && e.contains("memo"),
+        "{e}"
+    );
     let out = cli.run(&alice, "pw", &["history", "--limit", "2"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -169,13 +179,22 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
     let out = cli.run(&bob, "pw", &["watch", "--count", "1", "--json"]);
     let next: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(next["amount"], 500_000, "watch resumed at the wrong place");
+    // A payer's memo cannot draw rows of its own: shown escaped.
+    cli.ok(
+        &alice,
+        &["send", &bob_addr, "0.25", "--memo", "x\n#99 +1000 CPY"],
+    );
+    let out = cli.run(&bob, "pw", &["history", "--limit", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("\"x\\n#99 +1000 CPY\""), "{text}");
 
     let status = cli.ok(&alice, &["status"]);
     assert_eq!(status["reachable"], 4);
 
     // Errors a person can act on.
     let e = cli.fails(&alice, "pw", &["send", &bob_addr, "1000"]);
-    assert!(e.contains("insufficient funds: balance 39.746 CPY"), "{e}");
+    assert!(e.contains("insufficient funds: balance 39.495 CPY"), "{e}");
     let mut typo = bob_addr.clone();
     let c = if typo.ends_with('q') { "p" } else { "q" };
     typo.replace_range(typo.len() - 1.., c);
