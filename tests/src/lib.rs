@@ -5,6 +5,7 @@
 pub mod sim;
 
 use chatpay_node::consensus::core::CoreConfig;
+use chatpay_node::consensus::mutations::Faulty;
 use chatpay_node::genesis::{AccountFile, Genesis, GenesisFile, ValidatorFile};
 use chatpay_node::mempool::MempoolConfig;
 use chatpay_node::network::TcpConnector;
@@ -50,6 +51,9 @@ pub struct LocalNetwork {
     /// How each validator joins when its store is empty (by replay,
     /// unless a test says otherwise).
     sync: Vec<SyncConfig>,
+    /// Each validator's Byzantine switches (all off unless a test turns
+    /// one on).
+    faulty: Vec<Faulty>,
 }
 
 /// The key of validator `i` of a local network (for tests that play a
@@ -165,6 +169,7 @@ impl LocalNetwork {
                 };
                 n
             ],
+            faulty: (0..n).map(|_| Faulty::default()).collect(),
         };
         for i in 0..n {
             net.restart(i).await;
@@ -184,7 +189,7 @@ impl LocalNetwork {
             mempool: self.mempool,
             clock: Clock::system(),
             stats: None,
-            faulty: chatpay_node::consensus::mutations::Faulty::default(),
+            faulty: self.faulty[i].clone(),
             sync: self.sync[i],
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -242,6 +247,11 @@ impl LocalNetwork {
         };
         let (listener, metrics) = (tokio(&self.sockets[i].0), tokio(&self.sockets[i].1));
         self.launch(i, listener, metrics);
+    }
+
+    /// Validator `i`'s Byzantine switches (it reads them as it runs).
+    pub fn faulty(&self, i: usize) -> &Faulty {
+        &self.faulty[i]
     }
 
     /// Stops validator `i`, deletes its chain data (its safety record

@@ -100,9 +100,16 @@ async fn a_wiped_validator_rejoins_from_a_snapshot_and_votes_again() {
         snapshot_min_height: 1,
         retain_blocks: 0,
     };
+    // Two of the three peers serve forged chunks (a balance raised by one
+    // under the true header and proof): each attempt that meets one fails
+    // its check and excludes it, and the honest one serves the snapshot.
+    c.faulty(0).set_forge_state(true);
+    c.faulty(1).set_forge_state(true);
     c.rejoin(3, snapshot).await;
     let top = c.heights()[..3].iter().copied().max().unwrap();
     c.wait_for(&[3], top + 2, WAIT).await;
+    c.faulty(0).set_forge_state(false);
+    c.faulty(1).set_forge_state(false);
     // It took the state of a height the others had committed, and kept
     // no block below it (a replay would have them all).
     let joined = c.store(3).first_full_height().unwrap() - 1;

@@ -84,6 +84,7 @@ pub struct Faulty(std::sync::Arc<FaultySwitches>);
 struct FaultySwitches {
     censor: std::sync::atomic::AtomicBool,
     bloat_sync: std::sync::atomic::AtomicBool,
+    forge_state: std::sync::atomic::AtomicBool,
 }
 
 impl Faulty {
@@ -113,6 +114,23 @@ impl Faulty {
     /// Whether [`Self::set_bloat_sync`] is on (and this build honours it).
     pub fn bloat_sync(&self) -> bool {
         ENABLED && self.0.bloat_sync.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Serve state chunks with the first account's balance raised by one:
+    /// a forged snapshot under a true header and proof.
+    pub fn set_forge_state(&self, on: bool) {
+        self.0
+            .forge_state
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::set_forge_state`] is on (and this build honours it).
+    pub fn forge_state(&self) -> bool {
+        ENABLED
+            && self
+                .0
+                .forge_state
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

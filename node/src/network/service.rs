@@ -242,8 +242,23 @@ impl pb::validator_server::Validator for ValidatorService {
     ) -> Result<Response<pb::StateChunk>, Status> {
         let r = request.into_inner();
         let store = self.api.ledger.store();
-        let chunk = blocking(|| state_chunk(store.as_ref(), &r))?;
+        let mut chunk = blocking(|| state_chunk(store.as_ref(), &r))?;
+        if self.faulty.forge_state() {
+            forge(&mut chunk);
+        }
         Ok(Response::new(chunk))
+    }
+}
+
+/// A forging server's chunk ([`Faulty::forge_state`]): the first account
+/// leaf's balance one higher.
+fn forge(chunk: &mut pb::StateChunk) {
+    let leaf = chunk.leaves.iter_mut().find(|l| !l.owner.is_empty());
+    if let Some(leaf) = leaf {
+        if let Some(mut account) = chatpay_proto::state::decode_account_leaf(&leaf.leaf) {
+            account.balance = account.balance.wrapping_add(1);
+            leaf.leaf = chatpay_proto::state::account_leaf(&account);
+        }
     }
 }
 
