@@ -64,7 +64,10 @@ pub enum WalletError {
         last: String,
     },
     /// The validators are of another chain than the wallet's.
-    #[error("{node} is on chain {found}, this wallet is on {expected}")]
+    #[error(
+        "{node} is on chain {found}, this wallet is on {expected}; if that network was \
+         started over on purpose, `chatpay repin` pins the new chain"
+    )]
     WrongChain {
         /// The node.
         node: String,

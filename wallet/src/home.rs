@@ -313,6 +313,47 @@ impl WalletHome {
         replace(&self.dir.join("chain.json"), &json)
     }
 
+    /// Pins `chain` in place of the pinned one (its network was started
+    /// over): what belonged to the old chain goes with it. Pending
+    /// transfers are dropped, so none is ever submitted to the new chain,
+    /// where the same chain id would make it valid again. Incoming cursors
+    /// and the proven height are dropped too: the new chain starts again
+    /// from block 0. Returns the chain pinned before.
+    pub fn repin_chain(&self, chain: &ChainInfo) -> Result<Option<ChainInfo>, WalletError> {
+        let old = self.chain()?;
+        for account in self.accounts()? {
+            let path = self.state_path(&account.name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| WalletError::io(&path, e))?;
+            }
+        }
+        let proven = self.dir.join("proven.json");
+        if proven.exists() {
+            std::fs::remove_file(&proven).map_err(|e| WalletError::io(&proven, e))?;
+        }
+        self.pin_chain(chain)?;
+        Ok(old)
+    }
+
+    /// Removes account `name`: its key file, its state and its entry. An
+    /// imported key is gone for good; a derived one can be derived again
+    /// from the recovery phrase.
+    pub fn remove_account(&self, name: &str) -> Result<AccountEntry, WalletError> {
+        let mut accounts = self.accounts()?;
+        let at = accounts
+            .iter()
+            .position(|a| a.name == name)
+            .ok_or_else(|| WalletError::NoAccount(name.into()))?;
+        let entry = accounts.remove(at);
+        self.save_accounts(&accounts)?;
+        for path in [self.key_path(name), self.state_path(name)] {
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| WalletError::io(&path, e))?;
+            }
+        }
+        Ok(entry)
+    }
+
     /// The highest committed height a validator has proven to this
     /// wallet, as last saved (0 before any).
     pub fn proven_height(&self) -> Result<u64, WalletError> {

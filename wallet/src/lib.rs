@@ -48,4 +48,4 @@ pub use home::{AccountEntry, AccountSource, WalletHome};
 pub use incoming::{Cursor, IncomingPayment};
 pub use keys::{KdfParams, KeyFile, RecoveryPhrase};
 pub use request::PaymentRequest;
-pub use wallet::{AccountState, History, HistoryEntry, Payment, Signer, Wallet};
+pub use wallet::{AccountState, History, HistoryEntry, Payment, Signer, Wallet, network_chain};

@@ -6,7 +6,8 @@
 //! or read from `CHATPAY_PASSWORD` for scripts.
 
 use chatpay_wallet::{
-    KdfParams, PaymentRequest, RecoveryPhrase, Signer, Wallet, WalletError, WalletHome,
+    AccountSource, ChainInfo, KdfParams, PaymentRequest, RecoveryPhrase, Signer, Wallet,
+    WalletError, WalletHome,
 };
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -133,6 +134,15 @@ enum Command {
     },
     /// The chain, its height, and which validators answer.
     Status,
+    /// Pin the chain the validators are on now, after its network was
+    /// started over (a devnet reset): shows the pinned and the new chain;
+    /// with --yes, drops what belonged to the old one (pending transfers,
+    /// incoming cursors) and pins the new one. Keys and accounts stay.
+    Repin {
+        /// Do it (without: only show the two chains).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +151,15 @@ enum AccountsAction {
     New {
         /// Its name.
         name: String,
+    },
+    /// Remove an account: its key file and state. An imported key is
+    /// gone for good; a derived one can be derived again from the phrase.
+    Remove {
+        /// Its name.
+        name: String,
+        /// Do it (without: only say what would go).
+        #[arg(long)]
+        yes: bool,
     },
     /// Import a raw secret key (hex), e.g. a devnet faucet key file.
     Import {
@@ -218,6 +237,7 @@ async fn run(ctx: &Ctx, command: Command) -> Out {
         }
         Command::Watch { count } => watch(ctx, count).await,
         Command::Status => status(ctx).await,
+        Command::Repin { yes } => repin(ctx, yes).await,
     }
 }
 
@@ -334,6 +354,24 @@ fn accounts(ctx: &Ctx, action: Option<AccountsAction>) -> Out {
                 ctx,
                 json!({ "name": a.name, "public_key": a.public_key }),
                 &format!("Added account {name}."),
+            );
+        }
+        Some(AccountsAction::Remove { name, yes }) => {
+            let account = home.account(&name)?;
+            let lost = match account.source {
+                AccountSource::Imported => "its imported key is gone for good",
+                AccountSource::Derived(_) => "it can be derived again from the recovery phrase",
+            };
+            if !yes {
+                return Err(WalletError::Invalid(format!(
+                    "removing account {name:?} deletes its key file ({lost}); run again with --yes"
+                )));
+            }
+            home.remove_account(&name)?;
+            print(
+                ctx,
+                json!({ "removed": name }),
+                &format!("Removed account {name} ({lost})."),
             );
         }
         Some(AccountsAction::Import { name, key_file }) => {
@@ -693,6 +731,40 @@ async fn watch(ctx: &Ctx, count: Option<usize>) -> Out {
             break;
         }
     }
+    Ok(())
+}
+
+async fn repin(ctx: &Ctx, yes: bool) -> Out {
+    let home = WalletHome::open(&ctx.home)?;
+    let new = chatpay_wallet::network_chain(&ctx.nodes).await?;
+    let show = |c: &ChainInfo| format!("{} (genesis {})", c.chain_id, c.genesis_hash);
+    let old = home.chain()?;
+    if old.as_ref() == Some(&new) {
+        print(
+            ctx,
+            json!({ "pinned": new.genesis_hash, "changed": false }),
+            &format!("Already pinned to {}.", show(&new)),
+        );
+        return Ok(());
+    }
+    let was = old.as_ref().map_or("nothing".to_string(), show);
+    if !yes {
+        return Err(WalletError::Invalid(format!(
+            "the wallet is pinned to {was}; the validators are on {}. Run again with --yes \
+             to pin it: pending transfers of the old chain are dropped (never sent to the \
+             new one), keys and accounts stay",
+            show(&new)
+        )));
+    }
+    home.repin_chain(&new)?;
+    print(
+        ctx,
+        json!({ "pinned": new.genesis_hash, "was": old.map(|c| c.genesis_hash), "changed": true }),
+        &format!(
+            "Pinned {} (was {was}); pending transfers of the old chain dropped.",
+            show(&new)
+        ),
+    );
     Ok(())
 }
 

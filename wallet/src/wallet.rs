@@ -138,6 +138,51 @@ fn node_error(s: &Status) -> WalletError {
     WalletError::Node(format!("{:?}: {}", s.code(), s.message()))
 }
 
+/// The chain `nodes` are on, as they report it (genesis hash, validator
+/// set); every one that answers must report the same. Nothing is pinned
+/// or checked against a pinned chain: this is what `chatpay repin` shows
+/// before it pins.
+///
+/// # Errors
+/// When none answers, or two report different chains.
+pub async fn network_chain(nodes: &[String]) -> Result<ChainInfo, WalletError> {
+    let client = NodeClient::new(nodes)?;
+    let mut chain: Option<(String, ChainInfo)> = None;
+    let mut last = String::new();
+    for s in client.statuses().await {
+        match &s.status {
+            Ok(status) => {
+                let info = ChainInfo::from_status(status)?;
+                match &chain {
+                    None => chain = Some((s.url.clone(), info)),
+                    Some((first, c))
+                        if c.genesis_hash != info.genesis_hash
+                            || c.validators != info.validators =>
+                    {
+                        return Err(WalletError::WrongChain {
+                            node: s.url.clone(),
+                            expected: format!(
+                                "{} ({}, as {first} says)",
+                                c.chain_id,
+                                &c.genesis_hash[..16]
+                            ),
+                            found: format!("{} ({})", info.chain_id, &info.genesis_hash[..16]),
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            Err(e) => last = format!("{}: {e}", s.url),
+        }
+    }
+    chain
+        .map(|(_, c)| c)
+        .ok_or_else(|| WalletError::Unreachable {
+            tried: client.urls(),
+            last,
+        })
+}
+
 impl Wallet {
     /// Connects to `nodes`. The first time, the chain (genesis hash and
     /// validator set) is pinned from the validators, which must all agree;

@@ -252,5 +252,49 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
     );
     let e = cli.fails(&alice, "pw", &["restore"]);
     assert!(e.contains("invalid recovery phrase"), "{e}");
+
+    // Accounts can go; removing one says what is lost and needs --yes.
+    let e = cli.fails(&alice, "pw", &["accounts", "remove", "faucet"]);
+    assert!(
+        e.contains("imported key is gone for good") && e.contains("--yes"),
+        "{e}"
+    );
+    cli.ok(&alice, &["accounts", "remove", "faucet", "--yes"]);
+    let names: Vec<String> = cli.ok(&alice, &["accounts"])["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["default"]);
+
+    // The network is started over (a devnet reset): the wallet says how to
+    // move on, shows both chains, and re-pins only when told to.
     net.shutdown().await;
+    let reset = LocalNetwork::start(4).await;
+    let cli = Cli {
+        nodes: reset.urls().join(","),
+    };
+    let e = cli.fails(&alice, "pw", &["balance"]);
+    assert!(
+        e.contains("this wallet is on") && e.contains("chatpay repin"),
+        "{e}"
+    );
+    let e = cli.fails(&alice, "pw", &["repin"]);
+    let new_genesis = hex::encode(reset.genesis.hash().0);
+    assert!(
+        e.contains("the wallet is pinned to") && e.contains(&new_genesis) && e.contains("--yes"),
+        "{e}"
+    );
+    assert!(alice.join("state").join("default.json").exists());
+    let pinned = cli.ok(&alice, &["repin", "--yes"]);
+    assert_eq!(pinned["pinned"], new_genesis);
+    assert_eq!(pinned["changed"], true);
+    assert!(
+        !alice.join("state").join("default.json").exists(),
+        "the old chain's pending transfers and cursor are gone"
+    );
+    let balance = cli.ok(&alice, &["balance"]);
+    assert_eq!(balance["balance"], 0, "a new chain: nothing here yet");
+    reset.shutdown().await;
 }
