@@ -420,6 +420,25 @@ async fn the_wallet_fails_over_when_validators_go_down() {
             3 * CPY
         );
     }
+    // Two of four down: a payment cannot be final. Its wait times out and
+    // it stays pending; once the network is back, retry makes it final.
+    net.stop(2).await;
+    let home = WalletHome::open(&dir.path().join("w")).unwrap().with_kdf(FAST);
+    let impatient = Wallet::connect(home, &urls)
+        .await
+        .unwrap()
+        .with_finality_timeout(Duration::from_secs(2));
+    let e = impatient.pay(&faucet, &to, CPY, "").await.unwrap_err();
+    assert!(matches!(e, WalletError::Timeout { .. }), "{e}");
+    let pending = impatient.pending("faucet").unwrap();
+    assert_eq!(pending.len(), 1);
+    net.restart(1).await;
+    net.restart(2).await;
+    let done = impatient.retry(&faucet).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(done[0].is_success());
+    assert_eq!(done[0].tx_id, pending[0].tx_id());
+    assert!(impatient.pending("faucet").unwrap().is_empty());
     net.shutdown().await;
 }
 

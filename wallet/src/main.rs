@@ -134,6 +134,12 @@ enum Command {
     },
     /// The chain, its height, and which validators answer.
     Status,
+    /// Transfers signed and not yet seen final (a payment whose wait
+    /// timed out stays pending).
+    Pending,
+    /// Submit the pending transfers again, unchanged, and wait until each
+    /// is final.
+    Retry,
     /// Pin the chain the validators are on now, after its network was
     /// started over (a devnet reset): shows the pinned and the new chain;
     /// with --yes, drops what belonged to the old one (pending transfers,
@@ -238,6 +244,8 @@ async fn run(ctx: &Ctx, command: Command) -> Out {
         Command::Watch { count } => watch(ctx, count).await,
         Command::Status => status(ctx).await,
         Command::Repin { yes } => repin(ctx, yes).await,
+        Command::Pending => pending(ctx).await,
+        Command::Retry => retry(ctx).await,
     }
 }
 
@@ -731,6 +739,77 @@ async fn watch(ctx: &Ctx, count: Option<usize>) -> Out {
             break;
         }
     }
+    Ok(())
+}
+
+async fn pending(ctx: &Ctx) -> Out {
+    let w = connect(ctx).await?;
+    let txs = w.pending(&ctx.account)?;
+    let rows: Vec<serde_json::Value> = txs
+        .iter()
+        .map(|tx| {
+            let t = tx.transfer();
+            json!({
+                "tx_id": tx.tx_id().to_string(), "nonce": t.nonce(), "fee": t.fee(),
+                "to": t.outputs().iter().map(|o| w.chain().address(&o.recipient).to_string()).collect::<Vec<_>>(),
+                "amount": t.outputs().iter().map(|o| o.amount).sum::<u64>(),
+            })
+        })
+        .collect();
+    let human = if txs.is_empty() {
+        "nothing pending".to_string()
+    } else {
+        let lines: Vec<String> = txs
+            .iter()
+            .map(|tx| {
+                let t = tx.transfer();
+                let to: Vec<String> = t
+                    .outputs()
+                    .iter()
+                    .map(|o| w.chain().address(&o.recipient).to_string())
+                    .collect();
+                let amount = t.outputs().iter().map(|o| o.amount).sum::<u64>();
+                format!(
+                    "nonce {:<6} {} to {}  ({})",
+                    t.nonce(),
+                    w.chain().format(amount),
+                    to.join(", "),
+                    tx.tx_id()
+                )
+            })
+            .collect();
+        format!(
+            "{}\n{} pending: `chatpay retry` submits them again and waits until final",
+            lines.join("\n"),
+            txs.len()
+        )
+    };
+    print(ctx, json!({ "pending": rows }), &human);
+    Ok(())
+}
+
+async fn retry(ctx: &Ctx) -> Out {
+    let w = connect(ctx).await?;
+    let from = signer(ctx, &w)?;
+    let done = w.retry(&from).await?;
+    let rows: Vec<serde_json::Value> = done
+        .iter()
+        .map(|p| json!({ "tx_id": p.tx_id.to_string(), "height": p.height, "success": p.is_success() }))
+        .collect();
+    let human = if done.is_empty() {
+        "nothing pending".to_string()
+    } else {
+        done.iter()
+            .map(|p| {
+                format!(
+                    "final at height {}: {} ({:?})",
+                    p.height, p.tx_id, p.receipt
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    print(ctx, json!({ "final": rows }), &human);
     Ok(())
 }
 

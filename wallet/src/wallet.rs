@@ -449,6 +449,42 @@ impl Wallet {
         payment
     }
 
+    /// The transfers of account `name` signed and not yet seen final, by
+    /// nonce (a payment whose wait timed out stays here until it is).
+    ///
+    /// # Errors
+    /// When the wallet's state cannot be read.
+    pub fn pending(&self, name: &str) -> Result<Vec<SignedTransfer>, WalletError> {
+        let mut state = self.home.state(name)?;
+        state.pending.sort_by_key(|p| p.nonce);
+        state.pending.iter().map(decode_pending).collect()
+    }
+
+    /// Submits `from`'s pending transfers again, oldest first, unchanged
+    /// (never re-signed), each to f + 1 validators, and waits for each to
+    /// be final; the final ones leave the pending list. Returns them in
+    /// nonce order.
+    ///
+    /// # Errors
+    /// As [`Wallet::pay`]; what is not final yet stays pending.
+    pub async fn retry(&self, from: &Signer) -> Result<Vec<Payment>, WalletError> {
+        let mut done = Vec::new();
+        for tx in self.pending(&from.name)? {
+            // A refusal for good (its nonce taken by another) shows in the
+            // wait: nothing else can commit it.
+            let _ = self.submit(&tx).await;
+            let payment = self.wait_final(&tx).await?;
+            let lock = self.lock(&from.name);
+            let _guard = lock.lock().await;
+            let mut state = self.home.state(&from.name)?;
+            let id = hex::encode(tx.tx_id().0);
+            state.pending.retain(|p| p.tx_id != id);
+            self.home.save_state(&from.name, &state)?;
+            done.push(payment);
+        }
+        Ok(done)
+    }
+
     /// Reserves the next nonce, signs, records the transaction as pending
     /// (durably, before it leaves), and submits it. Earlier pending
     /// transactions are resubmitted unchanged, never re-signed.
