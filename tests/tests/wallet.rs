@@ -423,7 +423,9 @@ async fn the_wallet_fails_over_when_validators_go_down() {
     // Two of four down: a payment cannot be final. Its wait times out and
     // it stays pending; once the network is back, retry makes it final.
     net.stop(2).await;
-    let home = WalletHome::open(&dir.path().join("w")).unwrap().with_kdf(FAST);
+    let home = WalletHome::open(&dir.path().join("w"))
+        .unwrap()
+        .with_kdf(FAST);
     let impatient = Wallet::connect(home, &urls)
         .await
         .unwrap()

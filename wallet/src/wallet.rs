@@ -439,14 +439,19 @@ impl Wallet {
         let signed = self.sign_next(from, to, memo, fee).await?;
         let payment = self.wait_final(&signed).await;
         if payment.is_ok() {
-            let lock = self.lock(&from.name);
-            let _guard = lock.lock().await;
-            let mut state = self.home.state(&from.name)?;
-            let id = hex::encode(signed.tx_id().0);
-            state.pending.retain(|p| p.tx_id != id);
-            self.home.save_state(&from.name, &state)?;
+            self.forget_pending(&from.name, &signed).await?;
         }
         payment
+    }
+
+    /// Drops `tx`, now final, from account `name`'s pending transfers.
+    async fn forget_pending(&self, name: &str, tx: &SignedTransfer) -> Result<(), WalletError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().await;
+        let mut state = self.home.state(name)?;
+        let id = hex::encode(tx.tx_id().0);
+        state.pending.retain(|p| p.tx_id != id);
+        self.home.save_state(name, &state)
     }
 
     /// The transfers of account `name` signed and not yet seen final, by
@@ -474,12 +479,7 @@ impl Wallet {
             // wait: nothing else can commit it.
             let _ = self.submit(&tx).await;
             let payment = self.wait_final(&tx).await?;
-            let lock = self.lock(&from.name);
-            let _guard = lock.lock().await;
-            let mut state = self.home.state(&from.name)?;
-            let id = hex::encode(tx.tx_id().0);
-            state.pending.retain(|p| p.tx_id != id);
-            self.home.save_state(&from.name, &state)?;
+            self.forget_pending(&from.name, &tx).await?;
             done.push(payment);
         }
         Ok(done)
