@@ -140,6 +140,10 @@ enum Command {
     /// Submit the pending transfers again, unchanged, and wait until each
     /// is final.
     Retry,
+    /// Cancel the oldest pending transfer: a transfer to yourself with its
+    /// nonce and a fee one minimum fee higher, which validators take in
+    /// its place; waits until one of the two is final.
+    Cancel,
     /// Pin the chain the validators are on now, after its network was
     /// started over (a devnet reset): shows the pinned and the new chain;
     /// with --yes, drops what belonged to the old one (pending transfers,
@@ -246,6 +250,7 @@ async fn run(ctx: &Ctx, command: Command) -> Out {
         Command::Repin { yes } => repin(ctx, yes).await,
         Command::Pending => pending(ctx).await,
         Command::Retry => retry(ctx).await,
+        Command::Cancel => cancel(ctx).await,
     }
 }
 
@@ -785,6 +790,29 @@ async fn pending(ctx: &Ctx) -> Out {
         )
     };
     print(ctx, json!({ "pending": rows }), &human);
+    Ok(())
+}
+
+async fn cancel(ctx: &Ctx) -> Out {
+    let w = connect(ctx).await?;
+    let from = signer(ctx, &w)?;
+    let pending = w.pending(&ctx.account)?;
+    let original = pending.first().map(|tx| tx.tx_id());
+    let p = w.cancel(&from).await?;
+    let cancelled = Some(p.tx_id) != original;
+    let human = if cancelled {
+        format!("cancelled: the cancel is final at height {}", p.height)
+    } else {
+        format!(
+            "too late: the transfer was final first, at height {} ({})",
+            p.height, p.tx_id
+        )
+    };
+    print(
+        ctx,
+        json!({ "cancelled": cancelled, "tx_id": p.tx_id.to_string(), "height": p.height }),
+        &human,
+    );
     Ok(())
 }
 

@@ -485,6 +485,73 @@ impl Wallet {
         Ok(done)
     }
 
+    /// Cancels `from`'s oldest pending transfer: signs a transfer of the
+    /// smallest unit to its own account with the same nonce and a fee one
+    /// minimum fee above, which validators take in place of the pending
+    /// one, and waits until one of the two is final. Returns the one that
+    /// committed: the cancel, or the original if it was ordered first.
+    ///
+    /// # Errors
+    /// `Invalid` when nothing is pending; otherwise as [`Wallet::pay`].
+    pub async fn cancel(&self, from: &Signer) -> Result<Payment, WalletError> {
+        let Some(old) = self.pending(&from.name)?.into_iter().next() else {
+            return Err(WalletError::Invalid("nothing pending to cancel".into()));
+        };
+        let t = old.transfer();
+        let fee = t.fee().saturating_add(self.chain.fee_per_transfer);
+        let me = from.key.public_key().clone();
+        let cancel = Transfer::new(
+            &self.chain.chain_id,
+            me.clone(),
+            t.nonce(),
+            fee,
+            vec![Output {
+                recipient: me,
+                amount: 1,
+            }],
+            b"cancel".to_vec(),
+        )
+        .map_err(|e| WalletError::Invalid(format!("invalid transfer: {e}")))?
+        .sign(&from.key);
+        if let Err(e) = self.submit(&cancel).await {
+            // Refused: the nonce is used (by the original, if it committed),
+            // or the cancel cannot be paid; the original stays pending.
+            return match self.verified(&old.tx_id()).await {
+                Ok(Some((record, _))) => {
+                    self.forget_pending(&from.name, &old).await?;
+                    Ok(payment_of(&old, &record))
+                }
+                _ => Err(e),
+            };
+        }
+        {
+            // Once admitted, the cancel takes the nonce's place in the
+            // pending list, so the original is never submitted again.
+            let lock = self.lock(&from.name);
+            let _guard = lock.lock().await;
+            let mut state = self.home.state(&from.name)?;
+            state.pending.retain(|p| p.nonce != t.nonce());
+            state.pending.push(PendingTx {
+                nonce: t.nonce(),
+                tx_id: hex::encode(cancel.tx_id().0),
+                signed: hex::encode(pb::SignedTransaction::from(&cancel).encode_to_vec()),
+            });
+            self.home.save_state(&from.name, &state)?;
+        }
+        let outcome = match self.wait_final(&cancel).await {
+            Ok(payment) => Ok(payment),
+            // Too late: the original may have been ordered first.
+            Err(e) => match self.verified(&old.tx_id()).await {
+                Ok(Some((record, _))) => Ok(payment_of(&old, &record)),
+                _ => Err(e),
+            },
+        };
+        if outcome.is_ok() {
+            self.forget_pending(&from.name, &cancel).await?;
+        }
+        outcome
+    }
+
     /// Reserves the next nonce, signs, records the transaction as pending
     /// (durably, before it leaves), and submits it. Earlier pending
     /// transactions are resubmitted unchanged, never re-signed.
@@ -646,15 +713,7 @@ impl Wallet {
         let mut rejected: Option<String> = None;
         loop {
             match self.verified(&id).await {
-                Ok(Some((record, _))) => {
-                    return Ok(Payment {
-                        tx_id: id,
-                        height: record.height,
-                        receipt: record.receipt,
-                        fee: tx.transfer().fee(),
-                        amount: tx.transfer().outputs().iter().map(|o| o.amount).sum(),
-                    });
-                }
+                Ok(Some((record, _))) => return Ok(payment_of(tx, &record)),
                 Ok(None) => {}
                 Err(e) => rejected = Some(e.to_string()),
             }
@@ -1106,6 +1165,17 @@ impl Wallet {
             memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
             cursor: cursor_of(v),
         })
+    }
+}
+
+/// The payment `tx` made, as its committed `record` shows.
+fn payment_of(tx: &SignedTransfer, record: &Committed) -> Payment {
+    Payment {
+        tx_id: tx.tx_id(),
+        height: record.height,
+        receipt: record.receipt,
+        fee: tx.transfer().fee(),
+        amount: tx.transfer().outputs().iter().map(|o| o.amount).sum(),
     }
 }
 

@@ -129,13 +129,19 @@ pub enum AdmitError {
         /// Highest nonce accepted now.
         last: u64,
     },
-    /// Another transaction with this nonce is pending.
-    #[error("nonce {nonce} is taken by pending transaction {pending}")]
+    /// Another transaction with this nonce is pending, and this one's fee
+    /// is not high enough to replace it.
+    #[error(
+        "nonce {nonce} is taken by pending transaction {pending}; a transfer with this nonce \
+         replaces it with a fee of at least {replace_fee}"
+    )]
     NonceTaken {
         /// Nonce given.
         nonce: u64,
         /// The pending transaction's id.
         pending: TxId,
+        /// The fee that would replace it.
+        replace_fee: u64,
     },
     /// The balance does not cover this and the sender's earlier pending ones.
     #[error("balance {balance} does not cover {needed} (this and earlier pending transfers)")]
@@ -335,8 +341,8 @@ impl Mempool {
         let debit = self.check_stateless(tx)?;
         let t = tx.transfer();
         let account = sender.ok_or(AdmitError::UnknownSender)?;
-        self.check_nonce(t.sender(), t.nonce(), account.nonce)?;
-        self.check_funds(t.sender(), t.nonce(), debit, account.balance)?;
+        let replaces = self.check_nonce(t.sender(), t.nonce(), t.fee(), account.nonce)?;
+        self.check_funds(t.sender(), t.nonce(), debit, account.balance, replaces)?;
         let bytes = size_of(tx);
         // Parked transactions give way: only orderable ones fill the pool.
         let ready_count = self.by_id.len() - self.parked.len();
@@ -347,7 +353,8 @@ impl Mempool {
                 bytes: self.bytes,
             });
         }
-        if self.by_sender.get(t.sender()).map_or(0, BTreeMap::len) >= self.config.max_per_sender {
+        let held = self.by_sender.get(t.sender()).map_or(0, BTreeMap::len);
+        if replaces.is_none() && held >= self.config.max_per_sender {
             return Err(AdmitError::SenderFull {
                 limit: self.config.max_per_sender,
             });
@@ -357,6 +364,7 @@ impl Mempool {
             bytes,
             debit,
             parked,
+            replaces,
         }))
     }
 
@@ -394,12 +402,17 @@ impl Mempool {
             .ok_or(AdmitError::AmountOverflow)
     }
 
+    /// The window of nonces; `Some(id)` when `nonce` is taken by pending
+    /// transaction `id` and a fee of `fee` replaces it: at least its fee
+    /// plus the chain's minimum fee, so each replacement costs the sender
+    /// as much as a transfer more (a wallet's cancel or fee bump).
     fn check_nonce(
         &self,
         sender: &PublicKey,
         nonce: u64,
+        fee: u64,
         committed: u64,
-    ) -> Result<(), AdmitError> {
+    ) -> Result<Option<TxId>, AdmitError> {
         if nonce <= committed {
             return Err(AdmitError::StaleNonce { nonce, committed });
         }
@@ -412,26 +425,38 @@ impl Mempool {
                 last,
             });
         }
-        if let Some((pending, _)) = self.by_sender.get(sender).and_then(|m| m.get(&nonce)) {
-            return Err(AdmitError::NonceTaken {
-                nonce,
-                pending: *pending,
-            });
+        let Some((pending, _)) = self.by_sender.get(sender).and_then(|m| m.get(&nonce)) else {
+            return Ok(None);
+        };
+        let old_fee = self.by_id[pending].tx.transfer().fee();
+        let replace_fee = old_fee.saturating_add(self.min_fee);
+        if fee >= replace_fee {
+            return Ok(Some(*pending));
         }
-        Ok(())
+        Err(AdmitError::NonceTaken {
+            nonce,
+            pending: *pending,
+            replace_fee,
+        })
     }
 
+    /// The balance covers this and the sender's earlier pending transfers;
+    /// for a replacement, every other pending transfer of the sender (the
+    /// later ones were admitted against the debit it replaces).
     fn check_funds(
         &self,
         sender: &PublicKey,
         nonce: u64,
         debit: u64,
         balance: u64,
+        replaces: Option<TxId>,
     ) -> Result<(), AdmitError> {
         let earlier: u128 = self.by_sender.get(sender).map_or(0, |m| {
-            m.range(..nonce)
-                .map(|(_, (_, debit))| u128::from(*debit))
-                .sum()
+            let others: Box<dyn Iterator<Item = (&u64, &(TxId, u64))>> = match replaces {
+                Some(_) => Box::new(m.iter().filter(|(n, _)| **n != nonce)),
+                None => Box::new(m.range(..nonce)),
+            };
+            others.map(|(_, (_, debit))| u128::from(*debit)).sum()
         });
         let needed = earlier + u128::from(debit);
         if needed > u128::from(balance) {
@@ -441,6 +466,9 @@ impl Mempool {
     }
 
     fn insert(&mut self, tx: SignedTransfer, fit: Fit) {
+        if let Some(old) = fit.replaces {
+            self.remove(&old);
+        }
         // Room first: the oldest parked transactions give way, past their
         // own bound or the pool's (check_cheap made sure parked ones are
         // enough to make room).
@@ -627,4 +655,6 @@ struct Fit {
     bytes: usize,
     debit: u64,
     parked: bool,
+    /// The pending transaction of the same sender and nonce it replaces.
+    replaces: Option<TxId>,
 }

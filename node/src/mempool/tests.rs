@@ -302,7 +302,8 @@ fn check_answers_as_admit_would_and_changes_nothing() {
         m.check(&tx(1, 1, 7), rich(), None),
         Err(AdmitError::NonceTaken {
             nonce: 1,
-            pending: t.tx_id()
+            pending: t.tx_id(),
+            replace_fee: 20,
         })
     );
     assert_eq!(
@@ -485,4 +486,48 @@ mod parking_invariant {
             }
         }
     }
+}
+
+/// A transfer with a pending one's nonce replaces it when its fee is at
+/// least the pending fee plus the minimum fee (a wallet's cancel): the old
+/// one is gone from the pool, and the sender's other pending transfers
+/// must still be covered.
+#[test]
+fn a_higher_fee_replaces_a_pending_transfer_of_the_same_nonce() {
+    let mut m = pool(100, 64);
+    let first = tx(1, 1, 5);
+    let second = tx(1, 2, 5);
+    m.admit(first.clone(), rich(), None).unwrap();
+    m.admit(second.clone(), rich(), None).unwrap();
+    // The same fee, or one minimum fee too little: refused, naming the fee
+    // that would do.
+    for fee in [10, 19] {
+        assert_eq!(
+            m.admit(tx_with(1, 1, 6, fee, CHAIN, 0), rich(), None),
+            Err(AdmitError::NonceTaken {
+                nonce: 1,
+                pending: first.tx_id(),
+                replace_fee: 20,
+            })
+        );
+    }
+    let cancel = tx_with(1, 1, 1, 20, CHAIN, 0);
+    assert_eq!(
+        m.admit(cancel.clone(), rich(), None),
+        Ok(Admission::Admitted)
+    );
+    assert!(m.get(&first.tx_id()).is_none() && m.get(&cancel.tx_id()).is_some());
+    assert!(m.get(&second.tx_id()).is_some());
+    assert_eq!(m.len(), 2);
+    // A replacement the balance cannot carry beside the later transfer.
+    let poor = Some(Account {
+        balance: 40,
+        nonce: 0,
+        ..Account::default()
+    });
+    let greedy = tx_with(1, 1, 1, 30, CHAIN, 0);
+    assert!(matches!(
+        m.admit(greedy, poor, None),
+        Err(AdmitError::InsufficientFunds { .. })
+    ));
 }
