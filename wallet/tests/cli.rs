@@ -252,6 +252,12 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
     );
     let e = cli.fails(&alice, "pw", &["restore"]);
     assert!(e.contains("invalid recovery phrase"), "{e}");
+    // Every payment so far is final: nothing to retry or cancel.
+    let out = cli.run(&alice, "pw", &["pending"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing pending"));
+    assert_eq!(cli.ok(&alice, &["retry"])["final"], serde_json::json!([]));
+    let e = cli.fails(&alice, "pw", &["cancel"]);
+    assert!(e.contains("nothing pending to cancel"), "{e}");
 
     // Accounts can go; removing one says what is lost and needs --yes.
     let e = cli.fails(&alice, "pw", &["accounts", "remove", "faucet"]);
