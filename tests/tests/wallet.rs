@@ -4,7 +4,7 @@
 //! phrase; and a validator that forges finality is not believed.
 
 use chatpay_proto::{PublicKey, SecretKey};
-use chatpay_tests::{FEE, LocalNetwork};
+use chatpay_tests::{CHAIN_ID, FEE, LocalNetwork};
 use chatpay_wallet::{KdfParams, PaymentRequest, Wallet, WalletError, WalletHome};
 use std::path::Path;
 use std::sync::Arc;
@@ -435,21 +435,38 @@ async fn a_payment_that_timed_out_stays_pending_and_can_be_retried_or_cancelled(
     let patient = Wallet::connect(home, &urls).await.unwrap();
     let faucet = patient.signer("faucet", "pw").unwrap();
     let to = patient.chain().address(SecretKey::generate().public_key());
-    // The same wallet home, giving up on finality at once.
     let open = || {
         WalletHome::open(&dir.path().join("w"))
             .unwrap()
             .with_kdf(FAST)
     };
-    let impatient = Wallet::connect(open(), &urls)
-        .await
-        .unwrap()
-        .with_finality_timeout(Duration::ZERO);
-    // Its wait timed out: the payment stays pending; retry makes it final.
-    let e = impatient.pay(&faucet, &to, CPY, "").await.unwrap_err();
-    assert!(matches!(e, WalletError::Timeout { .. }), "{e}");
-    let pending = impatient.pending("faucet").unwrap();
-    assert_eq!(pending.len(), 1);
+    // A payment signed and recorded as pending, whose wait ended before it
+    // was final (here: never submitted, as after a crash right after
+    // signing): retry submits it unchanged and makes it final.
+    let signed = chatpay_proto::Transfer::new(
+        CHAIN_ID,
+        net.faucet.public_key().clone(),
+        1,
+        FEE,
+        vec![chatpay_proto::Output {
+            recipient: to.public_key().clone(),
+            amount: CPY,
+        }],
+        vec![],
+    )
+    .unwrap()
+    .sign(&net.faucet);
+    let mut state = patient.home().state("faucet").unwrap();
+    state.pending.push(chatpay_wallet::home::PendingTx {
+        nonce: 1,
+        tx_id: hex::encode(signed.tx_id().0),
+        signed: hex::encode(prost::Message::encode_to_vec(&pb::SignedTransaction::from(
+            &signed,
+        ))),
+    });
+    patient.home().save_state("faucet", &state).unwrap();
+    let pending = patient.pending("faucet").unwrap();
+    assert_eq!(pending, vec![signed.clone()]);
     let done = patient.retry(&faucet).await.unwrap();
     assert_eq!(done.len(), 1);
     assert!(done[0].is_success());
@@ -461,7 +478,8 @@ async fn a_payment_that_timed_out_stays_pending_and_can_be_retried_or_cancelled(
     net.stop(1).await;
     net.stop(2).await;
     // (Told only of the two that answer: asking the stopped ones costs a
-    // connection timeout per call, which the fail-over test covers.)
+    // connection timeout per call, which the fail-over test covers. It
+    // gives up on finality at once: nothing can be final now.)
     let live = [urls[0].clone(), urls[3].clone()];
     let impatient = Wallet::connect(open(), &live)
         .await
