@@ -472,6 +472,10 @@ async fn a_payment_that_timed_out_stays_pending_and_can_be_retried_or_cancelled(
     assert!(done[0].is_success());
     assert_eq!(done[0].tx_id, pending[0].tx_id());
     assert!(patient.pending("faucet").unwrap().is_empty());
+    // Validators 0 and 3 can prove that state (a proof needs a committed
+    // child of the block) before the others stop and the chain halts.
+    net.wait_for(&[0, 3], done[0].height + 3, Duration::from_secs(30))
+        .await;
     // Two of four down: nothing can be final. A payment waits; a cancel
     // takes its nonce with a higher fee, and the validators holding it
     // replace it, so the payment can no longer be ordered.

@@ -300,6 +300,10 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
         !alice.join("state").join("default.json").exists(),
         "the old chain's pending transfers and cursor are gone"
     );
+    // (A balance is proven once a block has a committed child.)
+    reset
+        .wait_for(&[0, 1, 2, 3], 3, std::time::Duration::from_secs(30))
+        .await;
     let balance = cli.ok(&alice, &["balance"]);
     assert_eq!(balance["balance"], 0, "a new chain: nothing here yet");
     reset.shutdown().await;
