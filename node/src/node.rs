@@ -349,48 +349,41 @@ async fn prune(store: Arc<dyn Store>, retain_blocks: u64, mut stop: watch::Recei
             }
         };
         if retain_blocks > 0 {
-            prune_blocks(&store, head, retain_blocks, &stop).await;
+            let below = head.saturating_sub(retain_blocks).saturating_add(1);
+            in_batches("committed blocks", PRUNE_BLOCKS_BATCH, &stop, || {
+                store.prune_blocks(below, PRUNE_BLOCKS_BATCH)
+            })
+            .await;
         }
-        let Some(up_to) = head.checked_sub(STATE_VERSIONS_KEPT) else {
-            continue;
-        };
-        while !*stop.borrow() {
-            match blocking(|| store.prune_state_tree(up_to, PRUNE_BATCH)) {
-                Ok(n) if n == PRUNE_BATCH => tokio::task::yield_now().await,
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::debug!(pruned = n, up_to, "state tree nodes pruned");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "pruning the state tree failed");
-                    break;
-                }
-            }
+        if let Some(up_to) = head.checked_sub(STATE_VERSIONS_KEPT) {
+            in_batches("state tree nodes", PRUNE_BATCH, &stop, || {
+                store.prune_state_tree(up_to, PRUNE_BATCH)
+            })
+            .await;
         }
     }
 }
 
-/// Forgets the blocks more than `retain` below `head`, a batch at a time.
-async fn prune_blocks(
-    store: &Arc<dyn Store>,
-    head: u64,
-    retain: u64,
+/// Runs `step` (which deletes up to `batch` of `what` and says how many)
+/// until a step deletes fewer or fails, yielding between steps, or until
+/// `stop` turns true.
+async fn in_batches(
+    what: &str,
+    batch: usize,
     stop: &watch::Receiver<bool>,
+    mut step: impl FnMut() -> crate::storage::Result<usize>,
 ) {
-    let below = head.saturating_sub(retain).saturating_add(1);
     while !*stop.borrow() {
-        match blocking(|| store.prune_blocks(below, PRUNE_BLOCKS_BATCH)) {
-            Ok(n) if n == PRUNE_BLOCKS_BATCH => tokio::task::yield_now().await,
+        match blocking(&mut step) {
+            Ok(n) if n == batch => tokio::task::yield_now().await,
             Ok(n) => {
                 if n > 0 {
-                    tracing::debug!(pruned = n, below, "committed blocks forgotten");
+                    tracing::debug!(pruned = n, "{what} pruned");
                 }
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, "forgetting old blocks failed");
+                tracing::error!(error = %e, "pruning {what} failed");
                 return;
             }
         }
