@@ -79,8 +79,16 @@ unit:
 	fi
 
 ## Re-check the signing test vectors with an independent implementation.
+## The test vectors, checked by independent implementations: Python's
+## standard library for transfers, addresses and proofs; coincurve and
+## cryptography (installed into target/pydeps when missing) for memos.
+PYDEPS := target/pydeps
 vectors:
 	python3 proto/testdata/check_vectors.py
+	@PYTHONPATH=$(PYDEPS) python3 -c 'import coincurve, cryptography' 2>/dev/null || \
+		python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(PYDEPS) \
+			'coincurve>=20' 'cryptography>=42'
+	PYTHONPATH=$(PYDEPS) python3 proto/testdata/check_memo_vectors.py
 
 ## Parse deploy/ (compose, Kubernetes, systemd, Dockerfile) and check what
 ## operators rely on.

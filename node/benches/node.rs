@@ -88,7 +88,7 @@ impl Fixture {
                     amount: 1_250,
                 };
                 Transfer::new(
-                    CHAIN,
+                    self.genesis.hash(),
                     self.accounts[i].public_key().clone(),
                     nonce,
                     FEE,
@@ -125,12 +125,16 @@ fn execute(c: &mut Criterion, f: &Fixture) {
         g.bench_function(format!("{name}/checking_signatures"), |b| {
             b.iter(|| {
                 ledger
-                    .execute_on(&[], &txs, &check_signature)
+                    .execute_on(&[], 0, &txs, &check_signature)
                     .expect("executes")
             })
         });
         g.bench_function(format!("{name}/signatures_checked_on_admission"), |b| {
-            b.iter(|| ledger.execute_on(&[], &txs, &|_| true).expect("executes"))
+            b.iter(|| {
+                ledger
+                    .execute_on(&[], 0, &txs, &|_| true)
+                    .expect("executes")
+            })
         });
     }
     g.finish();
@@ -148,7 +152,9 @@ fn commit(c: &mut Criterion, f: &Fixture) {
                 || {
                     let parent = ledger.last_header().expect("a head");
                     let txs = f.block(parent.height + 1);
-                    let out = ledger.execute_on(&[], &txs, &|_| true).expect("executes");
+                    let out = ledger
+                        .execute_on(&[], 0, &txs, &|_| true)
+                        .expect("executes");
                     let header = BlockHeader {
                         genesis_hash: f.genesis.hash(),
                         height: parent.height + 1,
@@ -199,7 +205,7 @@ impl Cluster {
             let ledger = f.ledger(store.clone());
             let mempool = Arc::new(Mutex::new(Mempool::new(
                 MempoolConfig::default(),
-                CHAIN,
+                f.genesis.hash(),
                 FEE,
             )));
             let me = u32::try_from(i).expect("small");
@@ -336,7 +342,7 @@ fn consensus(c: &mut Criterion, f: &Fixture) {
 const PENDING_NONCES: u64 = 20;
 
 fn mempool(c: &mut Criterion, f: &Fixture) {
-    let mut pool = Mempool::new(MempoolConfig::default(), CHAIN, FEE);
+    let mut pool = Mempool::new(MempoolConfig::default(), f.genesis.hash(), FEE);
     let funded = |_: &chatpay_proto::PublicKey| {
         Some(chatpay_proto::Account {
             balance: 1_000_000_000_000,

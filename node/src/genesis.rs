@@ -326,11 +326,12 @@ impl Genesis {
     fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(GENESIS_DOMAIN_TAG);
-        // Layout 3 names the rules and the state layout: a chain whose
-        // failed transfers kept their nonce free (layout 2), or whose
-        // leaves are encoded otherwise, is another chain, whose
-        // certificates do not verify here.
-        out.push(3);
+        // Layout 4 names the rules and the state layout: a chain whose
+        // failed transfers kept their nonce free (layout 2), whose
+        // transfers were signed in layout 1 (layout 3), or whose leaves
+        // are encoded otherwise, is another chain, whose certificates do
+        // not verify here.
+        out.push(4);
         out.push(chatpay_proto::state::LEAF_VERSION);
         for s in [&self.chain_id, &self.hrp] {
             out.push(u8::try_from(s.len()).expect("validated ≤ 64"));

@@ -192,7 +192,7 @@ impl Ledger {
         }
         check_state_tree(store.as_ref())?;
         let rules = ChainRules {
-            chain_id: genesis.chain_id.clone(),
+            genesis_hash: genesis.hash(),
             fee_per_transfer: genesis.fee_per_transfer,
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -265,11 +265,13 @@ impl Ledger {
     /// uncommitted blocks, oldest first, the first extending the committed
     /// head (an empty branch means the committed head itself). This is how a
     /// leader fills, and a voter checks, the header of a block whose parent
-    /// is certified but not yet committed. `signature_valid` checks
+    /// is certified but not yet committed. `timestamp_ms` is the block's
+    /// (transfer expiry is checked against it). `signature_valid` checks
     /// signatures (see [`execute`]).
     pub fn execute_on(
         &self,
         branch: &[&Speculative],
+        timestamp_ms: u64,
         transactions: &[SignedTransfer],
         signature_valid: &dyn Fn(&SignedTransfer) -> bool,
     ) -> Result<ExecutionOutput, LedgerError> {
@@ -278,7 +280,13 @@ impl Ledger {
         } else {
             OnInvalid::Refuse
         };
-        self.execute_on_as(branch, transactions, signature_valid, on_invalid)
+        self.execute_on_as(
+            branch,
+            timestamp_ms,
+            transactions,
+            signature_valid,
+            on_invalid,
+        )
     }
 
     /// [`Ledger::execute_on`], treating a transfer invalid at its position
@@ -287,11 +295,12 @@ impl Ledger {
     pub fn execute_on_as(
         &self,
         branch: &[&Speculative],
+        timestamp_ms: u64,
         transactions: &[SignedTransfer],
         signature_valid: &dyn Fn(&SignedTransfer) -> bool,
         on_invalid: OnInvalid,
     ) -> Result<ExecutionOutput, LedgerError> {
-        let state = self.state_after(branch, transactions)?;
+        let state = self.state_after(branch, timestamp_ms, transactions)?;
         let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
         let view = BranchView::new(self.store.as_ref(), &outputs);
         let done = execute_as(
@@ -318,10 +327,11 @@ impl Ledger {
     pub fn execute_for_proposal(
         &self,
         branch: &[&Speculative],
+        timestamp_ms: u64,
         transactions: &[SignedTransfer],
         signature_valid: &dyn Fn(&SignedTransfer) -> bool,
     ) -> Result<(ExecutionOutput, Vec<SignedTransfer>), LedgerError> {
-        let state = self.state_after(branch, transactions)?;
+        let state = self.state_after(branch, timestamp_ms, transactions)?;
         let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
         let view = BranchView::new(self.store.as_ref(), &outputs);
         let (out, kept) =
@@ -342,6 +352,7 @@ impl Ledger {
     fn state_after(
         &self,
         branch: &[&Speculative],
+        timestamp_ms: u64,
         transactions: &[SignedTransfer],
     ) -> Result<ParentState, LedgerError> {
         let head = self.last_header()?;
@@ -377,6 +388,7 @@ impl Ledger {
             height: parent.height,
             state_root: parent.state_root,
             burned,
+            timestamp_ms,
         })
     }
 
@@ -391,7 +403,7 @@ impl Ledger {
         transactions: &[SignedTransfer],
     ) -> Result<BlockHeader, LedgerError> {
         let parent = self.last_header()?;
-        let out = self.execute_on(&[], transactions, &check_signature)?;
+        let out = self.execute_on(&[], timestamp_ms, transactions, &check_signature)?;
         Ok(BlockHeader {
             genesis_hash: self.genesis.hash(),
             height: parent.height + 1,
@@ -428,7 +440,7 @@ impl Ledger {
         certificate: Option<QuorumCertificate>,
         before_announce: impl FnOnce(&CommittedBlock),
     ) -> Result<Arc<CommittedBlock>, LedgerError> {
-        let out = self.execute_on(&[], &transactions, &check_signature)?;
+        let out = self.execute_on(&[], header.timestamp_ms, &transactions, &check_signature)?;
         self.commit_executed_then(header, transactions, certificate, out, before_announce)
     }
 

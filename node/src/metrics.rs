@@ -329,6 +329,14 @@ impl Store for TimedStore {
     ) -> R<Vec<HistoryEntry>> {
         self.inner.history_from(key, from, limit)
     }
+    fn payments_with_reference(
+        &self,
+        reference: &Hash,
+        from: TxPosition,
+        limit: usize,
+    ) -> R<Vec<(TxPosition, chatpay_proto::TxId)>> {
+        self.inner.payments_with_reference(reference, from, limit)
+    }
     fn burned(&self) -> R<u64> {
         self.inner.burned()
     }

@@ -189,7 +189,7 @@ where
     let store_for_pruning = store.clone();
     let mempool = Arc::new(Mutex::new(Mempool::new(
         config.mempool,
-        genesis.chain_id.clone(),
+        genesis.hash(),
         genesis.fee_per_transfer,
     )));
     let genesis_block = genesis.header().hash();

@@ -37,7 +37,7 @@ fn pay(from: u8, to: u8, nonce: u64, amount: u64) -> SignedTransfer {
         amount,
     };
     Transfer::new(
-        CHAIN,
+        network(),
         key(from).public_key().clone(),
         nonce,
         FEE,
@@ -64,6 +64,39 @@ fn certify(header: &chatpay_proto::BlockHeader) -> chatpay_proto::QuorumCertific
     }
 }
 
+/// The test chain's genesis (one validator, two funded accounts).
+fn genesis() -> Arc<Genesis> {
+    let file = GenesisFile {
+        chain_id: CHAIN.into(),
+        hrp: "cp".into(),
+        decimals: 6,
+        symbol: "CPY".into(),
+        fee_per_transfer: FEE,
+        genesis_time_ms: 0,
+        validators: vec![ValidatorFile {
+            public_key: hex::encode(key(100).public_key().as_bytes()),
+            network_address: "127.0.0.1:1".into(),
+        }],
+        accounts: vec![
+            AccountFile {
+                address: addr(1),
+                balance: 1_000_000,
+            },
+            AccountFile {
+                address: addr(2),
+                balance: 500,
+            },
+        ],
+    };
+    Arc::new(Genesis::from_file(file).unwrap())
+}
+
+/// The test chain's genesis hash, what its transfers are signed for.
+fn network() -> chatpay_proto::Hash {
+    static HASH: std::sync::OnceLock<chatpay_proto::Hash> = std::sync::OnceLock::new();
+    *HASH.get_or_init(|| genesis().hash())
+}
+
 /// A node's API on 127.0.0.1 with an in-memory ledger; stops on drop.
 struct TestNode {
     state: Arc<ApiState>,
@@ -75,31 +108,10 @@ struct TestNode {
 
 impl TestNode {
     async fn start() -> Self {
-        let genesis = GenesisFile {
-            chain_id: CHAIN.into(),
-            hrp: "cp".into(),
-            decimals: 6,
-            symbol: "CPY".into(),
-            fee_per_transfer: FEE,
-            genesis_time_ms: 0,
-            validators: vec![ValidatorFile {
-                public_key: hex::encode(key(100).public_key().as_bytes()),
-                network_address: "127.0.0.1:1".into(),
-            }],
-            accounts: vec![
-                AccountFile {
-                    address: addr(1),
-                    balance: 1_000_000,
-                },
-                AccountFile {
-                    address: addr(2),
-                    balance: 500,
-                },
-            ],
-        };
-        let genesis = Arc::new(Genesis::from_file(genesis).unwrap());
-        let ledger = Arc::new(Ledger::open(Arc::new(MemoryStore::new_empty()), genesis).unwrap());
-        let mempool = Mempool::new(MempoolConfig::default(), CHAIN, FEE);
+        let genesis = genesis();
+        let ledger =
+            Arc::new(Ledger::open(Arc::new(MemoryStore::new_empty()), genesis.clone()).unwrap());
+        let mempool = Mempool::new(MempoolConfig::default(), genesis.hash(), FEE);
         let state = Arc::new(ApiState::new(ledger, Arc::new(Mutex::new(mempool))));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -222,7 +234,7 @@ async fn submit_is_idempotent_and_refusals_are_precise() {
             amount: 1,
         };
         Transfer::new(
-            "other",
+            chatpay_proto::Hash([9; 32]),
             key(1).public_key().clone(),
             2,
             FEE,

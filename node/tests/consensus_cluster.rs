@@ -86,8 +86,11 @@ impl Cluster {
             .map(|i| {
                 let store: Arc<dyn Store> = Arc::new(MemoryStore::new_empty());
                 let ledger = Arc::new(Ledger::open(store.clone(), g.clone()).unwrap());
-                let mempool =
-                    Arc::new(Mutex::new(Mempool::new(MempoolConfig::default(), CHAIN, 1)));
+                let mempool = Arc::new(Mutex::new(Mempool::new(
+                    MempoolConfig::default(),
+                    g.hash(),
+                    1,
+                )));
                 let genesis_block = ledger.last_header().unwrap().hash();
                 let safety = SafetyRules::new(
                     key(i),
@@ -136,7 +139,7 @@ impl Cluster {
             amount: nonce,
         };
         let tx = Transfer::new(
-            CHAIN,
+            self.nodes[node].ledger.genesis().hash(),
             key(100).public_key().clone(),
             nonce,
             1,
@@ -238,7 +241,11 @@ impl Cluster {
         let g = self.nodes[i].ledger.genesis().clone();
         let store = self.nodes[i].ledger.store().clone();
         let ledger = Arc::new(Ledger::open(store.clone(), g.clone()).unwrap());
-        let mempool = Arc::new(Mutex::new(Mempool::new(MempoolConfig::default(), CHAIN, 1)));
+        let mempool = Arc::new(Mutex::new(Mempool::new(
+            MempoolConfig::default(),
+            g.hash(),
+            1,
+        )));
         let genesis_block = store.block(0).unwrap().unwrap().header.hash();
         let safety = SafetyRules::new(
             key(i as u8),
@@ -1045,7 +1052,11 @@ fn the_consensus_handler_survives_corrupted_and_forged_messages() {
     let g = c.nodes[0].ledger.genesis().clone();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new_empty());
     let ledger = Arc::new(Ledger::open(store.clone(), g.clone()).unwrap());
-    let mempool = Arc::new(Mutex::new(Mempool::new(MempoolConfig::default(), CHAIN, 1)));
+    let mempool = Arc::new(Mutex::new(Mempool::new(
+        MempoolConfig::default(),
+        g.hash(),
+        1,
+    )));
     let genesis_block = ledger.last_header().unwrap().hash();
     let safety = SafetyRules::new(
         key(3),
@@ -1184,7 +1195,9 @@ mod byzantine {
     ) -> Proposal {
         let ledger = &c.nodes[0].ledger;
         let parent = ledger.last_header().unwrap();
-        let out = ledger.execute_on(&[], &txs, &check_signature).unwrap();
+        let out = ledger
+            .execute_on(&[], timestamp_ms, &txs, &check_signature)
+            .unwrap();
         let proposer = (round % 4) as u32;
         let header = BlockHeader {
             genesis_hash: parent.genesis_hash,
@@ -1218,7 +1231,7 @@ mod byzantine {
                     amount: 1,
                 };
                 Transfer::new(
-                    CHAIN,
+                    genesis(4).hash(),
                     key(100).public_key().clone(),
                     nonce,
                     1,

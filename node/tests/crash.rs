@@ -61,7 +61,7 @@ fn next_block(ledger: &Ledger) -> Vec<SignedTransfer> {
                 amount: n,
             };
             Transfer::new(
-                "chatpay-crash",
+                ledger.genesis().hash(),
                 alice.public_key().clone(),
                 n,
                 1,

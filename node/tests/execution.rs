@@ -50,7 +50,22 @@ fn genesis_of(accounts: impl Iterator<Item = (PublicKey, u64)>) -> Arc<Genesis> 
             })
             .collect(),
     };
-    Arc::new(Genesis::from_file(file).unwrap())
+    let genesis = Arc::new(Genesis::from_file(file).unwrap());
+    NETWORK.with(|n| n.set(genesis.hash()));
+    genesis
+}
+
+thread_local! {
+    /// The genesis hash of the chain this test made last: what [`pay`]
+    /// signs for (each test runs on its own thread).
+    static NETWORK: std::cell::Cell<chatpay_proto::Hash> = const {
+        std::cell::Cell::new(chatpay_proto::Hash([0; 32]))
+    };
+}
+
+/// The network [`pay`] signs for.
+fn network() -> chatpay_proto::Hash {
+    NETWORK.with(std::cell::Cell::get)
 }
 
 fn pay(from: u8, nonce: u64, fee: u64, outputs: &[(u8, u64)]) -> SignedTransfer {
@@ -62,7 +77,7 @@ fn pay(from: u8, nonce: u64, fee: u64, outputs: &[(u8, u64)]) -> SignedTransfer 
         })
         .collect();
     Transfer::new(
-        CHAIN,
+        network(),
         key(from).public_key().clone(),
         nonce,
         fee,
@@ -86,7 +101,7 @@ fn commit_valid(
     txs: Vec<SignedTransfer>,
 ) -> (Vec<SignedTransfer>, Vec<ReceiptCode>) {
     let (_, kept) = ledger
-        .execute_for_proposal(&[], &txs, &check_signature)
+        .execute_for_proposal(&[], 0, &txs, &check_signature)
         .unwrap();
     let codes = commit(ledger, kept.clone());
     (kept, codes)
@@ -110,7 +125,7 @@ fn a_block_that_burns_a_payment_with_a_bad_signature_or_nonce_is_invalid() {
             amount: 1,
         };
         Transfer::new(
-            "elsewhere",
+            chatpay_proto::Hash([0xee; 32]),
             key(1).public_key().clone(),
             1,
             FEE,
@@ -143,7 +158,7 @@ fn a_block_that_burns_a_payment_with_a_bad_signature_or_nonce_is_invalid() {
     let fine = pay(3, 1, FEE, &[(2, 5)]);
     for (tx, code) in invalid {
         let block = vec![tx.clone(), fine.clone()];
-        match ledger.execute_on(&[], &block, &check_signature) {
+        match ledger.execute_on(&[], 0, &block, &check_signature) {
             Err(LedgerError::InvalidTransfer {
                 index,
                 tx_id,
@@ -155,7 +170,7 @@ fn a_block_that_burns_a_payment_with_a_bad_signature_or_nonce_is_invalid() {
         }
         // A leader leaves it out and keeps the rest.
         let (_, kept) = ledger
-            .execute_for_proposal(&[], &block, &check_signature)
+            .execute_for_proposal(&[], 0, &block, &check_signature)
             .unwrap();
         assert_eq!(kept, vec![fine.clone()], "{code:?}");
     }
@@ -176,7 +191,7 @@ fn a_block_that_burns_a_payment_with_a_bad_signature_or_nonce_is_invalid() {
     // Another transfer with the now used nonce is invalid too.
     let late = pay(1, 2, FEE, &[(2, 989)]);
     assert!(matches!(
-        ledger.execute_on(&[], &[late], &check_signature),
+        ledger.execute_on(&[], 0, &[late], &check_signature),
         Err(LedgerError::InvalidTransfer {
             code: ReceiptCode::BadNonce,
             ..
@@ -203,7 +218,7 @@ fn a_signature_vouched_for_is_not_checked_again_and_every_other_is() {
     let good = pay(1, 1, FEE, &[(2, 5)]);
     let forged = SignedTransfer::new(good.transfer().clone(), Signature([1; 64]));
     let code = |tx: &SignedTransfer, signature_valid: &dyn Fn(&SignedTransfer) -> bool| match ledger
-        .execute_on(&[], std::slice::from_ref(tx), signature_valid)
+        .execute_on(&[], 0, std::slice::from_ref(tx), signature_valid)
     {
         Ok(out) => out.receipts[0].code,
         Err(LedgerError::InvalidTransfer { code, .. }) => code,
@@ -276,7 +291,7 @@ fn subscribers_hear_of_a_commit_after_the_callers_update_and_once_it_is_durable(
     let mut events = ledger.subscribe();
     let txs = vec![pay(1, 1, FEE, &[(2, 5)])];
     let header = ledger.build_block(1, 0, 0, &txs).unwrap();
-    let out = ledger.execute_on(&[], &txs, &check_signature).unwrap();
+    let out = ledger.execute_on(&[], 0, &txs, &check_signature).unwrap();
     let mut updated = None;
     ledger
         .commit_executed_then(header, txs, None, out, |block| {
@@ -329,12 +344,14 @@ fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
     let b_txs = vec![pay(5, 1, FEE, &[(6, 100)]), pay(1, 2, FEE, &[(6, 1)])];
     let a_header = ledger.build_block(1, 0, 0, &a_txs).unwrap();
     let a = Speculative {
-        output: ledger.execute_on(&[], &a_txs, &check_signature).unwrap(),
+        output: ledger.execute_on(&[], 0, &a_txs, &check_signature).unwrap(),
         header: a_header.clone(),
         transactions: a_txs.clone(),
     };
     assert_eq!(a.output.state_root, a_header.state_root);
-    let on_branch = ledger.execute_on(&[&a], &b_txs, &check_signature).unwrap();
+    let on_branch = ledger
+        .execute_on(&[&a], 0, &b_txs, &check_signature)
+        .unwrap();
     assert!(
         on_branch.receipts.iter().all(|r| r.is_success()),
         "{:?}",
@@ -345,7 +362,7 @@ fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
     assert_eq!(ledger.store().account(key(5).public_key()).unwrap(), None);
     // A transaction of the branch cannot be included again on top of it.
     let err = ledger
-        .execute_on(&[&a], &a_txs, &check_signature)
+        .execute_on(&[&a], 0, &a_txs, &check_signature)
         .unwrap_err();
     assert!(err.to_string().contains("already in the branch"), "{err}");
     // A branch that does not extend the committed head is refused.
@@ -353,12 +370,12 @@ fn executing_on_an_uncommitted_branch_matches_executing_after_commit() {
     stray.header.parent_hash = chatpay_proto::sha256(b"elsewhere");
     assert!(
         ledger
-            .execute_on(&[&stray], &b_txs, &check_signature)
+            .execute_on(&[&stray], 0, &b_txs, &check_signature)
             .is_err()
     );
 
     ledger.commit(a_header, a_txs, None).unwrap();
-    let after_commit = ledger.execute_on(&[], &b_txs, &check_signature).unwrap();
+    let after_commit = ledger.execute_on(&[], 0, &b_txs, &check_signature).unwrap();
     assert_eq!(
         after_commit, on_branch,
         "same receipts, accounts, burned, tx root and digest"
@@ -576,7 +593,7 @@ fn a_block_on_a_million_accounts() {
                     amount: 1,
                 };
                 Transfer::new(
-                    CHAIN,
+                    network(),
                     keys[from].public_key().clone(),
                     1,
                     FEE,
@@ -590,7 +607,7 @@ fn a_block_on_a_million_accounts() {
         let t = std::time::Instant::now();
         let header = ledger.build_block(1, 0, 0, &txs).unwrap();
         let executed = t.elapsed();
-        let out = ledger.execute_on(&[], &txs, &|_| true).unwrap();
+        let out = ledger.execute_on(&[], 0, &txs, &|_| true).unwrap();
         ledger.commit_executed(header, txs, None, out).unwrap();
         println!(
             "block {}: executed in {executed:?} (signatures checked), executed again and committed in {:?}",
@@ -719,7 +736,7 @@ mod snapshot {
                     let from = b * 50 + i;
                     let to = many(from * 7 % 700 + 100).public_key().clone();
                     let t = Transfer::new(
-                        CHAIN,
+                        g.hash(),
                         many(from % 400).public_key().clone(),
                         u64::from(from / 400 + 1),
                         FEE,
@@ -974,4 +991,34 @@ mod snapshot {
             Err(SnapshotError::Refused(_))
         ));
     }
+}
+
+/// Rule 1a: a transfer is valid in a block whose timestamp is at most its
+/// expiry; past it, the block is invalid, and a leader leaves it out.
+#[test]
+fn an_expired_transfer_makes_its_block_invalid_and_a_leader_leaves_it_out() {
+    let g = genesis(&[1_000_000]);
+    let ledger = Ledger::open(Arc::new(MemoryStore::new_empty()), g).unwrap();
+    let t = pay(1, 1, FEE, &[(2, 5)]);
+    let expiring = t.transfer().clone().with_expiry(1_000).sign(&key(1));
+    let txs = [expiring];
+    assert!(
+        ledger
+            .execute_on(&[], 1_000, &txs, &check_signature)
+            .is_ok()
+    );
+    match ledger.execute_on(&[], 1_001, &txs, &check_signature) {
+        Err(LedgerError::InvalidTransfer { code, .. }) => assert_eq!(code, ReceiptCode::Expired),
+        other => panic!("an expired transfer executed: {other:?}"),
+    }
+    let (_, kept) = ledger
+        .execute_for_proposal(&[], 1_001, &txs, &check_signature)
+        .unwrap();
+    assert!(kept.is_empty());
+    // No expiry: valid at any time.
+    assert!(
+        ledger
+            .execute_on(&[], u64::MAX, &[t], &check_signature)
+            .is_ok()
+    );
 }

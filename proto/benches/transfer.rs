@@ -20,7 +20,7 @@ fn transfer(memo: usize) -> Transfer {
         amount: 1_250_000,
     };
     Transfer::new(
-        "chatpay-bench",
+        chatpay_proto::Hash([1; 32]),
         key(1).public_key().clone(),
         7,
         1_000,

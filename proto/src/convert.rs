@@ -7,7 +7,9 @@ use crate::hash::Hash;
 use crate::ledger::{BlockHeader, QuorumCertificate, Receipt, ReceiptCode, ValidatorSignature};
 use crate::merkle::MerkleProof;
 use crate::pb;
-use crate::transfer::{MAX_OUTPUTS, Output, SignedTransfer, Transfer, TransferError};
+use crate::transfer::{
+    MAX_OUTPUTS, Memo, Output, SignedTransfer, TRANSFER_VERSION, Transfer, TransferError,
+};
 
 /// A wire message that does not make a valid domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,9 +93,8 @@ impl TryFrom<pb::Transfer> for Transfer {
     type Error = ConversionError;
 
     fn try_from(t: pb::Transfer) -> Result<Self> {
-        if t.chain_id.is_empty() {
-            return Err(ConversionError::missing("transfer.chain_id"));
-        }
+        check_transfer_version(t.version)?;
+        let genesis_hash = hash_field(&t.genesis_hash, "transfer.genesis_hash")?;
         let sender = public_key(&t.sender, "transfer.sender")?;
         if t.outputs.len() > MAX_OUTPUTS {
             // Refuse before parsing (and decompressing) every recipient.
@@ -103,6 +104,20 @@ impl TryFrom<pb::Transfer> for Transfer {
                 TransferError::TooManyOutputs { count },
             ));
         }
+        let reference = match t.reference.len() {
+            0 => None,
+            _ => Some(hash_field(&t.reference, "transfer.reference")?),
+        };
+        let memo = match (t.memo.is_empty(), t.encrypted_memo.is_empty()) {
+            (_, true) => Memo::from(t.memo),
+            (true, false) => Memo::Encrypted(t.encrypted_memo),
+            (false, false) => {
+                return Err(ConversionError::invalid(
+                    "transfer.encrypted_memo",
+                    "a transfer carries a public memo or an encrypted one, not both",
+                ));
+            }
+        };
         let outputs = t
             .outputs
             .iter()
@@ -116,26 +131,59 @@ impl TryFrom<pb::Transfer> for Transfer {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Transfer::new(t.chain_id, sender, t.nonce, t.fee, outputs, t.memo).map_err(|e| {
-            let field = match e {
-                TransferError::BadChainId { .. } => "transfer.chain_id",
-                TransferError::NoOutputs | TransferError::TooManyOutputs { .. } => {
-                    "transfer.outputs"
-                }
-                TransferError::MemoTooLong { .. } => "transfer.memo",
-            };
-            ConversionError::invalid(field, e)
-        })
+        let transfer =
+            Transfer::new(genesis_hash, sender, t.nonce, t.fee, outputs, memo).map_err(|e| {
+                let field = match e {
+                    TransferError::BadChainId { .. } => "transfer.genesis_hash",
+                    TransferError::NoOutputs | TransferError::TooManyOutputs { .. } => {
+                        "transfer.outputs"
+                    }
+                    TransferError::MemoTooLong { .. } => "transfer.memo",
+                    TransferError::BadEncryptedMemo { .. } => "transfer.encrypted_memo",
+                };
+                ConversionError::invalid(field, e)
+            })?;
+        Ok(transfer
+            .with_expiry(t.expires_at_ms)
+            .with_reference(reference))
+    }
+}
+
+/// Refuses every signing-bytes layout but [`TRANSFER_VERSION`], naming what
+/// the client should do.
+fn check_transfer_version(version: u32) -> Result<()> {
+    match version {
+        v if v == u32::from(TRANSFER_VERSION) => Ok(()),
+        0 | 1 => Err(ConversionError::invalid(
+            "transfer.version",
+            format!(
+                "layout 1 transfers (bound to a chain id only, replayable on any network \
+                 with the same id) are no longer accepted: sign layout {TRANSFER_VERSION}, \
+                 bound to the genesis hash (docs/protocol.md)"
+            ),
+        )),
+        v => Err(ConversionError::invalid(
+            "transfer.version",
+            format!("layout {v} is unknown: this network accepts layout {TRANSFER_VERSION}"),
+        )),
     }
 }
 
 impl From<&Transfer> for pb::Transfer {
     fn from(t: &Transfer) -> Self {
+        let (memo, encrypted_memo) = match t.memo() {
+            Memo::None => (Vec::new(), Vec::new()),
+            Memo::Public(b) => (b.clone(), Vec::new()),
+            Memo::Encrypted(b) => (Vec::new(), b.clone()),
+        };
         pb::Transfer {
-            chain_id: t.chain_id().to_owned(),
+            version: u32::from(TRANSFER_VERSION),
+            genesis_hash: t.genesis_hash().0.to_vec(),
             sender: t.sender().as_bytes().to_vec(),
             nonce: t.nonce(),
             fee: t.fee(),
+            expires_at_ms: t.expires_at_ms().unwrap_or(0),
+            reference: t.reference().map(|r| r.0.to_vec()).unwrap_or_default(),
             outputs: t
                 .outputs()
                 .iter()
@@ -144,7 +192,8 @@ impl From<&Transfer> for pb::Transfer {
                     amount: o.amount,
                 })
                 .collect(),
-            memo: t.memo().to_vec(),
+            memo,
+            encrypted_memo,
         }
     }
 }
@@ -332,7 +381,17 @@ mod tests {
             recipient: key(2).public_key().clone(),
             amount: 5,
         };
-        let t = Transfer::new("c", key(1).public_key().clone(), 1, 1, vec![out], vec![]).unwrap();
+        let t = Transfer::new(
+            Hash([3; 32]),
+            key(1).public_key().clone(),
+            1,
+            1,
+            vec![out],
+            vec![],
+        )
+        .unwrap()
+        .with_expiry(9)
+        .with_reference(Some(Hash([4; 32])));
         (&t.sign(&key(1))).into()
     }
 
@@ -352,12 +411,36 @@ mod tests {
             (Box::new(|w| w.signature.clear()), "signature"),
             (Box::new(|w| w.signature.push(0)), "signature"),
             (
-                Box::new(|w| w.transfer.as_mut().unwrap().chain_id.clear()),
-                "transfer.chain_id",
+                Box::new(|w| w.transfer.as_mut().unwrap().version = 0),
+                "transfer.version",
             ),
             (
-                Box::new(|w| w.transfer.as_mut().unwrap().chain_id = "A".into()),
-                "transfer.chain_id",
+                Box::new(|w| w.transfer.as_mut().unwrap().version = 3),
+                "transfer.version",
+            ),
+            (
+                Box::new(|w| w.transfer.as_mut().unwrap().genesis_hash.clear()),
+                "transfer.genesis_hash",
+            ),
+            (
+                Box::new(|w| w.transfer.as_mut().unwrap().genesis_hash.push(0)),
+                "transfer.genesis_hash",
+            ),
+            (
+                Box::new(|w| w.transfer.as_mut().unwrap().reference = vec![1; 31]),
+                "transfer.reference",
+            ),
+            (
+                Box::new(|w| w.transfer.as_mut().unwrap().encrypted_memo = vec![1; 200]),
+                "transfer.encrypted_memo",
+            ),
+            (
+                Box::new(|w| {
+                    let t = w.transfer.as_mut().unwrap();
+                    t.memo = b"hi".to_vec();
+                    t.encrypted_memo = vec![1; 200];
+                }),
+                "transfer.encrypted_memo",
             ),
             (
                 Box::new(|w| {

@@ -42,17 +42,19 @@ pub enum ReceiptCode {
     FeeTooLow = 5,
     /// A sum or a credited balance would overflow u64.
     Overflow = 6,
-    /// Chain id does not match.
+    /// Signed for another network (genesis hash).
     WrongChain = 7,
     /// Signature does not verify.
     BadSignature = 8,
     /// Zero amount in an output.
     BadOutputs = 9,
+    /// The block's timestamp is past the transfer's expiry.
+    Expired = 10,
 }
 
 impl ReceiptCode {
     /// All codes, in discriminant order.
-    pub const ALL: [ReceiptCode; 9] = [
+    pub const ALL: [ReceiptCode; 10] = [
         Self::Success,
         Self::UnknownSender,
         Self::BadNonce,
@@ -62,6 +64,7 @@ impl ReceiptCode {
         Self::WrongChain,
         Self::BadSignature,
         Self::BadOutputs,
+        Self::Expired,
     ];
 
     /// The code with this discriminant, if any.
@@ -81,6 +84,7 @@ impl ReceiptCode {
             Self::WrongChain => "wrong_chain",
             Self::BadSignature => "bad_signature",
             Self::BadOutputs => "bad_outputs",
+            Self::Expired => "expired",
         }
     }
 }

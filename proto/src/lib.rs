@@ -61,6 +61,9 @@ pub use ledger::{
 };
 pub use merkle::{MerkleError, MerkleProof, merkle_leaf, merkle_root};
 pub use transfer::{
-    MAX_CHAIN_ID_BYTES, MAX_MEMO_BYTES, MAX_OUTPUTS, Output, SignedTransfer, TRANSFER_DOMAIN_TAG,
-    TRANSFER_VERSION, Transfer, TransferError, validate_chain_id,
+    ENCRYPTED_MEMO_SCHEME, MAX_CHAIN_ID_BYTES, MAX_ENCRYPTED_MEMO_BYTES, MAX_ENCRYPTED_MEMO_TEXT,
+    MAX_MEMO_BYTES, MAX_OUTPUTS, MEMO_DOMAIN_TAG, MEMO_HEADER_BYTES, MEMO_PADDED_SIZES,
+    MEMO_SLOT_BYTES, MEMO_TAG_BYTES, Memo, Output, PaymentReference, SignedTransfer,
+    TRANSFER_DOMAIN_TAG, TRANSFER_VERSION, Transfer, TransferError, memo_associated_data,
+    memo_readers, validate_chain_id,
 };

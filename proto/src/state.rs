@@ -383,7 +383,7 @@ mod tests {
         let k = |i: u8| crate::SecretKey::from_slice(&[i; 32]).unwrap();
         let (a, b) = (k(1), k(2));
         let t = Transfer::new(
-            "test",
+            crate::Hash([5; 32]),
             a.public_key().clone(),
             1,
             10,

@@ -1,27 +1,60 @@
 //! Transfers, their canonical signing bytes, tx ids and signatures.
 //!
-//! The signing bytes layout (version 1) is specified byte by byte in
+//! The signing bytes layout (version 2) is specified byte by byte in
 //! `docs/protocol.md`; [`Transfer::signing_bytes`] is its reference
 //! implementation and `proto/testdata/transfer_vectors.json` its test vectors.
+//! Layout 2 binds a transfer to one network's genesis hash, and carries an
+//! optional expiry, an optional payment reference and a memo that is absent,
+//! public or encrypted (ADR 0018).
 
 use crate::crypto::{PublicKey, SecretKey, Signature, SignatureError};
-use crate::hash::{TxId, sha256};
+use crate::hash::{Hash, TxId, sha256};
 
 /// Domain tag that starts every transfer's signing bytes (NUL-terminated, so
 /// no other chatpay tag can be a prefix of it or it of another).
 pub const TRANSFER_DOMAIN_TAG: &[u8] = b"chatpay/transfer\0";
 
 /// Version byte of the signing bytes layout.
-pub const TRANSFER_VERSION: u8 = 1;
+pub const TRANSFER_VERSION: u8 = 2;
 
 /// Most outputs one transfer may have.
 pub const MAX_OUTPUTS: usize = 64;
 
-/// Most memo bytes one transfer may carry.
+/// Most bytes of a public memo.
 pub const MAX_MEMO_BYTES: usize = 256;
 
 /// Longest chain id.
 pub const MAX_CHAIN_ID_BYTES: usize = 64;
+
+/// Version byte that starts an encrypted memo envelope.
+pub const ENCRYPTED_MEMO_SCHEME: u8 = 1;
+
+/// Sizes an encrypted memo's padded plaintext may have (the 2-byte length
+/// and the memo, then zeros): an observer learns only which of these it is.
+pub const MEMO_PADDED_SIZES: [usize; 3] = [64, 128, 256];
+
+/// Longest memo text an encrypted memo carries (the largest padded size
+/// less its 2-byte length).
+pub const MAX_ENCRYPTED_MEMO_TEXT: usize = 254;
+
+/// Bytes of one wrapped content key (32-byte key + 16-byte tag).
+pub const MEMO_SLOT_BYTES: usize = 48;
+
+/// Bytes of an AEAD tag (ChaCha20-Poly1305).
+pub const MEMO_TAG_BYTES: usize = 16;
+
+/// Bytes of an encrypted memo envelope before its key slots: scheme,
+/// ephemeral key, key check, slot count.
+pub const MEMO_HEADER_BYTES: usize = 1 + PublicKey::LEN + 32 + 1;
+
+/// Longest encrypted memo envelope: 65 key slots (64 distinct recipients
+/// and the sender) and the largest ciphertext.
+pub const MAX_ENCRYPTED_MEMO_BYTES: usize =
+    MEMO_HEADER_BYTES + (MAX_OUTPUTS + 1) * MEMO_SLOT_BYTES + 256 + MEMO_TAG_BYTES;
+
+/// A payment reference: 32 bytes a payment request names, so that the app
+/// that made the request can find the payment (`FindPayment`).
+pub type PaymentReference = Hash;
 
 /// Why a transfer is structurally invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,11 +74,18 @@ pub enum TransferError {
         /// Outputs given.
         count: usize,
     },
-    /// Memo longer than [`MAX_MEMO_BYTES`].
+    /// Public memo longer than [`MAX_MEMO_BYTES`].
     #[error("memo is at most {MAX_MEMO_BYTES} bytes, got {len}")]
     MemoTooLong {
         /// Memo length given.
         len: usize,
+    },
+    /// An encrypted memo whose envelope does not have the layout of
+    /// docs/protocol.md ("Encrypted memos") for this transfer.
+    #[error("encrypted memo: {reason}")]
+    BadEncryptedMemo {
+        /// What is wrong with it.
+        reason: String,
     },
 }
 
@@ -74,33 +114,146 @@ pub struct Output {
     pub amount: u64,
 }
 
+/// The memo of a transfer: absent, public bytes everyone can read, or an
+/// encrypted envelope only the payer and the payees can open.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Memo {
+    /// No memo.
+    #[default]
+    None,
+    /// Public bytes, 1..=[`MAX_MEMO_BYTES`] (an empty public memo is
+    /// [`Memo::None`]).
+    Public(Vec<u8>),
+    /// An encrypted memo envelope (docs/protocol.md, "Encrypted memos"),
+    /// at most [`MAX_ENCRYPTED_MEMO_BYTES`].
+    Encrypted(Vec<u8>),
+}
+
+impl Memo {
+    /// The memo kind byte of the signing bytes: 0 none, 1 public,
+    /// 2 encrypted.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::Public(_) => 1,
+            Self::Encrypted(_) => 2,
+        }
+    }
+
+    /// The memo's bytes (empty for none).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::None => &[],
+            Self::Public(b) | Self::Encrypted(b) => b,
+        }
+    }
+
+    /// The public memo bytes, if the memo is public.
+    pub fn public(&self) -> Option<&[u8]> {
+        match self {
+            Self::Public(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Whether the memo is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self, Self::Encrypted(_))
+    }
+}
+
+/// Public bytes, or none when empty.
+impl From<Vec<u8>> for Memo {
+    fn from(bytes: Vec<u8>) -> Self {
+        if bytes.is_empty() {
+            Self::None
+        } else {
+            Self::Public(bytes)
+        }
+    }
+}
+
+/// The readers of a transfer's encrypted memo, in key-slot order: each
+/// distinct recipient other than the sender, in order of first appearance
+/// in the outputs, then the sender.
+pub fn memo_readers<'a>(sender: &'a PublicKey, outputs: &'a [Output]) -> Vec<&'a PublicKey> {
+    let mut readers: Vec<&PublicKey> = Vec::with_capacity(outputs.len() + 1);
+    for output in outputs {
+        let key = &output.recipient;
+        if key != sender && !readers.contains(&key) {
+            readers.push(key);
+        }
+    }
+    readers.push(sender);
+    readers
+}
+
+/// Checks an encrypted memo envelope's layout against the readers it must
+/// have: scheme byte, slot count = readers, ciphertext of a padded size.
+/// The cryptography is the readers' to check; a validator checks lengths.
+fn check_envelope(envelope: &[u8], readers: usize) -> Result<(), TransferError> {
+    let bad = |reason: String| Err(TransferError::BadEncryptedMemo { reason });
+    if envelope.len() < MEMO_HEADER_BYTES {
+        return bad(format!(
+            "{} bytes is shorter than its {MEMO_HEADER_BYTES}-byte header",
+            envelope.len()
+        ));
+    }
+    if envelope[0] != ENCRYPTED_MEMO_SCHEME {
+        return bad(format!(
+            "scheme {} is unknown (this version reads {ENCRYPTED_MEMO_SCHEME})",
+            envelope[0]
+        ));
+    }
+    let slots = usize::from(envelope[MEMO_HEADER_BYTES - 1]);
+    if slots != readers {
+        return bad(format!(
+            "{slots} key slots for {readers} readers (each distinct recipient and the sender)"
+        ));
+    }
+    let ciphertext = envelope.len() - MEMO_HEADER_BYTES;
+    let ciphertext = ciphertext.checked_sub(slots * MEMO_SLOT_BYTES);
+    let padded = ciphertext.and_then(|c| c.checked_sub(MEMO_TAG_BYTES));
+    match padded {
+        Some(p) if MEMO_PADDED_SIZES.contains(&p) => Ok(()),
+        _ => bad(format!(
+            "{} bytes: the ciphertext after {slots} key slots is not one of the padded \
+             sizes {MEMO_PADDED_SIZES:?} plus a {MEMO_TAG_BYTES}-byte tag",
+            envelope.len()
+        )),
+    }
+}
+
 /// The content of a payment: what the sender signs.
 ///
-/// A value of this type always respects the structural limits (chain id
-/// syntax, 1..=[`MAX_OUTPUTS`] outputs, memo ≤ [`MAX_MEMO_BYTES`]); ledger rules
-/// (nonce, balance, fee, zero amounts) are checked by execution.
+/// A value of this type always respects the structural limits (1..=
+/// [`MAX_OUTPUTS`] outputs, a public memo of at most [`MAX_MEMO_BYTES`], an
+/// encrypted memo envelope of the right layout); ledger rules (network,
+/// nonce, balance, fee, zero amounts, expiry) are checked by execution.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Transfer {
-    chain_id: String,
+    genesis_hash: Hash,
     sender: PublicKey,
     nonce: u64,
     fee: u64,
+    expires_at_ms: u64,
+    reference: Option<PaymentReference>,
     outputs: Vec<Output>,
-    memo: Vec<u8>,
+    memo: Memo,
 }
 
 impl Transfer {
-    /// Builds a transfer, checking the structural limits.
+    /// Builds a transfer for the network whose genesis hashes to
+    /// `genesis_hash`, with no expiry and no reference, checking the
+    /// structural limits.
     pub fn new(
-        chain_id: impl Into<String>,
+        genesis_hash: Hash,
         sender: PublicKey,
         nonce: u64,
         fee: u64,
         outputs: Vec<Output>,
-        memo: Vec<u8>,
+        memo: impl Into<Memo>,
     ) -> Result<Self, TransferError> {
-        let chain_id = chain_id.into();
-        validate_chain_id(&chain_id)?;
         if outputs.is_empty() {
             return Err(TransferError::NoOutputs);
         }
@@ -109,22 +262,48 @@ impl Transfer {
                 count: outputs.len(),
             });
         }
-        if memo.len() > MAX_MEMO_BYTES {
-            return Err(TransferError::MemoTooLong { len: memo.len() });
-        }
+        let memo = match memo.into() {
+            Memo::Public(bytes) if bytes.is_empty() => Memo::None,
+            Memo::Public(bytes) if bytes.len() > MAX_MEMO_BYTES => {
+                return Err(TransferError::MemoTooLong { len: bytes.len() });
+            }
+            Memo::Encrypted(envelope) => {
+                check_envelope(&envelope, memo_readers(&sender, &outputs).len())?;
+                Memo::Encrypted(envelope)
+            }
+            memo => memo,
+        };
         Ok(Self {
-            chain_id,
+            genesis_hash,
             sender,
             nonce,
             fee,
+            expires_at_ms: 0,
+            reference: None,
             outputs,
             memo,
         })
     }
 
-    /// Chain the transfer is valid on.
-    pub fn chain_id(&self) -> &str {
-        &self.chain_id
+    /// The same transfer, valid only in blocks whose timestamp is at most
+    /// `expires_at_ms` (milliseconds since the Unix epoch; 0 = never
+    /// expires).
+    #[must_use]
+    pub fn with_expiry(mut self, expires_at_ms: u64) -> Self {
+        self.expires_at_ms = expires_at_ms;
+        self
+    }
+
+    /// The same transfer, carrying `reference` (a payment request's).
+    #[must_use]
+    pub fn with_reference(mut self, reference: Option<PaymentReference>) -> Self {
+        self.reference = reference;
+        self
+    }
+
+    /// Hash of the genesis of the one network the transfer is valid on.
+    pub fn genesis_hash(&self) -> &Hash {
+        &self.genesis_hash
     }
 
     /// Paying account.
@@ -142,13 +321,29 @@ impl Transfer {
         self.fee
     }
 
+    /// The last block timestamp (ms since the Unix epoch) the transfer may
+    /// be included at, if it expires.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        (self.expires_at_ms != 0).then_some(self.expires_at_ms)
+    }
+
+    /// Whether a block with timestamp `timestamp_ms` is too late for it.
+    pub fn is_expired_at(&self, timestamp_ms: u64) -> bool {
+        self.expires_at_ms != 0 && timestamp_ms > self.expires_at_ms
+    }
+
+    /// The payment reference, if any.
+    pub fn reference(&self) -> Option<&PaymentReference> {
+        self.reference.as_ref()
+    }
+
     /// Recipients and amounts, 1..=[`MAX_OUTPUTS`].
     pub fn outputs(&self) -> &[Output] {
         &self.outputs
     }
 
-    /// Memo bytes, at most [`MAX_MEMO_BYTES`].
-    pub fn memo(&self) -> &[u8] {
+    /// The memo.
+    pub fn memo(&self) -> &Memo {
         &self.memo
     }
 
@@ -163,15 +358,20 @@ impl Transfer {
     pub fn signing_bytes_len(&self) -> usize {
         TRANSFER_DOMAIN_TAG.len()
             + 1 // version
-            + 1 // chain id length
-            + self.chain_id.len()
+            + Hash::LEN // genesis hash
             + PublicKey::LEN
             + 8 // nonce
             + 8 // fee
+            + 8 // expiry
+            + 1 // reference flag
+            + self.reference.map_or(0, |_| Hash::LEN)
             + 1 // output count
             + self.outputs.len() * (PublicKey::LEN + 8)
-            + 2 // memo length
-            + self.memo.len()
+            + 1 // memo kind
+            + match self.memo {
+                Memo::None => 0,
+                _ => 2 + self.memo.bytes().len(),
+            }
     }
 
     /// Accounts the transfer touches: the sender and every recipient, sorted,
@@ -185,30 +385,43 @@ impl Transfer {
         keys
     }
 
+    /// The readers of an encrypted memo, in key-slot order ([`memo_readers`]).
+    pub fn memo_readers(&self) -> Vec<&PublicKey> {
+        memo_readers(&self.sender, &self.outputs)
+    }
+
     /// The canonical bytes that are hashed into the tx id and signed
-    /// (layout version 1, `docs/protocol.md`).
+    /// (layout version 2, `docs/protocol.md`).
     pub fn signing_bytes(&self) -> Vec<u8> {
         let len = self.signing_bytes_len();
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(TRANSFER_DOMAIN_TAG);
         out.push(TRANSFER_VERSION);
-        // Lengths fit: the constructor bounds them by 64, 64 and 256.
-        out.push(u8::try_from(self.chain_id.len()).expect("chain id ≤ 64 bytes"));
-        out.extend_from_slice(self.chain_id.as_bytes());
+        out.extend_from_slice(self.genesis_hash.as_bytes());
         out.extend_from_slice(self.sender.as_bytes());
         out.extend_from_slice(&self.nonce.to_be_bytes());
         out.extend_from_slice(&self.fee.to_be_bytes());
+        out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
+        match &self.reference {
+            None => out.push(0),
+            Some(reference) => {
+                out.push(1);
+                out.extend_from_slice(reference.as_bytes());
+            }
+        }
+        // Lengths fit: the constructor bounds them by 64 and 3 459.
         out.push(u8::try_from(self.outputs.len()).expect("outputs ≤ 64"));
         for output in &self.outputs {
             out.extend_from_slice(output.recipient.as_bytes());
             out.extend_from_slice(&output.amount.to_be_bytes());
         }
-        out.extend_from_slice(
-            &u16::try_from(self.memo.len())
-                .expect("memo ≤ 256")
-                .to_be_bytes(),
-        );
-        out.extend_from_slice(&self.memo);
+        out.push(self.memo.kind());
+        if self.memo != Memo::None {
+            let memo = self.memo.bytes();
+            let memo_len = u16::try_from(memo.len()).expect("memo ≤ 3 459 bytes");
+            out.extend_from_slice(&memo_len.to_be_bytes());
+            out.extend_from_slice(memo);
+        }
         debug_assert_eq!(out.len(), len);
         out
     }
@@ -216,6 +429,12 @@ impl Transfer {
     /// tx id = SHA-256(signing bytes).
     pub fn tx_id(&self) -> TxId {
         sha256(&self.signing_bytes())
+    }
+
+    /// The associated data that binds an encrypted memo to this transfer:
+    /// `"chatpay/memo\0" ‖ genesis hash ‖ sender ‖ nonce` (docs/protocol.md).
+    pub fn memo_associated_data(&self) -> Vec<u8> {
+        memo_associated_data(&self.genesis_hash, &self.sender, self.nonce)
     }
 
     /// Signs the transfer with the sender's key.
@@ -236,6 +455,21 @@ impl Transfer {
             tx_id,
         }
     }
+}
+
+/// Domain tag of an encrypted memo's associated data.
+pub const MEMO_DOMAIN_TAG: &[u8] = b"chatpay/memo\0";
+
+/// `"chatpay/memo\0" ‖ genesis hash ‖ sender ‖ nonce (8 bytes, big-endian)`:
+/// the associated data of every AEAD in an encrypted memo, so that an
+/// envelope copied into another transfer does not open.
+pub fn memo_associated_data(genesis_hash: &Hash, sender: &PublicKey, nonce: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MEMO_DOMAIN_TAG.len() + Hash::LEN + PublicKey::LEN + 8);
+    out.extend_from_slice(MEMO_DOMAIN_TAG);
+    out.extend_from_slice(genesis_hash.as_bytes());
+    out.extend_from_slice(sender.as_bytes());
+    out.extend_from_slice(&nonce.to_be_bytes());
+    out
 }
 
 /// A transfer with its sender's signature, as submitted and as included in
@@ -287,54 +521,116 @@ impl SignedTransfer {
 mod tests {
     use super::*;
 
+    const NET: Hash = Hash([7; 32]);
+
     fn key(n: u8) -> SecretKey {
         let mut b = [0u8; 32];
         b[31] = n;
         SecretKey::from_slice(&b).unwrap()
     }
 
+    fn out(n: u8, amount: u64) -> Output {
+        Output {
+            recipient: key(n).public_key().clone(),
+            amount,
+        }
+    }
+
     fn transfer(memo: &[u8]) -> Transfer {
-        let out = Output {
-            recipient: key(2).public_key().clone(),
-            amount: 5,
-        };
         Transfer::new(
-            "chatpay-test",
+            NET,
             key(1).public_key().clone(),
             1,
             10,
-            vec![out],
-            memo.into(),
+            vec![out(2, 5)],
+            memo.to_vec(),
         )
         .unwrap()
+    }
+
+    /// An envelope of the right length for `readers` and padded size `padded`.
+    fn envelope(readers: usize, padded: usize) -> Vec<u8> {
+        let mut e = vec![0u8; MEMO_HEADER_BYTES + readers * MEMO_SLOT_BYTES + padded + 16];
+        e[0] = ENCRYPTED_MEMO_SCHEME;
+        e[MEMO_HEADER_BYTES - 1] = u8::try_from(readers).unwrap();
+        e
     }
 
     #[test]
     fn limits_are_enforced() {
         let sender = key(1).public_key().clone();
-        let out = Output {
-            recipient: key(2).public_key().clone(),
-            amount: 1,
-        };
-        let mk = |chain: &str, outs: Vec<Output>, memo: Vec<u8>| {
-            Transfer::new(chain, sender.clone(), 1, 0, outs, memo)
-        };
-        assert_eq!(mk("c", vec![], vec![]), Err(TransferError::NoOutputs));
+        let mk =
+            |outs: Vec<Output>, memo: Memo| Transfer::new(NET, sender.clone(), 1, 0, outs, memo);
+        assert_eq!(mk(vec![], Memo::None), Err(TransferError::NoOutputs));
         assert_eq!(
-            mk("c", vec![out.clone(); 65], vec![]),
+            mk(vec![out(2, 1); 65], Memo::None),
             Err(TransferError::TooManyOutputs { count: 65 })
         );
-        assert!(mk("c", vec![out.clone(); 64], vec![0; 256]).is_ok());
+        assert!(mk(vec![out(2, 1); 64], Memo::Public(vec![0; 256])).is_ok());
         assert_eq!(
-            mk("c", vec![out.clone()], vec![0; 257]),
+            mk(vec![out(2, 1)], Memo::Public(vec![0; 257])),
             Err(TransferError::MemoTooLong { len: 257 })
         );
         for bad in ["", "Chat", "a b", &"x".repeat(65)] {
-            assert!(matches!(
-                mk(bad, vec![out.clone()], vec![]),
-                Err(TransferError::BadChainId { .. })
-            ));
+            assert!(validate_chain_id(bad).is_err());
         }
+        // An empty public memo is no memo: one transfer, one encoding.
+        assert_eq!(
+            mk(vec![out(2, 1)], Memo::Public(vec![])).unwrap().memo(),
+            &Memo::None
+        );
+    }
+
+    #[test]
+    fn encrypted_memo_envelopes_are_checked_for_their_readers() {
+        let sender = key(1).public_key().clone();
+        let mk = |outs: Vec<Output>, e: Vec<u8>| {
+            Transfer::new(NET, sender.clone(), 1, 0, outs, Memo::Encrypted(e))
+        };
+        // One recipient: two readers (it and the sender).
+        assert!(mk(vec![out(2, 1)], envelope(2, 64)).is_ok());
+        assert!(mk(vec![out(2, 1)], envelope(2, 256)).is_ok());
+        // A recipient twice, and the sender paying itself, add no reader.
+        assert!(mk(vec![out(2, 1), out(2, 1), out(1, 1)], envelope(2, 128)).is_ok());
+        assert!(mk(vec![out(2, 1), out(3, 1)], envelope(3, 64)).is_ok());
+        let refused = [
+            (vec![out(2, 1)], envelope(3, 64)),
+            (vec![out(2, 1), out(3, 1)], envelope(2, 64)),
+            (vec![out(2, 1)], envelope(2, 100)),
+            (vec![out(2, 1)], envelope(2, 512)),
+            (vec![out(2, 1)], vec![ENCRYPTED_MEMO_SCHEME; 10]),
+            (vec![out(2, 1)], {
+                let mut e = envelope(2, 64);
+                e[0] = 2;
+                e
+            }),
+        ];
+        for (outs, e) in refused {
+            assert!(
+                matches!(mk(outs, e), Err(TransferError::BadEncryptedMemo { .. })),
+                "accepted"
+            );
+        }
+        let max = envelope(65, 256);
+        assert_eq!(max.len(), MAX_ENCRYPTED_MEMO_BYTES);
+        let outs: Vec<Output> = (2..=65).map(|n| out(n, 1)).collect();
+        assert!(mk(outs, max).is_ok());
+    }
+
+    #[test]
+    fn memo_readers_are_distinct_recipients_then_the_sender() {
+        let t = Transfer::new(
+            NET,
+            key(1).public_key().clone(),
+            1,
+            0,
+            vec![out(3, 1), out(1, 1), out(2, 1), out(3, 1)],
+            Memo::None,
+        )
+        .unwrap();
+        let expected = [key(3), key(2), key(1)];
+        let expected: Vec<&PublicKey> = expected.iter().map(SecretKey::public_key).collect();
+        assert_eq!(t.memo_readers(), expected);
     }
 
     #[test]
@@ -350,32 +646,52 @@ mod tests {
     fn every_field_changes_the_signing_bytes() {
         let base = transfer(b"a");
         let sender = key(1).public_key().clone();
-        let r = key(2).public_key().clone();
-        let o = |amount| {
-            vec![Output {
-                recipient: r.clone(),
-                amount,
-            }]
+        let mk = |net: Hash, s: &PublicKey, nonce, fee, amount, memo: Memo| {
+            Transfer::new(net, s.clone(), nonce, fee, vec![out(2, amount)], memo).unwrap()
         };
+        let a = || Memo::Public(b"a".to_vec());
         let variants = [
-            Transfer::new("chatpay-tesu", sender.clone(), 1, 10, o(5), b"a".to_vec()),
-            Transfer::new(
-                "chatpay-test",
-                key(3).public_key().clone(),
-                1,
-                10,
-                o(5),
-                b"a".to_vec(),
-            ),
-            Transfer::new("chatpay-test", sender.clone(), 2, 10, o(5), b"a".to_vec()),
-            Transfer::new("chatpay-test", sender.clone(), 1, 11, o(5), b"a".to_vec()),
-            Transfer::new("chatpay-test", sender.clone(), 1, 10, o(6), b"a".to_vec()),
-            Transfer::new("chatpay-test", sender.clone(), 1, 10, o(5), b"b".to_vec()),
-            Transfer::new("chatpay-test", sender.clone(), 1, 10, o(5), b"".to_vec()),
+            mk(Hash([8; 32]), &sender, 1, 10, 5, a()),
+            mk(NET, key(3).public_key(), 1, 10, 5, a()),
+            mk(NET, &sender, 2, 10, 5, a()),
+            mk(NET, &sender, 1, 11, 5, a()),
+            mk(NET, &sender, 1, 10, 6, a()),
+            mk(NET, &sender, 1, 10, 5, Memo::Public(b"b".to_vec())),
+            mk(NET, &sender, 1, 10, 5, Memo::None),
+            mk(NET, &sender, 1, 10, 5, a()).with_expiry(1),
+            mk(NET, &sender, 1, 10, 5, a()).with_reference(Some(Hash([0; 32]))),
+            mk(NET, &sender, 1, 10, 5, a()).with_reference(Some(Hash([1; 32]))),
         ];
+        let mut seen = std::collections::BTreeSet::new();
+        seen.insert(base.signing_bytes());
         for v in variants {
-            assert_ne!(v.unwrap().signing_bytes(), base.signing_bytes());
+            assert!(seen.insert(v.signing_bytes()), "{v:?} collides");
         }
+    }
+
+    #[test]
+    fn public_and_encrypted_memos_of_the_same_bytes_differ() {
+        let sender = key(1).public_key().clone();
+        let e = envelope(2, 64);
+        let public = Transfer::new(
+            NET,
+            sender.clone(),
+            1,
+            0,
+            vec![out(2, 1)],
+            Memo::Public(e.clone()),
+        );
+        let encrypted = Transfer::new(NET, sender, 1, 0, vec![out(2, 1)], Memo::Encrypted(e));
+        assert_ne!(public.unwrap().tx_id(), encrypted.unwrap().tx_id());
+    }
+
+    #[test]
+    fn expiry_is_inclusive() {
+        let t = transfer(b"").with_expiry(1_000);
+        assert!(!t.is_expired_at(999));
+        assert!(!t.is_expired_at(1_000));
+        assert!(t.is_expired_at(1_001));
+        assert!(!transfer(b"").is_expired_at(u64::MAX));
     }
 
     #[test]
@@ -383,7 +699,8 @@ mod tests {
         let bytes = transfer(b"").signing_bytes();
         assert!(bytes.starts_with(TRANSFER_DOMAIN_TAG));
         assert_eq!(bytes[TRANSFER_DOMAIN_TAG.len()], TRANSFER_VERSION);
-        // tag 17 + version 1 + len 1 + "chatpay-test" 12 + 33 + 8 + 8 + 1 + 41 + 2
-        assert_eq!(bytes.len(), 17 + 1 + 1 + 12 + 33 + 8 + 8 + 1 + 41 + 2);
+        // tag 17 + version 1 + genesis 32 + sender 33 + nonce 8 + fee 8 +
+        // expiry 8 + reference flag 1 + count 1 + output 41 + memo kind 1
+        assert_eq!(bytes.len(), 17 + 1 + 32 + 33 + 8 + 8 + 8 + 1 + 1 + 41 + 1);
     }
 }

@@ -157,17 +157,27 @@ def decode_address(addr, expected_hrp):
 
 
 def signing_bytes(v):
-    """The layout of docs/protocol.md, section "Signing bytes"."""
-    chain = v["chain_id"].encode("ascii")
-    memo = bytes.fromhex(v["memo_hex"])
-    out = b"chatpay/transfer\x00" + bytes([1])
-    out += bytes([len(chain)]) + chain
+    """The layout of docs/protocol.md, section "Signing bytes (layout version 2)"."""
+    out = b"chatpay/transfer\x00" + bytes([2])
+    genesis = bytes.fromhex(v["genesis_hash_hex"])
+    assert len(genesis) == 32
+    out += genesis
     out += compress(decode_address(v["address"], v["hrp"])[0])
     out += v["nonce"].to_bytes(8, "big") + v["fee"].to_bytes(8, "big")
+    out += v["expires_at_ms"].to_bytes(8, "big")
+    reference = bytes.fromhex(v["reference_hex"])
+    assert len(reference) in (0, 32)
+    out += bytes([1]) + reference if reference else bytes([0])
     out += bytes([len(v["outputs"])])
     for o in v["outputs"]:
         out += compress(decode_address(o["to"], v["hrp"])[0]) + o["amount"].to_bytes(8, "big")
-    out += len(memo).to_bytes(2, "big") + memo
+    memo = bytes.fromhex(v["memo_hex"])
+    kind = {"none": 0, "public": 1, "encrypted": 2}[v["memo_kind"]]
+    out += bytes([kind])
+    if kind != 0:
+        out += len(memo).to_bytes(2, "big") + memo
+    else:
+        assert memo == b""
     return out
 
 

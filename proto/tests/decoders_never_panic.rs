@@ -22,7 +22,7 @@ fn valid_wire() -> Vec<u8> {
         .public_key()
         .clone();
     let t = Transfer::new(
-        "chatpay-devnet",
+        chatpay_proto::Hash([1; 32]),
         sk.public_key().clone(),
         1,
         10,

@@ -10,7 +10,8 @@
 use bech32::primitives::iter::{ByteIterExt, Fe32IterExt};
 use bech32::{Bech32, Bech32m, Fe32, Hrp};
 use chatpay_proto::{
-    Address, Output, PublicKey, SecretKey, Signature, SignedTransfer, Transfer, sha256,
+    Address, ENCRYPTED_MEMO_SCHEME, Hash, MEMO_HEADER_BYTES, MEMO_SLOT_BYTES, Memo, Output,
+    PublicKey, SecretKey, Signature, SignedTransfer, Transfer, sha256,
 };
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -27,10 +28,13 @@ struct Vector {
     public_key_hex: String,
     address: String,
     hrp: String,
-    chain_id: String,
+    genesis_hash_hex: String,
     nonce: u64,
     fee: u64,
+    expires_at_ms: u64,
+    reference_hex: String,
     outputs: Vec<VectorOutput>,
+    memo_kind: String,
     memo_hex: String,
     signing_bytes_hex: String,
     tx_id_hex: String,
@@ -67,12 +71,29 @@ fn key(label: &str) -> SecretKey {
 
 struct Case {
     hrp: &'static str,
-    chain_id: &'static str,
+    /// The genesis hash is SHA-256 of this label (a stand-in network).
+    network: &'static str,
     sender: &'static str,
     nonce: u64,
     fee: u64,
+    expires_at_ms: u64,
+    reference: Option<&'static str>,
     outputs: Vec<(&'static str, u64)>,
-    memo: Vec<u8>,
+    memo: Memo,
+}
+
+fn genesis_hash(network: &str) -> Hash {
+    sha256(format!("chatpay test vector genesis {network}").as_bytes())
+}
+
+/// A structurally valid encrypted memo envelope for `readers` readers:
+/// deterministic filler bytes (the memo vectors hold real ciphertexts).
+fn filler_envelope(readers: usize, padded: usize) -> Memo {
+    let len = MEMO_HEADER_BYTES + readers * MEMO_SLOT_BYTES + padded + 16;
+    let mut e: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+    e[0] = ENCRYPTED_MEMO_SCHEME;
+    e[MEMO_HEADER_BYTES - 1] = u8::try_from(readers).unwrap();
+    Memo::Encrypted(e)
 }
 
 fn cases() -> Vec<Case> {
@@ -83,96 +104,152 @@ fn cases() -> Vec<Case> {
         // A plain payment with a UTF-8 chat memo.
         Case {
             hrp: "cp",
-            chain_id: "chatpay-devnet",
+            network: "devnet",
             sender: "alice",
             nonce: 1,
             fee: 1_000,
+            expires_at_ms: 0,
+            reference: None,
             outputs: vec![("bob", 5_000_000)],
-            memo: "lunch \u{1F355}".as_bytes().to_vec(),
+            memo: Memo::Public("lunch \u{1F355}".as_bytes().to_vec()),
         },
         // Empty memo.
         Case {
             hrp: "cp",
-            chain_id: "chatpay-devnet",
+            network: "devnet",
             sender: "bob",
             nonce: 7,
             fee: 1_000,
+            expires_at_ms: 0,
+            reference: None,
             outputs: vec![("alice", 1)],
-            memo: vec![],
+            memo: Memo::None,
         },
         // Maximum memo (256 bytes).
         Case {
             hrp: "cp",
-            chain_id: "chatpay-devnet",
+            network: "devnet",
             sender: "carol",
             nonce: 2,
             fee: 1_000,
+            expires_at_ms: 0,
+            reference: None,
             outputs: vec![("alice", 250_000)],
-            memo: (0..=255u8).collect(),
+            memo: Memo::Public((0..=255u8).collect()),
         },
         // Splitting a bill three ways.
         Case {
             hrp: "cp",
-            chain_id: "chatpay-devnet",
+            network: "devnet",
             sender: "alice",
             nonce: 2,
             fee: 3_000,
+            expires_at_ms: 0,
+            reference: None,
             outputs: vec![
                 ("bob", 12_500_000),
                 ("carol", 12_500_000),
                 ("dave", 12_500_000),
             ],
-            memo: b"dinner split".to_vec(),
+            memo: Memo::Public(b"dinner split".to_vec()),
         },
         // Maximum number of outputs (64).
         Case {
             hrp: "cp",
-            chain_id: "chatpay-devnet",
+            network: "devnet",
             sender: "erin",
             nonce: 42,
             fee: 64_000,
+            expires_at_ms: 0,
+            reference: None,
             outputs: many,
-            memo: b"group pot".to_vec(),
+            memo: Memo::Public(b"group pot".to_vec()),
         },
         // Largest amount, zero fee.
         Case {
             hrp: "cp",
-            chain_id: "chatpay-devnet",
+            network: "devnet",
             sender: "dave",
             nonce: 1,
             fee: 0,
+            expires_at_ms: 0,
+            reference: None,
             outputs: vec![("alice", u64::MAX)],
-            memo: vec![],
+            memo: Memo::None,
         },
         // Largest nonce and fee, two large outputs.
         Case {
             hrp: "cp",
-            chain_id: "chatpay-devnet",
+            network: "devnet",
             sender: "bob",
             nonce: u64::MAX,
             fee: u64::MAX,
+            expires_at_ms: 0,
+            reference: None,
             outputs: vec![("carol", u64::MAX / 2), ("dave", u64::MAX / 2 + 1)],
-            memo: vec![0],
+            memo: Memo::Public(vec![0]),
         },
-        // Another network: other hrp and chain id.
+        // Another network: other hrp and genesis.
         Case {
             hrp: "tcp",
-            chain_id: "chatpay-testnet-1",
+            network: "testnet-1",
             sender: "alice",
             nonce: 3,
             fee: 10,
+            expires_at_ms: 0,
+            reference: None,
             outputs: vec![("erin", 99)],
-            memo: b"test".to_vec(),
+            memo: Memo::Public(b"test".to_vec()),
         },
-        // Shortest chain id.
+        // A payment request paid: reference and expiry.
         Case {
             hrp: "cp",
-            chain_id: "a",
+            network: "devnet",
+            sender: "bob",
+            nonce: 8,
+            fee: 1_000,
+            expires_at_ms: 1_796_601_600_000,
+            reference: Some("rent march"),
+            outputs: vec![("alice", 12_500_000)],
+            memo: Memo::Public(b"rent".to_vec()),
+        },
+        // An encrypted memo on a split bill (three readers: two payees and
+        // the payer), the largest expiry.
+        Case {
+            hrp: "cp",
+            network: "devnet",
             sender: "carol",
             nonce: 1,
-            fee: 1,
-            outputs: vec![("bob", 2)],
-            memo: b"x".to_vec(),
+            fee: 2_000,
+            expires_at_ms: u64::MAX,
+            reference: Some("dinner"),
+            outputs: vec![("alice", 10), ("bob", 20), ("alice", 30)],
+            memo: filler_envelope(3, 128),
+        },
+        // An encrypted memo with no reference and no expiry.
+        Case {
+            hrp: "cp",
+            network: "devnet",
+            sender: "dave",
+            nonce: 5,
+            fee: 1_000,
+            expires_at_ms: 0,
+            reference: None,
+            outputs: vec![("erin", 7)],
+            memo: filler_envelope(2, 64),
+        },
+        // The first case's transfer signed for another network: only the
+        // genesis hash differs.
+        Case {
+            hrp: "cp",
+            network: "devnet-reset",
+            sender: "alice",
+            nonce: 1,
+            fee: 1_000,
+            expires_at_ms: 0,
+            reference: None,
+            outputs: vec![("bob", 5_000_000)],
+            memo: Memo::Public("lunch \u{1F355}".as_bytes().to_vec()),
         },
     ]
 }
@@ -196,15 +273,20 @@ fn build_vectors() -> Vec<Vector> {
                     amount: *amount,
                 })
                 .collect();
+            let reference = c
+                .reference
+                .map(|r| sha256(format!("reference {r}").as_bytes()));
             let t = Transfer::new(
-                c.chain_id,
+                genesis_hash(c.network),
                 sk.public_key().clone(),
                 c.nonce,
                 c.fee,
                 outputs,
                 c.memo.clone(),
             )
-            .unwrap();
+            .unwrap()
+            .with_expiry(c.expires_at_ms)
+            .with_reference(reference);
             let signing_bytes = t.signing_bytes();
             let signed = t.sign(&sk);
             Vector {
@@ -212,9 +294,11 @@ fn build_vectors() -> Vec<Vector> {
                 public_key_hex: hex::encode(sk.public_key().as_bytes()),
                 address: address(c.hrp, c.sender),
                 hrp: c.hrp.to_owned(),
-                chain_id: c.chain_id.to_owned(),
+                genesis_hash_hex: genesis_hash(c.network).to_hex(),
                 nonce: c.nonce,
                 fee: c.fee,
+                expires_at_ms: c.expires_at_ms,
+                reference_hex: reference.map(|r| r.to_hex()).unwrap_or_default(),
                 outputs: c
                     .outputs
                     .iter()
@@ -223,7 +307,8 @@ fn build_vectors() -> Vec<Vector> {
                         amount: *amount,
                     })
                     .collect(),
-                memo_hex: hex::encode(&c.memo),
+                memo_kind: ["none", "public", "encrypted"][usize::from(c.memo.kind())].into(),
+                memo_hex: hex::encode(c.memo.bytes()),
                 signing_bytes_hex: hex::encode(signing_bytes),
                 tx_id_hex: signed.tx_id().to_hex(),
                 signature_hex: hex::encode(signed.signature().as_bytes()),
@@ -464,16 +549,27 @@ fn transfer_vectors_verify() {
                 amount: o.amount,
             })
             .collect();
-        let memo = hex::decode(&v.memo_hex).unwrap();
+        let bytes = hex::decode(&v.memo_hex).unwrap();
+        let memo = match v.memo_kind.as_str() {
+            "none" => Memo::None,
+            "public" => Memo::Public(bytes),
+            "encrypted" => Memo::Encrypted(bytes),
+            other => panic!("memo kind {other}"),
+        };
+        let genesis = Hash::from_slice(&hex::decode(&v.genesis_hash_hex).unwrap()).unwrap();
+        let reference = (!v.reference_hex.is_empty())
+            .then(|| Hash::from_slice(&hex::decode(&v.reference_hex).unwrap()).unwrap());
         let t = Transfer::new(
-            v.chain_id,
+            genesis,
             from.into_public_key(),
             v.nonce,
             v.fee,
             outputs,
             memo,
         )
-        .unwrap();
+        .unwrap()
+        .with_expiry(v.expires_at_ms)
+        .with_reference(reference);
         assert_eq!(hex::encode(t.signing_bytes()), v.signing_bytes_hex);
         assert_eq!(
             hex::encode(sha256(&t.signing_bytes()).as_bytes()),

@@ -110,6 +110,19 @@ impl LocalNetwork {
 
     /// [`LocalNetwork::start`] with mempool bounds `mempool`.
     pub async fn start_with(n: usize, mempool: MempoolConfig) -> Self {
+        Self::start_funding(n, mempool, SecretKey::generate(), 0).await
+    }
+
+    /// [`LocalNetwork::start_with`] whose genesis funds `faucet` and starts
+    /// at `genesis_time_ms`: two networks funding one key share an account
+    /// (and its nonces), as a network started over does; another genesis
+    /// time makes it another network with the same chain id.
+    pub async fn start_funding(
+        n: usize,
+        mempool: MempoolConfig,
+        faucet: SecretKey,
+        genesis_time_ms: u64,
+    ) -> Self {
         let mut listeners = Vec::new();
         for _ in 0..n {
             listeners.push(
@@ -134,12 +147,11 @@ impl LocalNetwork {
             .iter()
             .map(|l| l.local_addr().expect("bound"))
             .collect();
-        let faucet = SecretKey::generate();
         let addresses: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         let genesis = test_genesis(
             CHAIN_ID,
             FEE,
-            0,
+            genesis_time_ms,
             &addresses,
             &[(faucet.public_key(), FAUCET_BALANCE)],
         );

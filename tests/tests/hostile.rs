@@ -4,8 +4,8 @@
 
 use chatpay_node::mempool::MempoolConfig;
 use chatpay_proto::pb::client_client::ClientClient;
-use chatpay_proto::{Output, SecretKey, Signature, SignedTransfer, Transfer, pb};
-use chatpay_tests::{CHAIN_ID, FEE, LocalNetwork, validator_key};
+use chatpay_proto::{Hash, Output, SecretKey, Signature, SignedTransfer, Transfer, pb};
+use chatpay_tests::{FEE, LocalNetwork, validator_key};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tonic::Code;
@@ -72,6 +72,7 @@ async fn raw_call(url: &str, path: &'static str, body: Vec<u8>) -> tonic::Status
 }
 
 fn transfer(
+    network: Hash,
     key: &SecretKey,
     nonce: u64,
     fee: u64,
@@ -79,7 +80,7 @@ fn transfer(
     memo: Vec<u8>,
 ) -> pb::SignedTransaction {
     // Built on the wire directly: some of these the domain types refuse.
-    let t = pay(key, nonce, key, 1);
+    let t = pay(network, key, nonce, key, 1);
     let mut wire = pb::SignedTransaction::from(&t);
     let tr = wire.transfer.as_mut().unwrap();
     tr.fee = fee;
@@ -137,7 +138,7 @@ async fn every_class_of_bad_input_gets_a_precise_answer() {
 
     // Truncated and garbage protobuf.
     let t = Transfer::new(
-        CHAIN_ID,
+        net.genesis.hash(),
         faucet.public_key().clone(),
         1,
         FEE,
@@ -178,24 +179,51 @@ async fn every_class_of_bad_input_gets_a_precise_answer() {
     // Overflowing amounts and fee; too many outputs; oversize memo.
     let s = submit(
         &mut c,
-        transfer(&faucet, 1, FEE, vec![out(u64::MAX), out(2)], vec![]),
+        transfer(
+            net.genesis.hash(),
+            &faucet,
+            1,
+            FEE,
+            vec![out(u64::MAX), out(2)],
+            vec![],
+        ),
     )
     .await
     .unwrap_err();
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
-    let s = submit(&mut c, transfer(&faucet, 1, u64::MAX, vec![out(1)], vec![]))
-        .await
-        .unwrap_err();
+    let s = submit(
+        &mut c,
+        transfer(
+            net.genesis.hash(),
+            &faucet,
+            1,
+            u64::MAX,
+            vec![out(1)],
+            vec![],
+        ),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     let many: Vec<Output> = (0..65).map(|_| out(1)).collect();
-    let s = submit(&mut c, transfer(&faucet, 1, FEE, many, vec![]))
-        .await
-        .unwrap_err();
+    let s = submit(
+        &mut c,
+        transfer(net.genesis.hash(), &faucet, 1, FEE, many, vec![]),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     assert!(s.message().contains("outputs"), "{s:?}");
     let s = submit(
         &mut c,
-        transfer(&faucet, 1, FEE, vec![out(1)], vec![b'm'; 257]),
+        transfer(
+            net.genesis.hash(),
+            &faucet,
+            1,
+            FEE,
+            vec![out(1)],
+            vec![b'm'; 257],
+        ),
     )
     .await
     .unwrap_err();
@@ -212,7 +240,7 @@ async fn every_class_of_bad_input_gets_a_precise_answer() {
         .unwrap()
         .balance;
     let me = Transfer::new(
-        CHAIN_ID,
+        net.genesis.hash(),
         faucet.public_key().clone(),
         1,
         FEE,
@@ -313,7 +341,7 @@ async fn a_flood_past_the_mempool_gets_resource_exhausted_and_memory_stays_bound
     let (mut admitted, mut exhausted) = (Vec::new(), 0);
     for s in &senders {
         for nonce in 1..=40 {
-            let t = pay(s, nonce, &net.faucet, 1);
+            let t = pay(net.genesis.hash(), s, nonce, &net.faucet, 1);
             match submit(&mut c, (&t).into()).await {
                 Ok(()) => admitted.push((s.public_key().clone(), nonce)),
                 Err(e) => {
@@ -351,7 +379,7 @@ async fn a_flood_past_the_mempool_gets_resource_exhausted_and_memory_stays_bound
 /// transfer) and waits for that to commit.
 async fn fund(net: &LocalNetwork, c: &mut ClientClient<Channel>, keys: &[SecretKey]) {
     let funding = Transfer::new(
-        CHAIN_ID,
+        net.genesis.hash(),
         net.faucet.public_key().clone(),
         1,
         FEE,
@@ -370,9 +398,9 @@ async fn fund(net: &LocalNetwork, c: &mut ClientClient<Channel>, keys: &[SecretK
 }
 
 /// A signed transfer of `amount` from `from` to `to`.
-fn pay(from: &SecretKey, nonce: u64, to: &SecretKey, amount: u64) -> SignedTransfer {
+fn pay(network: Hash, from: &SecretKey, nonce: u64, to: &SecretKey, amount: u64) -> SignedTransfer {
     Transfer::new(
-        CHAIN_ID,
+        network,
         from.public_key().clone(),
         nonce,
         FEE,
@@ -404,7 +432,7 @@ async fn transfers_behind_a_nonce_gap_cannot_fill_the_mempool() {
     // 4 × 60 transfers behind a missing nonce 1: more than the whole pool.
     for s in &gappers {
         for nonce in 2..=61 {
-            let t = pay(s, nonce, &net.faucet, 1);
+            let t = pay(net.genesis.hash(), s, nonce, &net.faucet, 1);
             submit(&mut c, (&t).into())
                 .await
                 .unwrap_or_else(|e| panic!("parked transfer refused: {e:?}"));
@@ -412,7 +440,7 @@ async fn transfers_behind_a_nonce_gap_cannot_fill_the_mempool() {
     }
     // All admitted (each newcomer past the parking bound took the room of
     // the oldest), and an orderable payment still gets in and commits.
-    let payment = pay(&honest, 1, &net.faucet, 5);
+    let payment = pay(net.genesis.hash(), &honest, 1, &net.faucet, 5);
     submit(&mut c, (&payment).into())
         .await
         .unwrap_or_else(|e| panic!("payment refused behind parked transfers: {e:?}"));

@@ -7,7 +7,7 @@
 use chatpay_node::state_sync::{SyncConfig, SyncFrom};
 use chatpay_proto::pb::client_client::ClientClient;
 use chatpay_proto::{Output, Transfer, pb};
-use chatpay_tests::{CHAIN_ID, FEE, LocalNetwork};
+use chatpay_tests::{FEE, LocalNetwork};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -19,7 +19,7 @@ fn pay(net: &LocalNetwork, nonce: u64) -> pb::SignedTransaction {
     };
     let payer = &net.faucet;
     let tx = Transfer::new(
-        CHAIN_ID,
+        net.genesis.hash(),
         payer.public_key().clone(),
         nonce,
         FEE,

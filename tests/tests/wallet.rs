@@ -4,7 +4,7 @@
 //! phrase; and a validator that forges finality is not believed.
 
 use chatpay_proto::{PublicKey, SecretKey};
-use chatpay_tests::{CHAIN_ID, FEE, LocalNetwork};
+use chatpay_tests::{FEE, LocalNetwork};
 use chatpay_wallet::{KdfParams, PaymentRequest, Wallet, WalletError, WalletHome};
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +22,18 @@ async fn wallet(dir: &Path, urls: &[String]) -> (Arc<Wallet>, chatpay_wallet::Re
     let (home, phrase) = WalletHome::create(dir, "pw", FAST).unwrap();
     let w = Wallet::connect(home.with_kdf(FAST), urls).await.unwrap();
     (Arc::new(w), phrase)
+}
+
+/// A wallet holding `net`'s faucet key, and its signer.
+async fn faucet_of(
+    net: &LocalNetwork,
+    dir: &Path,
+    urls: &[String],
+) -> (Arc<Wallet>, chatpay_wallet::Signer) {
+    let (w, _) = wallet(&dir.join("faucet"), urls).await;
+    w.home().import_key("faucet", &net.faucet, "pw").unwrap();
+    let faucet = w.signer("faucet", "pw").unwrap();
+    (w, faucet)
 }
 
 /// Balance of `key` on validator `i` once it has committed `height`.
@@ -53,12 +65,7 @@ async fn pay_split_request_and_watch_on_a_real_network() {
     let net = LocalNetwork::start(4).await;
     let urls = net.urls();
     let dir = tempfile::tempdir().unwrap();
-    let (faucet_wallet, _) = wallet(&dir.path().join("faucet"), &urls).await;
-    faucet_wallet
-        .home()
-        .import_key("faucet", &net.faucet, "pw")
-        .unwrap();
-    let faucet = faucet_wallet.signer("faucet", "pw").unwrap();
+    let (faucet_wallet, faucet) = faucet_of(&net, dir.path(), &urls).await;
     let (alice_wallet, alice_phrase) = wallet(&dir.path().join("alice"), &urls).await;
     let (bob_wallet, _) = wallet(&dir.path().join("bob"), &urls).await;
     let alice = alice_wallet.signer("default", "pw").unwrap();
@@ -111,19 +118,24 @@ async fn pay_split_request_and_watch_on_a_real_network() {
 
     // Bob asks for 2.5 with a link; Alice pays the link.
     let request = PaymentRequest {
-        address: bob.address.clone(),
         amount: Some(2_500_000),
         memo: Some("pizza 🍕".into()),
         label: Some("Bob".into()),
+        ..PaymentRequest::new(bob.address.clone(), bob_wallet.chain(), 600)
     };
     let link = request.to_link(bob_wallet.chain());
     let parsed = PaymentRequest::parse(&link, alice_wallet.chain()).unwrap();
     assert_eq!(parsed, request);
-    let p = alice_wallet.pay_request(&alice, &parsed).await.unwrap();
+    let p = alice_wallet
+        .pay_request(&alice, &parsed, None, false)
+        .await
+        .unwrap();
     assert!(p.is_success());
     assert_balance(&net, bob.address.public_key(), p.height, 13_500_000).await;
 
-    // Bob's incoming payments: each exactly once, in order, verified.
+    // Bob's incoming payments: each exactly once, in order, verified; he
+    // reads the memo encrypted for him.
+    bob_wallet.read_memos_of(&bob);
     let mut incoming = bob_wallet.incoming(&bob.address, None);
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -137,6 +149,7 @@ async fn pay_split_request_and_watch_on_a_real_network() {
     let amounts: Vec<u64> = seen.iter().map(|p| p.amount).collect();
     assert_eq!(amounts, [10 * CPY, CPY, 2_500_000]);
     assert_eq!(seen[2].memo, "pizza 🍕");
+    assert!(seen[2].memo_encrypted);
     assert!(seen.iter().all(|p| p.from == alice.address));
     // Nothing else arrives (no duplicates) within a few blocks.
     let extra = tokio::time::timeout(Duration::from_secs(2), incoming.next()).await;
@@ -323,6 +336,20 @@ mod liar {
         ) -> Result<Response<pb::GetStatusResponse>, Status> {
             self.honest.clone().get_status(r.into_inner()).await
         }
+        type SubscribePaymentsStream =
+            Pin<Box<dyn Stream<Item = Result<pb::FoundPayment, Status>> + Send>>;
+        async fn find_payment(
+            &self,
+            r: Request<pb::FindPaymentRequest>,
+        ) -> Result<Response<pb::FindPaymentResponse>, Status> {
+            self.honest.clone().find_payment(r.into_inner()).await
+        }
+        async fn subscribe_payments(
+            &self,
+            _: Request<pb::SubscribePaymentsRequest>,
+        ) -> Result<Response<Self::SubscribePaymentsStream>, Status> {
+            Err(Status::unimplemented("liar"))
+        }
         type SubscribeAccountStream = Events;
         async fn subscribe_account(
             &self,
@@ -444,7 +471,7 @@ async fn a_payment_that_timed_out_stays_pending_and_can_be_retried_or_cancelled(
     // was final (here: never submitted, as after a crash right after
     // signing): retry submits it unchanged and makes it final.
     let signed = chatpay_proto::Transfer::new(
-        CHAIN_ID,
+        net.genesis.hash(),
         net.faucet.public_key().clone(),
         1,
         FEE,
@@ -534,7 +561,7 @@ async fn a_pending_payment_the_network_refuses_for_good_is_dropped() {
     // A pending transaction left by an earlier run that can never commit
     // (signed for another chain), holding nonce 1.
     let bad = Transfer::new(
-        "another-chain",
+        chatpay_proto::Hash([0xee; 32]),
         net.faucet.public_key().clone(),
         1,
         FEE,
@@ -750,6 +777,20 @@ mod lying {
             r: Request<pb::GetStatusRequest>,
         ) -> Result<Response<pb::GetStatusResponse>, Status> {
             self.honest.clone().get_status(r.into_inner()).await
+        }
+        type SubscribePaymentsStream =
+            Pin<Box<dyn Stream<Item = Result<pb::FoundPayment, Status>> + Send>>;
+        async fn find_payment(
+            &self,
+            r: Request<pb::FindPaymentRequest>,
+        ) -> Result<Response<pb::FindPaymentResponse>, Status> {
+            self.honest.clone().find_payment(r.into_inner()).await
+        }
+        async fn subscribe_payments(
+            &self,
+            _: Request<pb::SubscribePaymentsRequest>,
+        ) -> Result<Response<Self::SubscribePaymentsStream>, Status> {
+            Err(Status::unimplemented("liar"))
         }
         type SubscribeAccountStream = Events;
         async fn subscribe_account(
@@ -1000,4 +1041,149 @@ mod lying {
         );
         net.shutdown().await;
     }
+}
+
+/// The chat payments flow end to end on a real network: Alice posts a
+/// request for 12.50 with a memo in a group chat, Bob pays the link, Alice's
+/// app sees it paid through the reference (`SubscribePayments`, then
+/// `FindPayment`) and reads the memo; Carol, the third member, and every
+/// validator's stored block see only ciphertext. A second payment of the
+/// link, an expired link and a link of another network are refused, and a
+/// transfer signed for this network is refused by a second network with
+/// the same chain id and the same funded key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_chat_request_is_paid_once_tracked_and_private() {
+    use chatpay_proto::{Memo, pb};
+    use chatpay_wallet::memo::{self, MemoText};
+    let faucet_key = SecretKey::generate();
+    let net = LocalNetwork::start_funding(4, Default::default(), faucet_key.clone(), 0).await;
+    let urls = net.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let (faucet_wallet, faucet) = faucet_of(&net, dir.path(), &urls).await;
+    let (alice_wallet, _) = wallet(&dir.path().join("alice"), &urls).await;
+    let (bob_wallet, _) = wallet(&dir.path().join("bob"), &urls).await;
+    let (carol_wallet, _) = wallet(&dir.path().join("carol"), &urls).await;
+    let alice = alice_wallet.signer("default", "pw").unwrap();
+    let bob = bob_wallet.signer("default", "pw").unwrap();
+    let carol = carol_wallet.signer("default", "pw").unwrap();
+    let funding = faucet_wallet
+        .pay(&faucet, &bob.address, 50 * CPY, "")
+        .await
+        .unwrap();
+    assert!(funding.is_success());
+
+    // Alice asks the group for 12.50 of the rent.
+    let request = PaymentRequest {
+        amount: Some(12_500_000),
+        memo: Some("rent for March".into()),
+        label: Some("Alice".into()),
+        ..PaymentRequest::new(alice.address.clone(), alice_wallet.chain(), 600)
+    };
+    let link = request.to_link(alice_wallet.chain());
+    alice_wallet.read_memos_of(&alice);
+    let watching = tokio::spawn({
+        let (w, r) = (alice_wallet.clone(), request.clone());
+        async move { w.wait_request_paid(&r, Duration::from_secs(60)).await }
+    });
+    assert_eq!(
+        alice_wallet.find_request_payment(&request).await.unwrap(),
+        None
+    );
+
+    // Bob pays the link.
+    let parsed = PaymentRequest::parse(&link, bob_wallet.chain()).unwrap();
+    let paid = bob_wallet
+        .pay_request(&bob, &parsed, None, false)
+        .await
+        .unwrap();
+    assert!(paid.is_success());
+
+    // Alice's app sees it paid, from the reference alone, and reads the memo.
+    let seen = watching.await.unwrap().unwrap();
+    assert_eq!(seen.payment.tx_id, paid.tx_id);
+    assert_eq!(
+        (seen.from.clone(), seen.amount),
+        (bob.address.clone(), 12_500_000)
+    );
+    assert_eq!(seen.memo, "rent for March");
+    assert!(seen.memo_encrypted);
+    let found = alice_wallet.find_request_payment(&request).await.unwrap();
+    assert_eq!(found.as_ref().map(|p| p.payment.tx_id), Some(paid.tx_id));
+
+    // Carol, and every validator, see ciphertext only.
+    for i in 0..net.len() {
+        let store = net.store(i);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let record = loop {
+            if let Some(r) = store.transaction(&paid.tx_id).unwrap() {
+                break r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "validator {i} lacks it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let t = record.transaction.transfer();
+        assert!(matches!(t.memo(), Memo::Encrypted(e) if e.len() == 67 + 2 * 48 + 80));
+        let stored =
+            prost::Message::encode_to_vec(&pb::SignedTransaction::from(&record.transaction));
+        assert!(
+            !stored.windows(4).any(|w| w == b"rent"),
+            "plaintext stored on {i}"
+        );
+        assert_eq!(memo::read(t, Some(carol.key())), MemoText::Encrypted);
+        assert_eq!(
+            memo::read(t, Some(alice.key())),
+            MemoText::Private("rent for March".into())
+        );
+    }
+
+    // A second payment of the same link is refused.
+    let again = bob_wallet.pay_request(&bob, &parsed, None, false).await;
+    assert!(
+        matches!(&again, Err(WalletError::Invalid(m)) if m.contains("already paid")),
+        "{again:?}"
+    );
+    // An expired link, and a link of another network, are refused.
+    let expired = PaymentRequest {
+        expires_at: Some(chatpay_wallet::unix_now_secs() - 90),
+        ..request.clone()
+    };
+    let e = bob_wallet
+        .pay_request(&bob, &expired, None, false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("expired"), "{e}");
+    let elsewhere = link.replace(
+        &format!("net={}", &alice_wallet.chain().genesis_hash[..16]),
+        "net=0123456789abcdef",
+    );
+    let e = PaymentRequest::parse(&elsewhere, bob_wallet.chain()).unwrap_err();
+    assert!(e.to_string().contains("another network"), "{e}");
+
+    // The faucet's funding transfer, replayed on a second network with the
+    // same chain id whose genesis funds the same key, is refused there.
+    let other = LocalNetwork::start_funding(4, Default::default(), faucet_key, 1).await;
+    assert_eq!(other.genesis.chain_id, net.genesis.chain_id);
+    assert_ne!(other.genesis.hash(), net.genesis.hash());
+    let record = net.store(0).transaction(&funding.tx_id).unwrap().unwrap();
+    let mut client =
+        chatpay_proto::pb::client_client::ClientClient::connect(other.urls()[0].clone())
+            .await
+            .unwrap();
+    let refused = client
+        .submit_transaction(pb::SubmitTransactionRequest {
+            transaction: Some((&record.transaction).into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        refused.metadata().get("chatpay-reason").unwrap(),
+        "wrong_chain",
+        "{refused:?}"
+    );
+    other.shutdown().await;
+    net.shutdown().await;
 }

@@ -47,7 +47,9 @@ async fn main() -> Result<(), WalletError> {
         .pay(&faucet, &alice_me.address, 100_000_000, "top-up")
         .await?;
 
-    // Bob's app follows incoming payments and posts them in the thread.
+    // Bob's app opens the memos sent to him (encrypted for him and the
+    // payer), follows incoming payments and posts them in the thread.
+    bob.read_memos_of(&bob_me);
     let (posted, mut confirmations) = mpsc::channel(4);
     let mut incoming = bob.incoming(&bob_me.address, None);
     tokio::spawn(async move {
@@ -58,10 +60,10 @@ async fn main() -> Result<(), WalletError> {
 
     // Bob asks for his share of the pizza.
     let request = PaymentRequest {
-        address: bob_me.address.clone(),
         amount: Some(bob.chain().parse_amount("12.50")?),
         memo: Some("pizza".into()),
         label: Some("Bob".into()),
+        ..PaymentRequest::new(bob_me.address.clone(), bob.chain(), 3_600)
     };
     post("Bob", "Pizza was 25, you owe me half 🍕");
     post("Bob", &request.to_link(bob.chain()));
@@ -73,7 +75,7 @@ async fn main() -> Result<(), WalletError> {
         "app",
         &format!("[Pay {amount} to {}]", link.label.as_deref().unwrap_or("?")),
     );
-    let paid = alice.pay_request(&alice_me, &link).await?;
+    let paid = alice.pay_request(&alice_me, &link, None, false).await?;
     post(
         "Alice",
         &format!(

@@ -34,8 +34,11 @@ pub struct IncomingPayment {
     pub from: chatpay_proto::Address,
     /// Amount to this account (all its outputs), base units.
     pub amount: u64,
-    /// The transfer's memo (lossy UTF-8).
+    /// The transfer's memo (lossy UTF-8): public, opened with a key given
+    /// to `Wallet::read_memos_of`, or `(encrypted memo)`.
     pub memo: String,
+    /// Whether the memo was sent encrypted.
+    pub memo_encrypted: bool,
     /// Where it is; store it to resume after it.
     pub cursor: Cursor,
 }

@@ -37,7 +37,8 @@ mod error;
 pub mod home;
 mod incoming;
 pub mod keys;
-mod request;
+pub mod memo;
+pub mod request;
 mod verify;
 mod wallet;
 
@@ -47,5 +48,8 @@ pub use error::WalletError;
 pub use home::{AccountEntry, AccountSource, WalletHome};
 pub use incoming::{Cursor, IncomingPayment};
 pub use keys::{KdfParams, KeyFile, RecoveryPhrase};
-pub use request::PaymentRequest;
-pub use wallet::{AccountState, History, HistoryEntry, Payment, Signer, Wallet, network_chain};
+pub use request::{DEFAULT_REQUEST_TTL_SECS, NETWORK_PREFIX_HEX, PaymentRequest, unix_now_secs};
+pub use wallet::{
+    AccountState, History, HistoryEntry, Payment, PaymentDetails, RequestPayment, Signer, Wallet,
+    network_chain,
+};

@@ -6,8 +6,8 @@
 //! or read from `CHATPAY_PASSWORD` for scripts.
 
 use chatpay_wallet::{
-    AccountSource, ChainInfo, KdfParams, PaymentRequest, RecoveryPhrase, Signer, Wallet,
-    WalletError, WalletHome,
+    AccountSource, ChainInfo, KdfParams, Payment, PaymentDetails, PaymentRequest, RecoveryPhrase,
+    Signer, Wallet, WalletError, WalletHome,
 };
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -73,9 +73,14 @@ enum Command {
         to: String,
         /// Amount, e.g. 12.50.
         amount: String,
-        /// What it is for (on chain, visible to everyone).
+        /// What it is for: encrypted, only you and the recipient can read
+        /// it (at most 254 bytes).
         #[arg(long, default_value = "")]
         memo: String,
+        /// Send the memo in clear: every validator and anyone reading the
+        /// chain sees it, for ever (at most 256 bytes).
+        #[arg(long)]
+        public_memo: bool,
         /// Fee (default: the chain's minimum).
         #[arg(long)]
         fee: Option<String>,
@@ -87,31 +92,51 @@ enum Command {
         /// Recipient addresses.
         #[arg(required = true)]
         to: Vec<String>,
-        /// What it is for.
+        /// What it is for: encrypted for you and every recipient.
         #[arg(long, default_value = "")]
         memo: String,
+        /// Send the memo in clear, readable by everyone.
+        #[arg(long)]
+        public_memo: bool,
     },
-    /// Make a payment link to post in a chat.
+    /// Make a payment link to post in a chat: a fresh reference to find
+    /// its payment by (`chatpay paid`), an expiry and the network.
     Request {
-        /// Amount asked.
-        amount: String,
-        /// What it is for.
+        /// Amount asked (none: the payer chooses).
+        amount: Option<String>,
+        /// What it is for (the payer's transfer carries it, encrypted).
         #[arg(long)]
         memo: Option<String>,
         /// Your name as the payer sees it.
         #[arg(long)]
         label: Option<String>,
+        /// How long it can be paid: 90s, 30m, 24h, 7d (default 24h).
+        #[arg(long, default_value = "24h")]
+        expires: String,
         /// Also print a QR code.
         #[arg(long)]
         qr: bool,
     },
-    /// Pay a payment link.
+    /// Pay a payment link (once: a paid or expired link, or one of another
+    /// network, is refused).
     Pay {
         /// The chatpay: link.
         link: String,
         /// Amount, when the link has none.
         #[arg(long)]
         amount: Option<String>,
+        /// Send the memo in clear, readable by everyone.
+        #[arg(long)]
+        public_memo: bool,
+    },
+    /// Whether a payment link you made is paid (found by its reference,
+    /// checked against its finality proof).
+    Paid {
+        /// The chatpay: link `request` printed.
+        link: String,
+        /// Wait up to this many seconds for the payment.
+        #[arg(long)]
+        wait: Option<u64>,
     },
     /// Recent transactions of the account.
     History {
@@ -232,16 +257,31 @@ async fn run(ctx: &Ctx, command: Command) -> Out {
             to,
             amount,
             memo,
+            public_memo,
             fee,
-        } => send(ctx, &to, &amount, &memo, fee.as_deref()).await,
-        Command::Split { amount, to, memo } => split(ctx, &amount, &to, &memo).await,
+        } => {
+            let details = memo_details(memo, public_memo);
+            send(ctx, &to, &amount, details, fee.as_deref()).await
+        }
+        Command::Split {
+            amount,
+            to,
+            memo,
+            public_memo,
+        } => split(ctx, &amount, &to, memo_details(memo, public_memo)).await,
         Command::Request {
             amount,
             memo,
             label,
+            expires,
             qr,
-        } => request(ctx, &amount, memo, label, qr).await,
-        Command::Pay { link, amount } => pay(ctx, &link, amount.as_deref()).await,
+        } => request(ctx, amount.as_deref(), memo, label, &expires, qr).await,
+        Command::Pay {
+            link,
+            amount,
+            public_memo,
+        } => pay(ctx, &link, amount.as_deref(), public_memo).await,
+        Command::Paid { link, wait } => paid(ctx, &link, wait).await,
         Command::History { limit, before, all } => {
             history(ctx, (!all).then_some(limit), before).await
         }
@@ -479,20 +519,26 @@ async fn with_spinner<T>(
     out
 }
 
+fn memo_details(memo: String, public_memo: bool) -> PaymentDetails {
+    PaymentDetails {
+        memo,
+        public_memo,
+        ..PaymentDetails::default()
+    }
+}
+
 async fn pay_and_report(
     ctx: &Ctx,
     w: &Wallet,
     from: &Signer,
     to: &[(chatpay_proto::Address, u64)],
-    memo: &str,
-    fee: Option<u64>,
+    details: &PaymentDetails,
 ) -> Out {
-    let p = with_spinner(
-        ctx,
-        "waiting for finality…",
-        w.pay_many_with_fee(from, to, memo, fee),
-    )
-    .await?;
+    let p = with_spinner(ctx, "waiting for finality…", w.pay_with(from, to, details)).await?;
+    report_payment(ctx, w, &p, to.len())
+}
+
+fn report_payment(ctx: &Ctx, w: &Wallet, p: &Payment, recipients: usize) -> Out {
     let outcome = if p.is_success() { "paid" } else { "failed" };
     print(
         ctx,
@@ -503,7 +549,7 @@ async fn pay_and_report(
         &format!(
             "{outcome}: {} to {} recipient(s), fee {}, final in block {} (tx {})",
             w.chain().format(p.amount),
-            to.len(),
+            recipients,
             w.chain().format(p.fee),
             p.height,
             p.tx_id
@@ -519,16 +565,22 @@ async fn pay_and_report(
     }
 }
 
-async fn send(ctx: &Ctx, to: &str, amount: &str, memo: &str, fee: Option<&str>) -> Out {
+async fn send(
+    ctx: &Ctx,
+    to: &str,
+    amount: &str,
+    mut details: PaymentDetails,
+    fee: Option<&str>,
+) -> Out {
     let w = connect(ctx).await?;
     let to = w.chain().parse_address(to)?;
     let amount = w.chain().parse_amount(amount)?;
-    let fee = fee.map(|f| w.chain().parse_amount(f)).transpose()?;
+    details.fee = fee.map(|f| w.chain().parse_amount(f)).transpose()?;
     let from = signer(ctx, &w)?;
-    pay_and_report(ctx, &w, &from, &[(to, amount)], memo, fee).await
+    pay_and_report(ctx, &w, &from, &[(to, amount)], &details).await
 }
 
-async fn split(ctx: &Ctx, amount: &str, to: &[String], memo: &str) -> Out {
+async fn split(ctx: &Ctx, amount: &str, to: &[String], details: PaymentDetails) -> Out {
     let w = connect(ctx).await?;
     let total = w.chain().parse_amount(amount)?;
     let recipients = to
@@ -550,26 +602,54 @@ async fn split(ctx: &Ctx, amount: &str, to: &[String], memo: &str) -> Out {
         .map(|(i, a)| (a, if i == 0 { share + total % n } else { share }))
         .collect();
     let from = signer(ctx, &w)?;
-    pay_and_report(ctx, &w, &from, &outputs, memo, None).await
+    pay_and_report(ctx, &w, &from, &outputs, &details).await
+}
+
+/// Seconds in a duration written `90s`, `30m`, `24h` or `7d` (or plain
+/// seconds).
+fn parse_duration(text: &str) -> Result<u64, WalletError> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 && scale > 0 => n
+            .checked_mul(scale)
+            .ok_or_else(|| WalletError::Invalid(format!("--expires {text:?} is too far ahead"))),
+        _ => Err(WalletError::Invalid(format!(
+            "--expires must be a positive duration like 90s, 30m, 24h or 7d, got {text:?}"
+        ))),
+    }
 }
 
 async fn request(
     ctx: &Ctx,
-    amount: &str,
+    amount: Option<&str>,
     memo: Option<String>,
     label: Option<String>,
+    expires: &str,
     qr: bool,
 ) -> Out {
+    let ttl = parse_duration(expires)?;
     let home = WalletHome::open(&ctx.home)?;
     let chain = match home.chain()? {
         Some(c) => c,
         None => connect(ctx).await?.chain().clone(),
     };
+    let address = chain.address(&home.account(&ctx.account)?.key()?);
     let request = PaymentRequest {
-        address: chain.address(&home.account(&ctx.account)?.key()?),
-        amount: Some(chain.parse_amount(amount)?),
+        amount: amount.map(|a| chain.parse_amount(a)).transpose()?,
         memo,
         label,
+        ..PaymentRequest::new(address, &chain, ttl)
     };
     let link = request.to_link(&chain);
     // What this writes, `pay` reads: a memo too long for a transfer would
@@ -580,6 +660,17 @@ async fn request(
         }
         other => other,
     })?;
+    if request
+        .memo
+        .as_ref()
+        .is_some_and(|m| m.len() > chatpay_proto::MAX_ENCRYPTED_MEMO_TEXT)
+    {
+        return Err(WalletError::Invalid(format!(
+            "cannot make the link: the memo is {} bytes, an encrypted memo carries at most {}",
+            request.memo.as_ref().map_or(0, String::len),
+            chatpay_proto::MAX_ENCRYPTED_MEMO_TEXT
+        )));
+    }
     let mut human = link.clone();
     if qr {
         let code = qrcode::QrCode::new(link.as_bytes())
@@ -590,39 +681,116 @@ async fn request(
             .build();
         human = format!("{art}\n{link}");
     }
-    print(ctx, json!({ "link": link }), &human);
+    let reference = request.reference.map(|r| r.to_hex());
+    print(
+        ctx,
+        json!({ "link": link, "reference": reference, "expires_at": request.expires_at }),
+        &human,
+    );
     Ok(())
 }
 
-async fn pay(ctx: &Ctx, link: &str, amount: Option<&str>) -> Out {
+async fn pay(ctx: &Ctx, link: &str, amount: Option<&str>, public_memo: bool) -> Out {
     let w = connect(ctx).await?;
-    let mut request = PaymentRequest::parse(link, w.chain())?;
-    if let Some(a) = amount {
-        let a = w.chain().parse_amount(a)?;
-        if request.amount.is_some_and(|r| r != a) {
+    let request = PaymentRequest::parse(link, w.chain())?;
+    let mut chosen = amount.map(|a| w.chain().parse_amount(a)).transpose()?;
+    if let (Some(asked), Some(a)) = (request.amount, chosen) {
+        if asked != a {
             return Err(WalletError::Invalid(format!(
                 "the link asks for {}; pay it as it is (without --amount)",
-                w.chain().format(request.amount.unwrap_or(0))
+                w.chain().format(asked)
             )));
         }
-        request.amount = Some(a);
+        chosen = None;
     }
-    let amount = request
-        .amount
-        .ok_or_else(|| WalletError::Invalid("the link has no amount; add --amount".into()))?;
+    let Some(amount) = request.amount.or(chosen) else {
+        return Err(WalletError::Invalid(
+            "the link has no amount; add --amount".into(),
+        ));
+    };
+    request.check_not_expired(chatpay_wallet::unix_now_secs())?;
     if let Some(label) = &request.label {
         if !ctx.json {
             eprintln!("Paying {label} {}", w.chain().format(amount));
         }
     }
     let from = signer(ctx, &w)?;
-    let memo = request.memo.clone().unwrap_or_default();
-    pay_and_report(ctx, &w, &from, &[(request.address, amount)], &memo, None).await
+    let p = with_spinner(
+        ctx,
+        "waiting for finality…",
+        w.pay_request(&from, &request, chosen, public_memo),
+    )
+    .await?;
+    report_payment(ctx, &w, &p, 1)
+}
+
+async fn paid(ctx: &Ctx, link: &str, wait: Option<u64>) -> Out {
+    let w = connect(ctx).await?;
+    let request = PaymentRequest::parse(link, w.chain())?;
+    if request.reference.is_none() {
+        return Err(WalletError::Invalid(
+            "the link has no reference (ref=): make links with `chatpay request`".into(),
+        ));
+    }
+    // The requester reads the memo its payer encrypted for it.
+    if let Ok(me) = w.address(&ctx.account) {
+        if me == request.address {
+            unlock_memos(ctx, &w)?;
+        }
+    }
+    let found = match wait {
+        Some(secs) => {
+            let waiting = w.wait_request_paid(&request, Duration::from_secs(secs));
+            match with_spinner(ctx, "waiting for the payment…", waiting).await {
+                Ok(p) => Some(p),
+                Err(WalletError::Invalid(why)) if why.contains("not paid after") => None,
+                Err(e) => return Err(e),
+            }
+        }
+        None => w.find_request_payment(&request).await?,
+    };
+    match found {
+        Some(p) => print(
+            ctx,
+            json!({
+                "paid": true, "tx_id": p.payment.tx_id.to_string(), "height": p.payment.height,
+                "from": p.from.to_string(), "amount": p.amount, "memo": p.memo,
+                "memo_encrypted": p.memo_encrypted,
+            }),
+            &format!(
+                "paid: {} from {} in block {} (tx {}){}",
+                w.chain().format(p.amount),
+                p.from,
+                p.payment.height,
+                p.payment.tx_id,
+                if p.memo.is_empty() {
+                    String::new()
+                } else {
+                    format!("  \"{}\"", p.memo.escape_debug())
+                }
+            ),
+        ),
+        None => print(ctx, json!({ "paid": false }), "not paid yet"),
+    }
+    Ok(())
+}
+
+/// Lets the wallet open the account's encrypted memos: asks for its
+/// password when one can be had (CHATPAY_PASSWORD, or a terminal);
+/// otherwise memos show as `(encrypted memo)`.
+fn unlock_memos(ctx: &Ctx, w: &Wallet) -> Out {
+    let local = w.home().account(&ctx.account).is_ok();
+    let can_ask = std::env::var("CHATPAY_PASSWORD").is_ok() || std::io::stdin().is_terminal();
+    if local && can_ask {
+        w.read_memos_of(&signer(ctx, w)?);
+    }
+    Ok(())
 }
 
 async fn history(ctx: &Ctx, limit: Option<u32>, before: Option<u64>) -> Out {
     let w = connect(ctx).await?;
     let address = w.address(&ctx.account)?;
+    unlock_memos(ctx, &w)?;
     let history = w.history_before(&address, before, limit).await?;
     let entries = &history.entries;
     let rows: Vec<_> = entries
@@ -633,7 +801,7 @@ async fn history(ctx: &Ctx, limit: Option<u32>, before: Option<u64>) -> Out {
                 "from": e.from.to_string(),
                 "to": e.to.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "amount": e.amount, "outgoing": e.outgoing,
-                "memo": e.memo, "receipt": format!("{:?}", e.receipt), "number": e.number,
+                "memo": e.memo, "memo_encrypted": e.memo_encrypted, "receipt": format!("{:?}", e.receipt), "number": e.number,
             })
         })
         .collect();
@@ -703,6 +871,7 @@ async fn history(ctx: &Ctx, limit: Option<u32>, before: Option<u64>) -> Out {
 async fn watch(ctx: &Ctx, count: Option<usize>) -> Out {
     let w = connect(ctx).await?;
     let address = w.address(&ctx.account)?;
+    unlock_memos(ctx, &w)?;
     let after = w.home().state(&ctx.account)?.incoming;
     if !ctx.json {
         eprintln!("Watching {address} for payments (Ctrl-C stops)…");
@@ -722,7 +891,7 @@ async fn watch(ctx: &Ctx, count: Option<usize>) -> Out {
         };
         print(
             ctx,
-            json!({ "tx_id": p.tx_id.to_string(), "from": p.from.to_string(), "amount": p.amount, "memo": p.memo, "height": p.cursor.height, "index": p.cursor.index }),
+            json!({ "tx_id": p.tx_id.to_string(), "from": p.from.to_string(), "amount": p.amount, "memo": p.memo, "memo_encrypted": p.memo_encrypted, "height": p.cursor.height, "index": p.cursor.index }),
             &format!(
                 "received {} from {} {}(block {})",
                 w.chain().format(p.amount),

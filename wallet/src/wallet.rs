@@ -4,12 +4,16 @@
 use crate::client::{NodeClient, RawClient, is_unavailable};
 use crate::home::{PendingTx, WalletHome};
 use crate::incoming::{Cursor, IncomingPayment};
+mod paid;
+pub use paid::RequestPayment;
+
+use crate::memo::{self, MemoSecrets};
 use crate::verify;
-use crate::{ChainInfo, PaymentRequest, WalletError};
+use crate::{ChainInfo, WalletError};
 use chatpay_proto::state::Direction;
 use chatpay_proto::{
-    Address, FinalityProof, Output, PublicKey, ReceiptCode, SecretKey, SignedTransfer, Transfer,
-    TxId, max_faulty, pb,
+    Address, FinalityProof, Memo, Output, PaymentReference, PublicKey, ReceiptCode, SecretKey,
+    SignedTransfer, Transfer, TxId, max_faulty, memo_associated_data, memo_readers, pb,
 };
 use prost::Message;
 use std::collections::HashMap;
@@ -38,6 +42,14 @@ pub struct Signer {
     /// Its address.
     pub address: Address,
     key: SecretKey,
+}
+
+impl Signer {
+    /// The account's secret key (to open its memos with
+    /// [`crate::memo::decrypt`]; never shown or sent).
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
 }
 
 impl std::fmt::Debug for Signer {
@@ -115,10 +127,41 @@ pub struct HistoryEntry {
     pub outgoing: bool,
     /// Its number in the account's history, from 1.
     pub number: u64,
-    /// Memo (lossy UTF-8).
+    /// Memo (lossy UTF-8): a public memo, an encrypted one opened with a
+    /// key given to [`Wallet::read_memos_of`], or `(encrypted memo)`.
     pub memo: String,
+    /// Whether the memo was sent encrypted (only its payer and payees can
+    /// read it).
+    pub memo_encrypted: bool,
     /// Outcome.
     pub receipt: ReceiptCode,
+}
+
+/// What a payment carries besides its recipients and amounts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentDetails {
+    /// The memo text (empty: none). Encrypted for the payer and the payees
+    /// unless `public_memo` (docs/wallet.md, "Memos").
+    pub memo: String,
+    /// Send the memo in clear, readable by everyone, for ever.
+    pub public_memo: bool,
+    /// The fee; `None` pays the chain's minimum.
+    pub fee: Option<u64>,
+    /// The reference of the payment request it pays.
+    pub reference: Option<PaymentReference>,
+    /// The last block timestamp (ms since the Unix epoch) it may be
+    /// included at; `None` never expires.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl PaymentDetails {
+    /// An encrypted memo and nothing else.
+    pub fn memo(memo: &str) -> Self {
+        Self {
+            memo: memo.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A wallet connected to a chain.
@@ -132,6 +175,8 @@ pub struct Wallet {
     finality_timeout: Duration,
     /// The proven height last saved in the home.
     saved_height: std::sync::atomic::AtomicU64,
+    /// Keys that open encrypted memos, by account ([`Wallet::read_memos_of`]).
+    memo_keys: Mutex<HashMap<PublicKey, SecretKey>>,
 }
 
 fn node_error(s: &Status) -> WalletError {
@@ -229,7 +274,26 @@ impl Wallet {
             locks: Mutex::new(HashMap::new()),
             finality_timeout: Duration::from_secs(60),
             saved_height: std::sync::atomic::AtomicU64::new(saved),
+            memo_keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Opens the encrypted memos of `signer`'s account from now on (in
+    /// [`Wallet::history`] and incoming payments): the wallet keeps its key
+    /// in memory for that, as a chat app keeps an unlocked account's.
+    pub fn read_memos_of(&self, signer: &Signer) {
+        self.memo_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(signer.key.public_key().clone(), signer.key.clone());
+    }
+
+    /// The memo of `transfer` as the account `me` sees it, and whether it
+    /// is encrypted.
+    fn memo_for(&self, transfer: &Transfer, me: &PublicKey) -> (String, bool) {
+        let keys = self.memo_keys.lock().unwrap_or_else(|e| e.into_inner());
+        let text = memo::read(transfer, keys.get(me));
+        (text.display(), transfer.memo().is_encrypted())
     }
 
     /// How long `pay` waits for finality before giving up (default 60 s).
@@ -384,7 +448,8 @@ impl Wallet {
             .clone()
     }
 
-    /// Pays `amount` to `to` and waits until the payment is final.
+    /// Pays `amount` to `to` with an encrypted `memo` and waits until the
+    /// payment is final.
     pub async fn pay(
         &self,
         from: &Signer,
@@ -393,19 +458,6 @@ impl Wallet {
         memo: &str,
     ) -> Result<Payment, WalletError> {
         self.pay_many(from, &[(to.clone(), amount)], memo).await
-    }
-
-    /// Pays a request link (its amount must be set).
-    pub async fn pay_request(
-        &self,
-        from: &Signer,
-        request: &PaymentRequest,
-    ) -> Result<Payment, WalletError> {
-        let amount = request.amount.ok_or_else(|| {
-            WalletError::Invalid("the link has no amount; pay it with an amount".into())
-        })?;
-        let memo = request.memo.as_deref().unwrap_or("");
-        self.pay(from, &request.address, amount, memo).await
     }
 
     /// Pays several recipients in one transfer (one fee, all or nothing),
@@ -428,15 +480,30 @@ impl Wallet {
         memo: &str,
         fee: Option<u64>,
     ) -> Result<Payment, WalletError> {
+        let details = PaymentDetails {
+            fee,
+            ..PaymentDetails::memo(memo)
+        };
+        self.pay_with(from, to, &details).await
+    }
+
+    /// Pays several recipients in one transfer carrying `details` (memo,
+    /// its privacy, fee, reference, expiry), and waits until it is final.
+    pub async fn pay_with(
+        &self,
+        from: &Signer,
+        to: &[(Address, u64)],
+        details: &PaymentDetails,
+    ) -> Result<Payment, WalletError> {
         let minimum = self.chain.fee_per_transfer;
-        let fee = fee.unwrap_or(minimum);
+        let fee = details.fee.unwrap_or(minimum);
         if fee < minimum {
             return Err(WalletError::BadAmount {
                 input: self.chain.format(fee),
                 reason: format!("the fee must be at least {}", self.chain.format(minimum)),
             });
         }
-        let signed = self.sign_next(from, to, memo, fee).await?;
+        let signed = self.sign_next(from, to, details, fee).await?;
         let payment = self.wait_final(&signed).await;
         if payment.is_ok() {
             self.forget_pending(&from.name, &signed).await?;
@@ -501,7 +568,7 @@ impl Wallet {
         let fee = t.fee().saturating_add(self.chain.fee_per_transfer);
         let me = from.key.public_key().clone();
         let cancel = Transfer::new(
-            &self.chain.chain_id,
+            self.genesis,
             me.clone(),
             t.nonce(),
             fee,
@@ -552,6 +619,37 @@ impl Wallet {
         outcome
     }
 
+    /// The transfer `from` signs with `nonce`: the memo encrypted for its
+    /// payees and payer unless `details.public_memo`.
+    fn transfer(
+        &self,
+        from: &Signer,
+        nonce: u64,
+        fee: u64,
+        outputs: Vec<Output>,
+        details: &PaymentDetails,
+    ) -> Result<Transfer, WalletError> {
+        let invalid = |e: String| WalletError::Invalid(format!("invalid transfer: {e}"));
+        let sender = from.key.public_key().clone();
+        let memo = if details.memo.is_empty() {
+            Memo::None
+        } else if details.public_memo {
+            Memo::Public(details.memo.as_bytes().to_vec())
+        } else {
+            let readers = memo_readers(&sender, &outputs);
+            let ad = memo_associated_data(&self.genesis, &sender, nonce);
+            let secrets = MemoSecrets::random();
+            let envelope = memo::encrypt(details.memo.as_bytes(), &readers, &ad, &secrets)
+                .map_err(|e| invalid(e.to_string()))?;
+            Memo::Encrypted(envelope)
+        };
+        let transfer = Transfer::new(self.genesis, sender, nonce, fee, outputs, memo)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(transfer
+            .with_expiry(details.expires_at_ms.unwrap_or(0))
+            .with_reference(details.reference))
+    }
+
     /// Reserves the next nonce, signs, records the transaction as pending
     /// (durably, before it leaves), and submits it. Earlier pending
     /// transactions are resubmitted unchanged, never re-signed.
@@ -559,7 +657,7 @@ impl Wallet {
         &self,
         from: &Signer,
         to: &[(Address, u64)],
-        memo: &str,
+        details: &PaymentDetails,
         fee: u64,
     ) -> Result<SignedTransfer, WalletError> {
         let lock = self.lock(&from.name);
@@ -600,15 +698,7 @@ impl Wallet {
                 amount: *amount,
             })
             .collect();
-        let transfer = Transfer::new(
-            &self.chain.chain_id,
-            from.key.public_key().clone(),
-            nonce,
-            fee,
-            outputs,
-            memo.as_bytes().to_vec(),
-        )
-        .map_err(|e| WalletError::Invalid(format!("invalid transfer: {e}")))?;
+        let transfer = self.transfer(from, nonce, fee, outputs, details)?;
         let needed = to
             .iter()
             .try_fold(fee, |sum, (_, a)| sum.checked_add(*a))
@@ -880,6 +970,7 @@ impl Wallet {
     /// The entry `v` of the history of the account `me`.
     fn history_entry(&self, v: &verify::Verified, me: &PublicKey) -> HistoryEntry {
         let transfer = v.reported.tx.transfer();
+        let (memo, memo_encrypted) = self.memo_for(transfer, me);
         let mut to: Vec<Address> = Vec::new();
         for o in transfer.outputs().iter().filter(|o| o.recipient != *me) {
             let address = self.chain.address(&o.recipient);
@@ -895,7 +986,8 @@ impl Wallet {
             amount: v.entry.amount,
             outgoing: v.entry.direction == Direction::Sent,
             number: v.number,
-            memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
+            memo,
+            memo_encrypted,
             receipt: ReceiptCode::Success,
         }
     }
@@ -1115,7 +1207,7 @@ impl Wallet {
                         lie.get_or_insert(e);
                     }
                     *at = cursor_of(v);
-                    if let Some(p) = self.payment(v, legacy) {
+                    if let Some(p) = self.payment(v, address.public_key(), legacy) {
                         if out.send(Ok(p)).await.is_err() {
                             return Ok(Flow::ReceiverGone);
                         }
@@ -1150,7 +1242,12 @@ impl Wallet {
     }
 
     /// The incoming payment a verified entry is, if it is one to report.
-    fn payment(&self, v: &verify::Verified, legacy: Option<Cursor>) -> Option<IncomingPayment> {
+    fn payment(
+        &self,
+        v: &verify::Verified,
+        me: &PublicKey,
+        legacy: Option<Cursor>,
+    ) -> Option<IncomingPayment> {
         let position = (v.entry.height, v.entry.index);
         if v.entry.direction != Direction::Received
             || legacy.is_some_and(|c| position <= (c.height, c.index))
@@ -1158,11 +1255,13 @@ impl Wallet {
             return None;
         }
         let transfer = v.reported.tx.transfer();
+        let (memo, memo_encrypted) = self.memo_for(transfer, me);
         Some(IncomingPayment {
             tx_id: v.entry.tx_id,
             from: self.chain.address(transfer.sender()),
             amount: v.entry.amount,
-            memo: String::from_utf8_lossy(transfer.memo()).into_owned(),
+            memo,
+            memo_encrypted,
             cursor: cursor_of(v),
         })
     }

@@ -52,7 +52,15 @@ impl ApiState {
     /// Checks `tx` from a client against committed state and admits it to
     /// the mempool; a newly admitted one is passed to the admission listener
     /// (which forwards it to the other validators).
+    /// A transfer expired by this validator's clock is refused here (the
+    /// mempool checks the chain's time, which lags it by a block).
     pub fn admit(&self, tx: SignedTransfer) -> Result<Result<Admission, AdmitError>, StoreError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if let Err(e) = crate::mempool::check_expiry(&tx, now_ms) {
+            return Ok(Err(e));
+        }
         self.admit_from(tx, true)
     }
 

@@ -4,7 +4,7 @@ use super::subscribe::subscribe;
 use super::{ApiState, cache};
 use crate::execution::state_tree;
 use crate::mempool::{Admission, AdmitError};
-use crate::storage::{HistoryEntry, Store, StoreError, TxRecord};
+use crate::storage::{HistoryEntry, Store, StoreError, TxPosition, TxRecord};
 use chatpay_proto::{
     Account, AccountProof, Address, BlockHeader, CommitProof, Hash, MAX_COMMIT_PATH, MerkleProof,
     PublicKey, QuorumCertificate, SignedTransfer, TxId, merkle_leaf, pb, state,
@@ -71,6 +71,44 @@ impl ClientApi {
             index: record.index,
             receipt: Some((&record.receipt).into()),
         }
+    }
+
+    /// The final committed transfers carrying `reference` at or after
+    /// `from`, at most `limit`, oldest first, and whether more follow. It
+    /// stops before the first one not provable yet.
+    fn found_payments(
+        &self,
+        reference: &Hash,
+        from: TxPosition,
+        limit: usize,
+    ) -> Result<(Vec<pb::FoundPayment>, bool), Status> {
+        let store = self.state.ledger.store();
+        let first_full = store.first_full_height().map_err(internal)?;
+        let from = if first_full > 1 {
+            from.max((first_full, 0))
+        } else {
+            from
+        };
+        let rows = store
+            .payments_with_reference(reference, from, limit + 1)
+            .map_err(internal)?;
+        let more = rows.len() > limit;
+        let mut out = Vec::with_capacity(rows.len().min(limit));
+        for (_, id) in rows.iter().take(limit) {
+            // Gone: its block was forgotten since the index was read.
+            let Some(record) = store.transaction(id).map_err(internal)? else {
+                continue;
+            };
+            let proof = self.proof(&record)?;
+            if proof.commit_certificate.is_none() {
+                return Ok((out, false));
+            }
+            out.push(pb::FoundPayment {
+                transaction: Some(self.committed(record)),
+                proof: Some(proof),
+            });
+        }
+        Ok((out, more))
     }
 
     fn proof(&self, record: &TxRecord) -> Result<pb::FinalityProof, Status> {
@@ -257,6 +295,70 @@ fn internal_msg(msg: &str) -> Status {
     Status::internal(msg.to_owned())
 }
 
+/// Most payments one `FindPayment` answer carries.
+pub const MAX_FOUND_PAYMENTS: u32 = 16;
+
+fn reference(bytes: &[u8]) -> Result<Hash, Status> {
+    Hash::from_slice(bytes).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "invalid field 'reference': must be 32 bytes, got {}",
+            bytes.len()
+        ))
+    })
+}
+
+/// The stream of `SubscribePayments`: the final transfers carrying
+/// `reference` from `from_height` on, each once, checked again at every
+/// commit (a block becomes provable when a later one certifies it).
+fn payments_stream(
+    api: ClientApi,
+    reference: Hash,
+    from_height: u64,
+    slot: cache::SubscriptionSlot,
+) -> PaymentStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let mut commits = api.state.ledger.subscribe();
+    let mut stopping = api.stopping.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let run = async {
+            let mut cursor = (from_height, 0u32);
+            loop {
+                let limit = MAX_FOUND_PAYMENTS as usize;
+                let (found, more) = api.found_payments(&reference, cursor, limit)?;
+                let progressed = !found.is_empty();
+                for payment in found {
+                    let at = payment
+                        .transaction
+                        .as_ref()
+                        .map_or(cursor, |t| (t.height, t.index));
+                    cursor = (at.0, at.1.saturating_add(1));
+                    if tx.send(Ok(payment)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                if more && progressed {
+                    continue;
+                }
+                match commits.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                }
+            }
+        };
+        let result: Result<(), Status> = tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => Err(Status::unavailable("node is shutting down; resubscribe elsewhere")),
+            () = tx.closed() => Ok(()),
+            r = run => r,
+        };
+        if let Err(status) = result {
+            let _ = tx.send(Err(status)).await;
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 fn tx_id(bytes: &[u8]) -> Result<TxId, Status> {
     TxId::from_slice(bytes).ok_or_else(|| {
         Status::invalid_argument(format!(
@@ -283,6 +385,7 @@ pub fn admit_status(e: &AdmitError) -> Status {
         | AdmitError::FeeTooLow { .. }
         | AdmitError::AmountOverflow => Code::InvalidArgument,
         AdmitError::WrongChain { .. }
+        | AdmitError::Expired { .. }
         | AdmitError::UnknownSender
         | AdmitError::StaleNonce { .. }
         | AdmitError::NonceTooFarAhead { .. }
@@ -329,6 +432,7 @@ fn decode_cursor(bytes: &[u8]) -> Result<Option<(u64, u32)>, Status> {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::AccountEvent, Status>> + Send>>;
+type PaymentStream = Pin<Box<dyn Stream<Item = Result<pb::FoundPayment, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::client_server::Client for ClientApi {
@@ -587,6 +691,55 @@ impl pb::client_server::Client for ClientApi {
     }
 
     type SubscribeAccountStream = EventStream;
+    type SubscribePaymentsStream = PaymentStream;
+
+    async fn find_payment(
+        &self,
+        request: Request<pb::FindPaymentRequest>,
+    ) -> Result<Response<pb::FindPaymentResponse>, Status> {
+        let req = request.into_inner();
+        let reference = reference(&req.reference)?;
+        let limit = match req.limit {
+            0 => MAX_FOUND_PAYMENTS,
+            n if n <= MAX_FOUND_PAYMENTS => n,
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid field 'limit': {n} is above {MAX_FOUND_PAYMENTS}"
+                )));
+            }
+        };
+        let (payments, more) =
+            self.found_payments(&reference, (req.from_height, 0), limit as usize)?;
+        let first_full_height = self
+            .state
+            .ledger
+            .store()
+            .first_full_height()
+            .map_err(internal)?;
+        Ok(Response::new(pb::FindPaymentResponse {
+            payments,
+            more,
+            first_full_height,
+        }))
+    }
+
+    async fn subscribe_payments(
+        &self,
+        request: Request<pb::SubscribePaymentsRequest>,
+    ) -> Result<Response<Self::SubscribePaymentsStream>, Status> {
+        let slot = self
+            .subscriptions
+            .open(request.remote_addr())
+            .map_err(|reason| limited(&reason))?;
+        let req = request.into_inner();
+        let reference = reference(&req.reference)?;
+        Ok(Response::new(payments_stream(
+            self.clone(),
+            reference,
+            req.from_height,
+            slot,
+        )))
+    }
 
     async fn subscribe_account(
         &self,

@@ -840,15 +840,21 @@ impl Core {
         // Taken from the mempool: each signature was checked on admission.
         let signature_valid =
             |t: &SignedTransfer| signature_valid(&self.signatures, &self.mempool, t);
+        // Expiry is checked against the timestamp the block will carry.
+        let timestamp_ms = self.now_ms.max(parent.timestamp_ms);
         let executed = self
             .ledger
-            .execute_for_proposal(&branch, &transactions, &signature_valid)
+            .execute_for_proposal(&branch, timestamp_ms, &transactions, &signature_valid)
             .and_then(|(output, kept)| match censored(&self.faulty, &kept) {
                 Some(txs) => {
                     let on = OnInvalid::Receipt;
-                    let out = self
-                        .ledger
-                        .execute_on_as(&branch, &txs, &signature_valid, on)?;
+                    let out = self.ledger.execute_on_as(
+                        &branch,
+                        timestamp_ms,
+                        &txs,
+                        &signature_valid,
+                        on,
+                    )?;
                     Ok((out, txs))
                 }
                 None => Ok((output, kept)),
@@ -869,7 +875,7 @@ impl Core {
             round,
             parent_hash: parent.hash(),
             proposer: self.me,
-            timestamp_ms: self.now_ms.max(parent.timestamp_ms),
+            timestamp_ms,
             tx_count: u32::try_from(transactions.len()).expect("bounded by max_block_txs"),
             tx_root: output.tx_root,
             state_root: output.state_root,
@@ -1128,10 +1134,12 @@ impl Core {
         // admission when the transfer is forwarded after its proposal.
         let signature_valid =
             |t: &SignedTransfer| signature_valid(&self.signatures, &self.mempool, t);
-        let output = match self
-            .ledger
-            .execute_on(&branch, &block.transactions, &signature_valid)
-        {
+        let output = match self.ledger.execute_on(
+            &branch,
+            block.header.timestamp_ms,
+            &block.transactions,
+            &signature_valid,
+        ) {
             Ok(o) => o,
             Err(LedgerError::Store(e)) => panic!("ledger storage failed executing a block: {e}"),
             Err(e) => {
@@ -1742,9 +1750,8 @@ impl Core {
     fn drop_committed(&self, committed: &CommittedBlock) {
         let store = self.ledger.store();
         let mut nonce = |k: &PublicKey| store.account(k).ok().flatten().map_or(0, |a| a.nonce);
-        self.mempool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .on_commit(&committed.transactions, &mut nonce);
+        let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.on_commit(&committed.transactions, &mut nonce);
+        pool.expire(committed.header.timestamp_ms);
     }
 }

@@ -321,7 +321,7 @@ mod tests {
 
     fn sample_proposal() -> Proposal {
         let tx = Transfer::new(
-            "c",
+            chatpay_proto::Hash([3; 32]),
             key(5).public_key().clone(),
             1,
             1,

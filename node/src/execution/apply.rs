@@ -75,13 +75,14 @@ pub fn check_signature(tx: &SignedTransfer) -> bool {
 /// The chain parameters execution needs (from genesis).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainRules {
-    /// Transfers for another chain are refused.
-    pub chain_id: String,
+    /// Transfers signed for another network (another genesis) are refused.
+    pub genesis_hash: Hash,
     /// Minimum fee per transfer.
     pub fee_per_transfer: u64,
 }
 
-/// What execution needs to know about the parent block.
+/// What execution needs to know about the parent block, and the executed
+/// block's own timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParentState {
     /// Height of the parent.
@@ -90,6 +91,9 @@ pub struct ParentState {
     pub state_root: Hash,
     /// Burned total after the parent.
     pub burned: u64,
+    /// Timestamp of the block executed on it (ms since the Unix epoch):
+    /// a transfer whose expiry is before it is invalid there.
+    pub timestamp_ms: u64,
 }
 
 /// Result of executing one block.
@@ -157,8 +161,10 @@ pub enum ExecutionError {
 }
 
 /// Whether a transfer refused with `code` makes the block that includes it
-/// invalid. Every refusal but two: the chain id, the signature, the
-/// outputs and the fee are the signer's own and were checked on admission;
+/// invalid. Every refusal but two: the network, the expiry, the signature,
+/// the outputs and the fee are the signer's own and were checked on
+/// admission (the expiry against the block's timestamp, which its leader
+/// chose knowing it);
 /// the sender's existence and nonce follow from the chain and the
 /// sender's own earlier transfers, which the leader orders. Only a balance
 /// too low (or a credit that would overflow) can follow from what others
@@ -275,7 +281,13 @@ pub fn execute_as<V: StateView + ?Sized>(
     let mut kept = Vec::with_capacity(transactions.len());
     let mut history = Vec::new();
     for (index, tx) in transactions.iter().enumerate() {
-        let code = match apply_one(rules, &mut overlay, tx, signature_valid)? {
+        let code = match apply_one(
+            rules,
+            parent.timestamp_ms,
+            &mut overlay,
+            tx,
+            signature_valid,
+        )? {
             Ok(fee) => {
                 burned = burned.checked_add(fee).expect("burned ≤ supply ≤ u64::MAX");
                 let position = (
@@ -367,13 +379,17 @@ fn record_history<V: ?Sized>(
 /// tree (ADR 0016).
 fn apply_one<V: StateView + ?Sized>(
     rules: &ChainRules,
+    timestamp_ms: u64,
     overlay: &mut Overlay<'_, V>,
     tx: &SignedTransfer,
     signature_valid: &dyn Fn(&SignedTransfer) -> bool,
 ) -> Result<Result<u64, ReceiptCode>, StoreError> {
     let t = tx.transfer();
-    if t.chain_id() != rules.chain_id {
+    if t.genesis_hash() != &rules.genesis_hash {
         return Ok(Err(ReceiptCode::WrongChain));
+    }
+    if t.is_expired_at(timestamp_ms) {
+        return Ok(Err(ReceiptCode::Expired));
     }
     if !signature_valid(tx) {
         return Ok(Err(ReceiptCode::BadSignature));

@@ -10,10 +10,11 @@
 //! `execute` is a pure function of its inputs: no clock, no randomness, no
 //! I/O besides reading the parent state. Every honest node computes the same
 //! output for the same block. Rules (docs/ledger.md):
-//! - each transfer is checked in order: chain id, signature, outputs
-//!   (no zero amount), sender exists, nonce = last + 1, fee ≥ fee per
-//!   transfer, Σ amounts + fee without overflow, balance ≥ Σ amounts + fee;
-//! - a transfer whose chain id, signature, outputs, fee, sender or nonce is
+//! - each transfer is checked in order: network (genesis hash), expiry
+//!   (not before the block's timestamp), signature, outputs (no zero
+//!   amount), sender exists, nonce = last + 1, fee ≥ fee per transfer,
+//!   Σ amounts + fee without overflow, balance ≥ Σ amounts + fee;
+//! - a transfer whose network, expiry, signature, outputs, fee, sender or nonce is
 //!   wrong at its position makes the whole block invalid (no vote, no
 //!   commit): a leader cannot burn a payment's tx id by including it where
 //!   it fails;

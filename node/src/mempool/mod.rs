@@ -20,7 +20,7 @@ mod tests;
 
 pub use signatures::SignatureCache;
 
-use chatpay_proto::{Account, PublicKey, SignatureError, SignedTransfer, TxId};
+use chatpay_proto::{Account, Hash, PublicKey, SignatureError, SignedTransfer, TxId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -80,13 +80,24 @@ pub enum AdmitError {
         /// Height of the block that includes it.
         height: u64,
     },
-    /// Signed for another chain.
-    #[error("transaction is for chain '{got}', this is '{expected}'")]
+    /// Signed for another network: its genesis hash is not this chain's.
+    #[error(
+        "transaction is signed for the network with genesis {got}, this network's genesis \
+         is {expected}"
+    )]
     WrongChain {
-        /// This chain.
-        expected: String,
-        /// The transaction's chain id.
-        got: String,
+        /// This chain's genesis hash.
+        expected: Hash,
+        /// The transaction's.
+        got: Hash,
+    },
+    /// Its expiry has passed.
+    #[error("transaction expired at {expires_at_ms} ms; the chain's time is {now_ms} ms")]
+    Expired {
+        /// The transfer's expiry (ms since the Unix epoch).
+        expires_at_ms: u64,
+        /// The time it was refused at.
+        now_ms: u64,
     },
     /// The signature is malformed or does not verify.
     #[error("bad signature: {0}")]
@@ -173,6 +184,7 @@ impl AdmitError {
         match self {
             Self::AlreadyCommitted { .. } => "already_committed",
             Self::WrongChain { .. } => "wrong_chain",
+            Self::Expired { .. } => "expired",
             Self::BadSignature(_) => "bad_signature",
             Self::ZeroAmount { .. } => "zero_amount",
             Self::FeeTooLow { .. } => "fee_too_low",
@@ -197,8 +209,13 @@ struct Entry {
 /// Pending transactions.
 pub struct Mempool {
     config: MempoolConfig,
-    chain_id: String,
+    genesis_hash: Hash,
     min_fee: u64,
+    /// The last committed block's timestamp: what has expired by then is
+    /// refused, and dropped if pending.
+    chain_time_ms: u64,
+    /// Pending transactions that expire: (expiry, arrival sequence).
+    by_expiry: BTreeSet<(u64, u64)>,
     /// Looked up only, never iterated (orders are `by_arrival`'s).
     by_id: HashMap<TxId, Entry>,
     /// Each sender's pending nonces, with the tx id and debit (amounts +
@@ -221,12 +238,14 @@ pub fn size_of(tx: &SignedTransfer) -> usize {
 }
 
 impl Mempool {
-    /// An empty mempool for a chain.
-    pub fn new(config: MempoolConfig, chain_id: impl Into<String>, min_fee: u64) -> Self {
+    /// An empty mempool for the chain whose genesis hashes to `genesis_hash`.
+    pub fn new(config: MempoolConfig, genesis_hash: Hash, min_fee: u64) -> Self {
         Self {
             config,
-            chain_id: chain_id.into(),
+            genesis_hash,
             min_fee,
+            chain_time_ms: 0,
+            by_expiry: BTreeSet::new(),
             by_id: HashMap::new(),
             by_sender: BTreeMap::new(),
             by_arrival: BTreeMap::new(),
@@ -379,15 +398,16 @@ impl Mempool {
         u64::try_from(pending).is_ok_and(|p| p == before)
     }
 
-    /// Chain id, outputs and fee; returns Σ amounts + fee.
+    /// Network, expiry, outputs and fee; returns Σ amounts + fee.
     fn check_stateless(&self, tx: &SignedTransfer) -> Result<u64, AdmitError> {
         let t = tx.transfer();
-        if t.chain_id() != self.chain_id {
+        if t.genesis_hash() != &self.genesis_hash {
             return Err(AdmitError::WrongChain {
-                expected: self.chain_id.clone(),
-                got: t.chain_id().to_owned(),
+                expected: self.genesis_hash,
+                got: *t.genesis_hash(),
             });
         }
+        check_expiry(tx, self.chain_time_ms)?;
         if let Some(index) = t.outputs().iter().position(|o| o.amount == 0) {
             return Err(AdmitError::ZeroAmount { index });
         }
@@ -494,6 +514,9 @@ impl Mempool {
             .or_default()
             .insert(nonce, (id, fit.debit));
         self.by_arrival.insert(seq, id);
+        if let Some(expiry) = t.expires_at_ms() {
+            self.by_expiry.insert((expiry, seq));
+        }
         self.bytes += fit.bytes;
         if fit.parked {
             self.parked.insert(seq, id);
@@ -543,6 +566,9 @@ impl Mempool {
             return;
         };
         self.by_arrival.remove(&entry.seq);
+        if let Some(expiry) = entry.tx.transfer().expires_at_ms() {
+            self.by_expiry.remove(&(expiry, entry.seq));
+        }
         self.bytes -= entry.bytes;
         if self.parked.remove(&entry.seq).is_some() {
             self.parked_bytes -= entry.bytes;
@@ -599,6 +625,22 @@ impl Mempool {
         out
     }
 
+    /// Moves the mempool's clock to a committed block's timestamp and
+    /// drops what expired before it: no block after it may include those
+    /// (block timestamps never go back). Later nonces of their senders stay
+    /// until they are ordered (once the missing nonce is signed again),
+    /// expire, or are replaced.
+    pub fn expire(&mut self, block_timestamp_ms: u64) {
+        self.chain_time_ms = self.chain_time_ms.max(block_timestamp_ms);
+        while let Some(&(expiry, seq)) = self.by_expiry.first() {
+            if expiry >= self.chain_time_ms {
+                break;
+            }
+            let id = self.by_arrival[&seq];
+            self.remove(&id);
+        }
+    }
+
     /// Drops what a committed block included, and every pending transaction
     /// of its senders whose nonce is now stale (`committed_nonce(sender)`).
     pub fn on_commit(
@@ -647,6 +689,19 @@ pub fn signature_valid(
     signatures.remembers(tx)
         || mempool.lock().unwrap_or_else(|e| e.into_inner()).holds(tx)
         || signatures.is_valid(tx)
+}
+
+/// Refuses a transfer whose expiry is before `now_ms`: the chain's time
+/// in the mempool, the wall clock in the client API (which refuses what
+/// the next block would not include).
+pub fn check_expiry(tx: &SignedTransfer, now_ms: u64) -> Result<(), AdmitError> {
+    match tx.transfer().expires_at_ms() {
+        Some(expires_at_ms) if tx.transfer().is_expired_at(now_ms) => Err(AdmitError::Expired {
+            expires_at_ms,
+            now_ms,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// How an admitted transaction fits: its accounted size and debit, and

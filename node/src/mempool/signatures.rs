@@ -108,7 +108,7 @@ mod tests {
             amount: 5,
         };
         Transfer::new(
-            "chatpay-test",
+            chatpay_proto::Hash([3; 32]),
             key(1).public_key().clone(),
             nonce,
             1,

@@ -1,7 +1,7 @@
 use super::*;
 use chatpay_proto::{Output, SecretKey, Signature, Transfer};
 
-const CHAIN: &str = "chatpay-test";
+const CHAIN: Hash = Hash([3; 32]);
 
 fn key(n: u8) -> SecretKey {
     let mut b = [0u8; 32];
@@ -18,7 +18,7 @@ fn tx_with(
     nonce: u64,
     amount: u64,
     fee: u64,
-    chain: &str,
+    chain: Hash,
     memo: usize,
 ) -> SignedTransfer {
     let out = Output {
@@ -112,7 +112,7 @@ fn each_refusal_has_its_reason() {
         (tx(1, 1, 6), rich(), None, "nonce_taken"),
         (tx(3, 1, 5), rich(), Some(4), "already_committed"),
         (
-            tx_with(1, 2, 5, 10, "other-chain", 0),
+            tx_with(1, 2, 5, 10, Hash([4; 32]), 0),
             rich(),
             None,
             "wrong_chain",
@@ -530,4 +530,32 @@ fn a_higher_fee_replaces_a_pending_transfer_of_the_same_nonce() {
         m.admit(greedy, poor, None),
         Err(AdmitError::InsufficientFunds { .. })
     ));
+}
+
+#[test]
+fn expired_transfers_are_refused_and_dropped_by_the_chain_time() {
+    let mut m = pool(100, 16);
+    let expiring = |nonce, at| {
+        tx(1, nonce, 5)
+            .transfer()
+            .clone()
+            .with_expiry(at)
+            .sign(&key(1))
+    };
+    m.admit(expiring(1, 1_000), rich(), None).unwrap();
+    m.admit(expiring(2, 5_000), rich(), None).unwrap();
+    m.expire(1_000);
+    assert_eq!(m.len(), 2, "valid up to and at its expiry");
+    m.expire(1_001);
+    assert_eq!(m.len(), 1);
+    assert!(m.get(&expiring(1, 1_000).tx_id()).is_none());
+    let err = m.admit(expiring(3, 1_000), rich(), None).unwrap_err();
+    assert_eq!(err.reason(), "expired");
+    m.expire(999); // the clock never goes back
+    assert_eq!(
+        m.admit(expiring(3, 1_000), rich(), None)
+            .unwrap_err()
+            .reason(),
+        "expired"
+    );
 }

@@ -228,8 +228,8 @@ impl pb::validator_server::Validator for ValidatorService {
         let blocks = blocking(|| committed_range(store.as_ref(), r.from_height, to))
             .map_err(crate::api::internal)?;
         let items: Vec<Result<pb::CertifiedBlock, Status>> = if self.faulty.bloat_sync() {
-            let chain_id = self.api.ledger.genesis().chain_id.clone();
-            bloated(&blocks, &chain_id).into_iter().map(Ok).collect()
+            let genesis_hash = self.api.ledger.genesis().hash();
+            bloated(&blocks, genesis_hash).into_iter().map(Ok).collect()
         } else {
             blocks.iter().map(|b| Ok(b.into())).collect()
         };
@@ -291,7 +291,7 @@ fn state_chunk(store: &dyn Store, r: &pb::StateChunkRequest) -> Result<pb::State
 /// then well-formed junk blocks of the largest transfers until the response
 /// is 8 MiB past what a receiver reads ([`SYNC_RECEIVE_MAX_BYTES`]) or
 /// holds the most blocks a response may.
-fn bloated(blocks: &[SyncedBlock], chain_id: &str) -> Vec<pb::CertifiedBlock> {
+fn bloated(blocks: &[SyncedBlock], genesis_hash: chatpay_proto::Hash) -> Vec<pb::CertifiedBlock> {
     let broken = chatpay_proto::Signature([1; 64]);
     let mut out: Vec<pb::CertifiedBlock> = blocks
         .iter()
@@ -307,7 +307,7 @@ fn bloated(blocks: &[SyncedBlock], chain_id: &str) -> Vec<pb::CertifiedBlock> {
     let Some(last) = blocks.last() else {
         return out;
     };
-    let junk = junk_block(last, chain_id);
+    let junk = junk_block(last, genesis_hash);
     let size = prost::Message::encoded_len(&junk);
     let mut bytes: usize = out.iter().map(prost::Message::encoded_len).sum();
     let limit = SYNC_RECEIVE_MAX_BYTES + (8 << 20);
@@ -320,7 +320,7 @@ fn bloated(blocks: &[SyncedBlock], chain_id: &str) -> Vec<pb::CertifiedBlock> {
 
 /// A block after `last` of 1 000 transfers of 64 outputs and a full memo
 /// each, signed by nobody (about 3 MiB encoded).
-fn junk_block(last: &SyncedBlock, chain_id: &str) -> pb::CertifiedBlock {
+fn junk_block(last: &SyncedBlock, genesis_hash: chatpay_proto::Hash) -> pb::CertifiedBlock {
     use chatpay_proto::{MAX_MEMO_BYTES, MAX_OUTPUTS, Output, SignedTransfer, Transfer};
     let sender = chatpay_proto::SecretKey::from_slice(&[0x6b; 32])
         .expect("a valid scalar")
@@ -335,7 +335,7 @@ fn junk_block(last: &SyncedBlock, chain_id: &str) -> pb::CertifiedBlock {
     let transactions: Vec<SignedTransfer> = (0..1_000u64)
         .map(|nonce| {
             let t = Transfer::new(
-                chain_id,
+                genesis_hash,
                 sender.clone(),
                 nonce + 1,
                 1,

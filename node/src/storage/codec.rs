@@ -2,7 +2,7 @@
 
 use super::{HistoryEntry, Result, StoreError, StoredBlock, TxRecord};
 use chatpay_proto::{
-    Account, BlockHeader, Hash, PublicKey, QuorumCertificate, Receipt, SignedTransfer, pb,
+    Account, BlockHeader, Hash, PublicKey, QuorumCertificate, Receipt, SignedTransfer, TxId, pb,
 };
 use prost::Message;
 
@@ -121,6 +121,25 @@ pub fn history_key(key: &PublicKey, height: u64, index: u32) -> [u8; 45] {
     out[33..41].copy_from_slice(&height.to_be_bytes());
     out[41..].copy_from_slice(&index.to_be_bytes());
     out
+}
+
+/// Reference index key: reference (32) ‖ height (8) ‖ index (4).
+pub fn reference_key(reference: &Hash, height: u64, index: u32) -> [u8; 44] {
+    let mut out = [0u8; 44];
+    out[..32].copy_from_slice(&reference.0);
+    out[32..40].copy_from_slice(&height.to_be_bytes());
+    out[40..].copy_from_slice(&index.to_be_bytes());
+    out
+}
+
+/// A reference index row: its position and tx id.
+pub fn decode_reference(key: &[u8], value: &[u8]) -> Result<((u64, u32), TxId)> {
+    let (Ok(key), Some(id)) = (<[u8; 44]>::try_from(key), Hash::from_slice(value)) else {
+        return Err(corrupt("reference index", "row of the wrong length"));
+    };
+    let height = u64::from_be_bytes(key[32..40].try_into().expect("8 bytes"));
+    let index = u32::from_be_bytes(key[40..].try_into().expect("4 bytes"));
+    Ok(((height, index), id))
 }
 
 /// History value: tx id (32) ‖ number (8) ‖ running hash before (32).

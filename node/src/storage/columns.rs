@@ -37,8 +37,12 @@ pub const STALE_TREE_NODES: &str = "stale_tree_nodes";
 /// pruned with the replaced leaf nodes (`Store::prune_state_tree`).
 pub const STATE_VALUES: &str = "state_values";
 
+/// payment reference (32) ‖ height (u64) ‖ index (u32) → tx id (32): the
+/// committed transfers that carry each reference (`FindPayment`).
+pub const REFERENCES: &str = "references";
+
 /// All column families, created when the database is opened.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     BLOCKS,
     CERTIFICATES,
     BLOCK_HEIGHTS,
@@ -51,6 +55,7 @@ pub const ALL: [&str; 12] = [
     STATE_TREE,
     STALE_TREE_NODES,
     STATE_VALUES,
+    REFERENCES,
 ];
 
 /// `METADATA` key of the committed height.

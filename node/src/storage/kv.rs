@@ -252,6 +252,10 @@ impl<B: Backend> KvStore<B> {
                         let row = history_key(who, record.height, record.index);
                         keys.entry(cf::HISTORY).or_default().push(row.to_vec());
                     }
+                    if let Some(reference) = t.reference() {
+                        let row = codec::reference_key(reference, record.height, record.index);
+                        keys.entry(cf::REFERENCES).or_default().push(row.to_vec());
+                    }
                 }
                 keys.entry(cf::TRANSACTIONS)
                     .or_default()
@@ -266,6 +270,7 @@ impl<B: Backend> KvStore<B> {
         }
         for column in [
             cf::HISTORY,
+            cf::REFERENCES,
             cf::TRANSACTIONS,
             cf::CERTIFICATES,
             cf::BLOCK_HEIGHTS,
@@ -370,6 +375,16 @@ impl<B: Backend> Store for KvStore<B> {
                 id.0,
                 codec::tx_value(tx, height, index, receipt),
             ));
+        }
+        for (i, tx) in commit.transactions.iter().enumerate() {
+            if let Some(reference) = tx.transfer().reference() {
+                let index = u32::try_from(i).expect("tx_count is a u32");
+                puts.push(put(
+                    cf::REFERENCES,
+                    codec::reference_key(reference, height, index),
+                    tx.tx_id().0,
+                ));
+            }
         }
         for (key, entry) in &commit.history {
             let (h, index) = entry.position;
@@ -726,6 +741,29 @@ impl<B: Backend> Store for KvStore<B> {
             Some((h, i)) => history_key(key, h, i - 1),
         };
         self.history(key, start, Scan::Reverse, limit)
+    }
+
+    fn payments_with_reference(
+        &self,
+        reference: &Hash,
+        from: TxPosition,
+        limit: usize,
+    ) -> Result<Vec<(TxPosition, TxId)>> {
+        let start = codec::reference_key(reference, from.0, from.1);
+        let mut out = Vec::new();
+        let mut failure = None;
+        self.backend
+            .scan(cf::REFERENCES, &start, Scan::Forward, &mut |k, v| {
+                if out.len() >= limit || !k.starts_with(reference.as_bytes()) {
+                    return false;
+                }
+                match codec::decode_reference(k, v) {
+                    Ok(row) => out.push(row),
+                    Err(e) => failure = Some(e),
+                }
+                failure.is_none()
+            })?;
+        failure.map_or(Ok(out), Err)
     }
 
     fn history_from(

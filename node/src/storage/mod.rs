@@ -174,6 +174,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<HistoryEntry>>;
 
+    /// Up to `limit` committed transfers carrying payment reference
+    /// `reference`, at or after position `from`, oldest first.
+    fn payments_with_reference(
+        &self,
+        reference: &Hash,
+        from: TxPosition,
+        limit: usize,
+    ) -> Result<Vec<(TxPosition, TxId)>>;
+
     /// Up to `limit` history entries of `key` at or after `from`, oldest first.
     fn history_from(
         &self,

@@ -29,7 +29,7 @@ fn transfer(from: u8, to: u8, nonce: u64) -> SignedTransfer {
         amount: 10,
     };
     Transfer::new(
-        "test",
+        Hash([3; 32]),
         key(from).public_key().clone(),
         nonce,
         1,

@@ -24,6 +24,8 @@ pub struct Network {
     pub children: Vec<Option<Child>>,
     pub faucet: SecretKey,
     pub chain_id: String,
+    /// The network's genesis hash (what transfers are signed for).
+    pub genesis_hash: chatpay_proto::Hash,
     pub fee: u64,
     pub hrp: String,
     /// Each validator's listening socket, bound here for the whole test and
@@ -102,6 +104,7 @@ impl Network {
             children: (0..4).map(|_| None).collect(),
             faucet,
             chain_id: "chatpay-proc".into(),
+            genesis_hash: chatpay_proto::Hash::default(),
             fee: 0,
             hrp: String::new(),
             listeners,
@@ -111,6 +114,7 @@ impl Network {
         }
         let status = net.status(0).await;
         net.fee = status.fee_per_transfer;
+        net.genesis_hash = chatpay_proto::Hash::from_slice(&status.genesis_hash).unwrap();
         net.hrp = status.hrp;
         net
     }
@@ -258,7 +262,7 @@ impl Network {
             amount: 1_000,
         };
         let tx = Transfer::new(
-            &self.chain_id,
+            self.genesis_hash,
             self.faucet.public_key().clone(),
             nonce,
             self.fee,
@@ -402,7 +406,7 @@ impl Load {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let (faucet, chain_id, fee, clients) = (
             net.faucet.clone(),
-            net.chain_id.clone(),
+            net.genesis_hash,
             net.fee,
             net.clients.clone(),
         );
@@ -437,7 +441,7 @@ impl Load {
                         amount: 1_000 + next,
                     };
                     let tx = Transfer::new(
-                        &chain_id,
+                        chain_id,
                         faucet.public_key().clone(),
                         next,
                         fee,

@@ -17,7 +17,8 @@ use chatpay_node::genesis::AccountFile;
 use chatpay_node::testnet::{self, HRP, TestnetSpec};
 use chatpay_proto::pb::client_client::ClientClient;
 use chatpay_proto::{
-    Address, Output, PublicKey, SecretKey, SignedTransfer, Transfer, TxId, pb, sha256,
+    Address, Memo, Output, PublicKey, SecretKey, SignedTransfer, Transfer, TxId,
+    memo_associated_data, memo_readers, pb, sha256,
 };
 use clap::{Parser, Subcommand};
 use std::collections::{BTreeMap, HashMap};
@@ -68,6 +69,10 @@ enum Command {
         /// Memo bytes per transfer.
         #[arg(long, default_value_t = 0)]
         memo_bytes: usize,
+        /// Encrypt each memo for its payee and payer, as the wallet does
+        /// by default (at most 254 bytes); public memos otherwise.
+        #[arg(long)]
+        memo_encrypted: bool,
         /// Submit through `SubmitTransactions`, up to this many per call
         /// (what is due within 5 ms, per validator), as a gateway relaying
         /// many users' payments would; 0 submits each on its own call.
@@ -135,6 +140,7 @@ fn main() -> Result<(), String> {
             rate,
             duration,
             memo_bytes,
+            memo_encrypted,
             batch,
             window,
             warmup,
@@ -147,6 +153,7 @@ fn main() -> Result<(), String> {
             rate,
             duration,
             memo_bytes,
+            memo_encrypted,
             batch,
             window,
             warmup,
@@ -196,6 +203,7 @@ struct Run {
     rate: u64,
     duration: u64,
     memo_bytes: usize,
+    memo_encrypted: bool,
     batch: usize,
     window: usize,
     warmup: u64,
@@ -234,7 +242,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 fn verify_rate() -> f64 {
     let key = account(0);
     let t = Transfer::new(
-        CHAIN_ID,
+        chatpay_proto::Hash([1; 32]),
         key.public_key().clone(),
         1,
         FEE,
@@ -603,6 +611,14 @@ async fn run(r: Run) -> Result<(), String> {
         nonces.push(nonce);
     }
     let memo = vec![b'm'; r.memo_bytes];
+    let status = clients[0]
+        .clone()
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(|e| e.message().to_string())?
+        .into_inner();
+    let network = chatpay_proto::Hash::from_slice(&status.genesis_hash)
+        .ok_or("the validator's genesis hash is not 32 bytes")?;
     // Recipients that are not load accounts (their keys follow them).
     let fresh: Vec<PublicKey> = (0..r.new_accounts)
         .map(|j| account(r.accounts.saturating_add(j)).public_key().clone())
@@ -615,19 +631,26 @@ async fn run(r: Run) -> Result<(), String> {
                 0 => keys[(i + 1) % keys.len()].public_key().clone(),
                 n => fresh[(k % u64::from(n)) as usize].clone(),
             };
-            Transfer::new(
-                CHAIN_ID,
-                keys[i].public_key().clone(),
-                nonces[i],
-                FEE,
-                vec![Output {
-                    recipient: to,
-                    amount: 1,
-                }],
-                memo.clone(),
-            )
-            .expect("valid transfer")
-            .sign(&keys[i])
+            let outputs = vec![Output {
+                recipient: to,
+                amount: 1,
+            }];
+            let sender = keys[i].public_key().clone();
+            let memo = match (r.memo_encrypted, memo.is_empty()) {
+                (true, false) => Memo::Encrypted(
+                    chatpay_wallet::memo::encrypt(
+                        &memo,
+                        &memo_readers(&sender, &outputs),
+                        &memo_associated_data(&network, &sender, nonces[i]),
+                        &chatpay_wallet::memo::MemoSecrets::random(),
+                    )
+                    .expect("a memo of at most 254 bytes"),
+                ),
+                _ => Memo::from(memo.clone()),
+            };
+            Transfer::new(network, sender, nonces[i], FEE, outputs, memo)
+                .expect("valid transfer")
+                .sign(&keys[i])
         })
         .collect();
     // Shared by every follower (one copy per account ran out of memory).
@@ -849,6 +872,7 @@ async fn run(r: Run) -> Result<(), String> {
         "accounts": r.accounts,
         "duration_s": r.duration,
         "memo_bytes": r.memo_bytes,
+        "memo_encrypted": r.memo_encrypted,
         "submit_batch": r.batch,
         "window": r.window,
         "warmup_s": r.warmup,

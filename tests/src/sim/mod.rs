@@ -367,6 +367,7 @@ async fn user(
         clients.push(ClientClient::new(channel));
     }
     let stop_submitting = HEAL_MS + SUBMIT_AFTER_HEAL_MS;
+    let network = genesis(n).hash();
     let mut target = u % n;
     let mut nonce = 1;
     while now_ms() < stop_submitting {
@@ -375,7 +376,7 @@ async fn user(
         for _ in 0..count {
             let to = (u + rng.random_range(1..USERS)) % USERS;
             let transfer = Transfer::new(
-                CHAIN_ID,
+                network,
                 key.public_key().clone(),
                 nonce,
                 FEE,

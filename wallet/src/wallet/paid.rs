@@ -1,0 +1,233 @@
+//! Payment requests end to end: paying a link once, and the requester's
+//! app seeing it paid (`FindPayment`, `SubscribePayments`) without the
+//! payer telling it. Every payment reported is checked against its
+//! finality proof, and against the request: the reference, the payee, the
+//! amount and a successful receipt.
+
+use super::{Payment, PaymentDetails, Signer, Wallet, payment_of};
+use crate::client::RawClient;
+use crate::request::unix_now_secs;
+use crate::{PaymentRequest, WalletError};
+use chatpay_proto::{Address, SignedTransfer, TxId, max_faulty, pb};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// A payment of a request, final and verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestPayment {
+    /// The payment (tx id, height, receipt, fee, total paid).
+    pub payment: Payment,
+    /// Who paid.
+    pub from: Address,
+    /// What the request's address received from it.
+    pub amount: u64,
+    /// The memo, as the requester's account reads it (see
+    /// [`Wallet::read_memos_of`]).
+    pub memo: String,
+    /// Whether the memo was encrypted.
+    pub memo_encrypted: bool,
+}
+
+impl Wallet {
+    /// Pays a request link: refuses an expired link, and a request already
+    /// paid (found by its reference on f + 1 validators, so that one
+    /// validator cannot hide the first payment). `amount` is the payer's
+    /// choice for a link without one (and must be `None` for a link with
+    /// one). The payment carries the request's reference and expires with
+    /// it.
+    pub async fn pay_request(
+        &self,
+        from: &Signer,
+        request: &PaymentRequest,
+        amount: Option<u64>,
+        public_memo: bool,
+    ) -> Result<Payment, WalletError> {
+        let amount = match (request.amount, amount) {
+            (Some(asked), None) => asked,
+            (None, Some(chosen)) => chosen,
+            (Some(_), Some(_)) => {
+                return Err(WalletError::Invalid(
+                    "the link sets the amount; pay it without one".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(WalletError::Invalid(
+                    "the link has no amount; pay it with an amount".into(),
+                ));
+            }
+        };
+        request.check_not_expired(unix_now_secs())?;
+        if let Some(paid) = self.find_request_payment(request).await? {
+            return Err(WalletError::Invalid(format!(
+                "this request is already paid: {} paid {} by transaction {} at height {}",
+                paid.from,
+                self.chain.format(paid.amount),
+                paid.payment.tx_id,
+                paid.payment.height
+            )));
+        }
+        let details = PaymentDetails {
+            memo: request.memo.clone().unwrap_or_default(),
+            public_memo,
+            fee: None,
+            reference: request.reference,
+            expires_at_ms: request.expires_at_ms(),
+        };
+        self.pay_with(from, &[(request.address.clone(), amount)], &details)
+            .await
+    }
+
+    /// The first final payment of `request` (by its reference), if any,
+    /// as f + 1 validators report them: each answer's payments are checked
+    /// against their proofs, so a validator can leave one out but not make
+    /// one up, and f + 1 include an honest one.
+    pub async fn find_request_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<Option<RequestPayment>, WalletError> {
+        let Some(reference) = request.reference else {
+            return Ok(None);
+        };
+        let ask = pb::FindPaymentRequest {
+            reference: reference.0.to_vec(),
+            from_height: 0,
+            limit: 0,
+        };
+        let wanted = max_faulty(self.validators.len()) + 1;
+        let mut answered = 0;
+        let answers = self
+            .client
+            .call_many(
+                wanted,
+                |mut c: RawClient| {
+                    let ask = ask.clone();
+                    async move { c.find_payment(ask).await }
+                },
+                |r| {
+                    answered += usize::from(r.is_ok());
+                    answered >= wanted
+                },
+            )
+            .await;
+        let mut seen = BTreeSet::new();
+        let mut found = Vec::new();
+        for (url, answer) in answers {
+            let Ok(answer) = answer else { continue };
+            for p in answer.payments {
+                match self.verify_found(p, request) {
+                    Ok(Some(paid)) if seen.insert(paid.payment.tx_id) => found.push(paid),
+                    Ok(_) => {}
+                    Err(e) => self.client.lied(&url, &e.to_string()),
+                }
+            }
+        }
+        found.sort_by_key(|p| p.payment.height);
+        Ok(found.into_iter().next())
+    }
+
+    /// Waits until `request` is paid (final and verified), following
+    /// `SubscribePayments` on one validator after another, for at most
+    /// `timeout`.
+    pub async fn wait_request_paid(
+        &self,
+        request: &PaymentRequest,
+        timeout: Duration,
+    ) -> Result<RequestPayment, WalletError> {
+        let Some(reference) = request.reference else {
+            return Err(WalletError::Invalid(
+                "the request has no reference to find its payment by".into(),
+            ));
+        };
+        let ask = pb::SubscribePaymentsRequest {
+            reference: reference.0.to_vec(),
+            from_height: 0,
+        };
+        let follow = async {
+            loop {
+                let called = self
+                    .client
+                    .call_named(|mut c: RawClient| {
+                        let ask = ask.clone();
+                        async move { c.subscribe_payments(ask).await }
+                    })
+                    .await;
+                if let Ok((url, Ok(mut stream))) = called {
+                    while let Ok(Some(p)) = stream.message().await {
+                        match self.verify_found(p, request) {
+                            Ok(Some(paid)) => return paid,
+                            Ok(None) => {}
+                            Err(e) => {
+                                self.client.lied(&url, &e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        tokio::time::timeout(timeout, follow).await.map_err(|_| {
+            WalletError::Invalid(format!(
+                "the request is not paid after {} s",
+                timeout.as_secs()
+            ))
+        })
+    }
+
+    /// Checks one reported payment: `Err` if its proof does not verify (the
+    /// validator lied), `Ok(None)` if it is final but does not pay
+    /// `request` (another reference, another payee, too little, failed).
+    fn verify_found(
+        &self,
+        found: pb::FoundPayment,
+        request: &PaymentRequest,
+    ) -> Result<Option<RequestPayment>, WalletError> {
+        let Some(committed) = found.transaction else {
+            return Err(WalletError::Unverified(
+                "a found payment without its transaction".into(),
+            ));
+        };
+        let id = TxId::from_slice(&committed.tx_id).ok_or_else(|| {
+            WalletError::Unverified("a found payment's tx id is malformed".into())
+        })?;
+        let answer = pb::GetTransactionResponse {
+            status: Some(pb::get_transaction_response::Status::Committed(committed)),
+            proof: found.proof,
+        };
+        let Some((record, _)) = self.check(&id, answer)? else {
+            return Err(WalletError::Unverified(
+                "a found payment that is not final".into(),
+            ));
+        };
+        Ok(self
+            .pays(&record.tx, request)
+            .then(|| {
+                let transfer = record.tx.transfer();
+                let (memo, memo_encrypted) = self.memo_for(transfer, request.address.public_key());
+                RequestPayment {
+                    payment: payment_of(&record.tx, &record),
+                    from: self.chain.address(transfer.sender()),
+                    amount: paid_to(&record.tx, &request.address),
+                    memo,
+                    memo_encrypted,
+                }
+            })
+            .filter(|p| p.payment.is_success()))
+    }
+
+    /// Whether `tx` carries `request`'s reference and pays its address at
+    /// least the amount asked (any amount when it asks none).
+    fn pays(&self, tx: &SignedTransfer, request: &PaymentRequest) -> bool {
+        tx.transfer().reference() == request.reference.as_ref()
+            && paid_to(tx, &request.address) >= request.amount.unwrap_or(1)
+    }
+}
+
+/// What `tx`'s outputs pay `to`, in all.
+fn paid_to(tx: &SignedTransfer, to: &Address) -> u64 {
+    tx.transfer()
+        .outputs()
+        .iter()
+        .filter(|o| &o.recipient == to.public_key())
+        .fold(0u64, |sum, o| sum.saturating_add(o.amount))
+}
