@@ -3,7 +3,8 @@
 # 127.0.0.1, the load generator for DURATION seconds at RATE transfers/s,
 # figures printed and written to target/bench/result.json.
 # Settings (environment): VALIDATORS (4), RATE (500), DURATION (20),
-# ACCOUNTS (200), MEMO (0 bytes), BATCH (0: each transfer on its own
+# ACCOUNTS (200), MEMO (0 bytes; MEMO_ENCRYPTED=1 encrypts each memo for its
+# payee and payer, as the wallet does, at most 254 bytes), BATCH (0: each transfer on its own
 # SubmitTransaction call; N: SubmitTransactions calls of up to N, what
 # falls due within 5 ms per validator, as a gateway would); MAX=1 searches the highest rate that
 # commits >= 99% with p99 <= 1 s (`make bench-max`, from RATE up; every
@@ -35,6 +36,9 @@ RATE=${RATE:-500}
 DURATION=${DURATION:-20}
 ACCOUNTS=${ACCOUNTS:-200}
 MEMO=${MEMO:-0}
+MEMO_ENCRYPTED=${MEMO_ENCRYPTED:-0}
+memo_flag=""
+if [ "$MEMO_ENCRYPTED" = 1 ]; then memo_flag="--memo-encrypted"; fi
 BATCH=${BATCH:-0}
 OUT=${OUT:-target/bench/result.json}
 
@@ -96,9 +100,9 @@ if [ "$STOP" -gt 0 ]; then
     echo "bench: stopped $STOP of $VALIDATORS validators (kill -9)"
 fi
 run() {
-    echo "bench: $VALIDATORS validators, $1 transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes, batch $BATCH, warm-up $WARMUP s"
+    echo "bench: $VALIDATORS validators, $1 transfers/s offered for $DURATION s, $ACCOUNTS accounts, memo $MEMO bytes (encrypted: $MEMO_ENCRYPTED), batch $BATCH, warm-up $WARMUP s"
     "$bin/chatpay-loadgen" run --nodes "$nodes" --accounts "$ACCOUNTS" --rate "$1" \
-        --duration "$DURATION" --memo-bytes "$MEMO" --batch "$BATCH" --warmup "$WARMUP" \
+        --duration "$DURATION" --memo-bytes "$MEMO" $memo_flag --batch "$BATCH" --warmup "$WARMUP" \
         --pids "$(echo $pids | tr ' ' ',')" --out "$2"
 }
 if [ "${MAX:-0}" = 1 ]; then

@@ -1187,3 +1187,70 @@ async fn a_group_chat_request_is_paid_once_tracked_and_private() {
     other.shutdown().await;
     net.shutdown().await;
 }
+
+/// A pending transfer that expired before it was ordered does not take
+/// the ones after it down: its nonce is filled by a transfer to oneself,
+/// the later pending transfer stays and commits, and the new payment takes
+/// the nonce after it. Dropping them and reusing their nonces (the rule for
+/// other refusals) could let a dropped one, still validly signed, commit
+/// after a new payment took its nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_pending_transfer_is_filled_and_the_ones_after_it_stay() {
+    use chatpay_proto::{Output, Transfer, pb};
+    let net = LocalNetwork::start(4).await;
+    let urls = net.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let (w, faucet) = faucet_of(&net, dir.path(), &urls).await;
+    let to = w.chain().address(SecretKey::generate().public_key());
+    let sign = |nonce: u64, expires_at_ms: u64| {
+        let output = Output {
+            recipient: to.public_key().clone(),
+            amount: CPY,
+        };
+        Transfer::new(
+            net.genesis.hash(),
+            net.faucet.public_key().clone(),
+            nonce,
+            FEE,
+            vec![output],
+            vec![],
+        )
+        .unwrap()
+        .with_expiry(expires_at_ms)
+        .sign(&net.faucet)
+    };
+    // Signed and recorded as pending, never sent (as after a crash right
+    // after signing): nonce 1 expired long ago, nonce 2 never expires.
+    let (expired, later) = (sign(1, 1), sign(2, 0));
+    let mut state = w.home().state("faucet").unwrap();
+    for tx in [&expired, &later] {
+        state.pending.push(chatpay_wallet::home::PendingTx {
+            nonce: tx.transfer().nonce(),
+            tx_id: hex::encode(tx.tx_id().0),
+            signed: hex::encode(prost::Message::encode_to_vec(&pb::SignedTransaction::from(
+                tx,
+            ))),
+        });
+    }
+    w.home().save_state("faucet", &state).unwrap();
+    let paid = w.pay(&faucet, &to, 2 * CPY, "after").await.unwrap();
+    assert!(paid.is_success());
+    let record = net.store(0).transaction(&paid.tx_id).unwrap().unwrap();
+    assert_eq!(record.transaction.transfer().nonce(), 3);
+    // The later transfer commits (the wallet resubmits it until final).
+    let done = w.retry(&faucet).await.unwrap();
+    assert!(done.iter().all(chatpay_wallet::Payment::is_success));
+    net.wait_for_nonce(net.faucet.public_key(), 3, Duration::from_secs(30))
+        .await;
+    let store = net.store(0);
+    assert!(store.transaction(&expired.tx_id()).unwrap().is_none());
+    let second = store.transaction(&later.tx_id()).unwrap();
+    assert_eq!(second.map(|r| r.receipt.is_success()), Some(true));
+    assert!(w.pending("faucet").unwrap().is_empty());
+    assert_eq!(
+        balance_on(&net, 0, to.public_key(), paid.height).await,
+        3 * CPY,
+        "the later transfer and the new payment, each once"
+    );
+    net.shutdown().await;
+}

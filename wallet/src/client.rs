@@ -76,6 +76,27 @@ pub(crate) fn is_unavailable(s: &Status) -> bool {
     )
 }
 
+/// Calls in flight, each with its validator's URL.
+type Asks<T> = tokio::task::JoinSet<(String, Result<T, Status>)>;
+
+/// Starts `f` on `node` in `asks`, with [`CALL_TIMEOUT`] (no answer by
+/// then is an error answer).
+fn spawn_call<T, F, Fut>(asks: &mut Asks<T>, node: &Node, f: &F)
+where
+    T: Send + 'static,
+    F: Fn(RawClient) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>> + Send + 'static,
+{
+    let (call, url) = (f(node.client.clone()), node.url.clone());
+    asks.spawn(async move {
+        let r = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(r) => r.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded("no answer")),
+        };
+        (url, r)
+    });
+}
+
 impl NodeClient {
     /// Clients of `urls` (`http://host:port` or `host:port`); connections
     /// are made on first use and remade after failures.
@@ -314,16 +335,7 @@ impl NodeClient {
     {
         let mut spare: std::collections::VecDeque<&Node> = self.order().collect();
         let mut asks = tokio::task::JoinSet::new();
-        let ask = |node: &Node, asks: &mut tokio::task::JoinSet<_>| {
-            let (call, url) = (f(node.client.clone()), node.url.clone());
-            asks.spawn(async move {
-                let r = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-                    Ok(r) => r.map(tonic::Response::into_inner),
-                    Err(_) => Err(Status::deadline_exceeded("no answer")),
-                };
-                (url, r)
-            });
-        };
+        let ask = |node: &Node, asks: &mut Asks<T>| spawn_call(asks, node, &f);
         for _ in 0..count {
             if let Some(node) = spare.pop_front() {
                 ask(node, &mut asks);
@@ -359,6 +371,29 @@ impl NodeClient {
                 // The others run on, unwatched (a submission still lands).
                 asks.detach_all();
                 break;
+            }
+        }
+        answers
+    }
+
+    /// Runs `f` on every validator at once and returns every answer (no
+    /// answer within [`CALL_TIMEOUT`] is an error answer): for questions
+    /// where the wallet needs several validators to agree.
+    pub async fn call_all<T, F, Fut>(&self, f: F) -> Vec<(String, Result<T, Status>)>
+    where
+        T: Send + 'static,
+        F: Fn(RawClient) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>> + Send + 'static,
+    {
+        let mut asks = tokio::task::JoinSet::new();
+        for node in &self.nodes {
+            spawn_call(&mut asks, node, &f);
+        }
+        let mut answers = Vec::new();
+        while let Some(done) = asks.join_next().await {
+            if let Ok((url, r)) = done {
+                self.answered(&url, r.as_ref().err());
+                answers.push((url, r));
             }
         }
         answers

@@ -10,9 +10,11 @@
 //!        │         every commit checked with a FinalityProof:
 //!        │         Merkle path ▶ header ▶ … ▶ certified child of the next round
 //!        ▼
-//!  pay / pay_many / pay_request ─▶ Payment (verified receipt)
+//!  pay / pay_many / pay_with / pay_request ─▶ Payment (verified receipt)
+//!       memos encrypted for payer and payees (memo.rs) unless public
 //!  incoming(cursor) ─▶ stream of verified IncomingPayment, resumable
-//!  PaymentRequest: chatpay:<address>?amount=&memo=&label= links
+//!  PaymentRequest: chatpay:<address>?amount=&memo=&label=&ref=&exp=&net= links
+//!  find_request_payment / wait_request_paid ─▶ the request's verified payment
 //! ```
 //!
 //! A quick tour (runs against a network; see `examples/chat.rs` for a whole
@@ -26,7 +28,7 @@
 //! let wallet = Wallet::connect(home, &["http://127.0.0.1:26650".into()]).await?;
 //! let me = wallet.signer("default", "pw")?;
 //! let link = PaymentRequest::parse("chatpay:cp1…?amount=2.50&memo=pizza", wallet.chain())?;
-//! let paid = wallet.pay_request(&me, &link).await?;
+//! let paid = wallet.pay_request(&me, &link, None, false).await?;
 //! println!("paid in block {}", paid.height);
 //! # Ok(()) }
 //! ```

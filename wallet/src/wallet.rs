@@ -566,20 +566,7 @@ impl Wallet {
         };
         let t = old.transfer();
         let fee = t.fee().saturating_add(self.chain.fee_per_transfer);
-        let me = from.key.public_key().clone();
-        let cancel = Transfer::new(
-            self.genesis,
-            me.clone(),
-            t.nonce(),
-            fee,
-            vec![Output {
-                recipient: me,
-                amount: 1,
-            }],
-            b"cancel".to_vec(),
-        )
-        .map_err(|e| WalletError::Invalid(format!("invalid transfer: {e}")))?
-        .sign(&from.key);
+        let cancel = self.self_transfer(from, t.nonce(), fee, b"cancel")?;
         if let Err(e) = self.submit(&cancel).await {
             // Refused: the nonce is used (by the original, if it committed),
             // or the cancel cannot be paid; the original stays pending.
@@ -598,11 +585,7 @@ impl Wallet {
             let _guard = lock.lock().await;
             let mut state = self.home.state(&from.name)?;
             state.pending.retain(|p| p.nonce != t.nonce());
-            state.pending.push(PendingTx {
-                nonce: t.nonce(),
-                tx_id: hex::encode(cancel.tx_id().0),
-                signed: hex::encode(pb::SignedTransaction::from(&cancel).encode_to_vec()),
-            });
+            state.pending.push(pending_record(&cancel));
             self.home.save_state(&from.name, &state)?;
         }
         let outcome = match self.wait_final(&cancel).await {
@@ -617,6 +600,28 @@ impl Wallet {
             self.forget_pending(&from.name, &cancel).await?;
         }
         outcome
+    }
+
+    /// A transfer of the smallest unit from `from` to itself with `nonce`
+    /// and `fee` and a public `memo`: what takes a nonce's place when its
+    /// transfer is cancelled or expired.
+    fn self_transfer(
+        &self,
+        from: &Signer,
+        nonce: u64,
+        fee: u64,
+        memo: &[u8],
+    ) -> Result<SignedTransfer, WalletError> {
+        let me = from.key.public_key().clone();
+        let output = Output {
+            recipient: me.clone(),
+            amount: 1,
+        };
+        Ok(
+            Transfer::new(self.genesis, me, nonce, fee, vec![output], memo.to_vec())
+                .map_err(|e| WalletError::Invalid(format!("invalid transfer: {e}")))?
+                .sign(&from.key),
+        )
     }
 
     /// The transfer `from` signs with `nonce`: the memo encrypted for its
@@ -668,13 +673,25 @@ impl Wallet {
         state.pending.sort_by_key(|p| p.nonce);
         let mut pending_debit = 0u64;
         let mut keep = 0;
-        for p in &state.pending {
-            let tx = decode_pending(p)?;
+        for i in 0..state.pending.len() {
+            let mut tx = decode_pending(&state.pending[i])?;
             // Idempotent: the same bytes, so the same tx id. One the network
             // now refuses for good can never commit, nor can any after it
             // (their nonces depend on it): they are dropped, and their
             // nonces reused. None of them was ever reported final.
-            match self.submit(&tx).await {
+            let mut answer = self.submit(&tx).await;
+            if matches!(&answer, Err(WalletError::Refused { reason, .. }) if reason == "expired") {
+                // Expired unordered: the ones after it are still signed and
+                // valid, and anyone holding them can submit them again, so
+                // dropping them and reusing their nonces could let one commit
+                // after a new payment took its nonce. Its nonce is filled
+                // with a transfer to oneself instead, and they stay pending.
+                tx = self.self_transfer(from, tx.transfer().nonce(), fee, b"expired")?;
+                state.pending[i] = pending_record(&tx);
+                self.home.save_state(&from.name, &state)?;
+                answer = self.submit(&tx).await;
+            }
+            match answer {
                 // Committed meanwhile: the nonce filter drops it next time.
                 Err(WalletError::Refused { reason, .. }) if reason == "stale_nonce" => {}
                 Err(WalletError::Refused { .. }) => break,
@@ -714,11 +731,7 @@ impl Wallet {
             });
         }
         let signed = transfer.sign(&from.key);
-        state.pending.push(PendingTx {
-            nonce,
-            tx_id: hex::encode(signed.tx_id().0),
-            signed: hex::encode(pb::SignedTransaction::from(&signed).encode_to_vec()),
-        });
+        state.pending.push(pending_record(&signed));
         self.home.save_state(&from.name, &state)?;
         if let Err(e) = self.submit(&signed).await {
             if !matches!(e, WalletError::Unreachable { .. }) {
@@ -1264,6 +1277,15 @@ impl Wallet {
             memo_encrypted,
             cursor: cursor_of(v),
         })
+    }
+}
+
+/// How a signed transfer waits in the wallet's state until final.
+fn pending_record(tx: &SignedTransfer) -> PendingTx {
+    PendingTx {
+        nonce: tx.transfer().nonce(),
+        tx_id: hex::encode(tx.tx_id().0),
+        signed: hex::encode(pb::SignedTransaction::from(tx).encode_to_vec()),
     }
 }
 

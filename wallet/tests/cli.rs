@@ -121,7 +121,46 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
     );
     let qr = cli.run(&bob, "pw", &["request", "1", "--qr"]);
     assert!(String::from_utf8_lossy(&qr.stdout).contains('█'));
+    // Bob's app asks whether it is paid: not yet, then paid, with the memo
+    // encrypted for him.
+    assert_eq!(cli.ok(&bob, &["paid", &link])["paid"], false);
     cli.ok(&alice, &["pay", &link]);
+    let paid = cli.ok(&bob, &["paid", &link]);
+    assert_eq!(
+        (&paid["paid"], &paid["memo"], &paid["memo_encrypted"]),
+        (
+            &Value::from(true),
+            &Value::from("pizza"),
+            &Value::from(true)
+        ),
+        "{paid}"
+    );
+    // Paid once: a second payment of the link is refused, and so are an
+    // expired link and a link of another network.
+    let e = cli.fails(&alice, "pw", &["pay", &link]);
+    assert!(e.contains("this request is already paid"), "{e}");
+    let exp = link
+        .split("exp=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let expired = link.replace(&format!("exp={exp}"), "exp=1000");
+    let e = cli.fails(&alice, "pw", &["pay", &expired]);
+    assert!(e.contains("this payment request expired"), "{e}");
+    let network = link
+        .split("net=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let elsewhere = link.replace(&format!("net={network}"), "net=0123456789abcdef");
+    let e = cli.fails(&alice, "pw", &["pay", &elsewhere]);
+    assert!(e.contains("this link is for another network"), "{e}");
+    let e = cli.fails(&bob, "pw", &["request", "1", "--expires", "soon"]);
+    assert!(e.contains("--expires must be a positive duration"), "{e}");
     let balance = cli.ok(&bob, &["balance"]);
     assert_eq!(balance["balance"], 5_500_000 + 1_500_000 + 1_250_000);
     let history = cli.ok(&bob, &["history"]);

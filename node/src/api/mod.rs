@@ -52,15 +52,10 @@ impl ApiState {
     /// Checks `tx` from a client against committed state and admits it to
     /// the mempool; a newly admitted one is passed to the admission listener
     /// (which forwards it to the other validators).
-    /// A transfer expired by this validator's clock is refused here (the
-    /// mempool checks the chain's time, which lags it by a block).
+    /// A transfer expired by this validator's clock is refused (the
+    /// mempool checks the chain's time, which lags it by a block), unless
+    /// it is committed: then the answer is that it is.
     pub fn admit(&self, tx: SignedTransfer) -> Result<Result<Admission, AdmitError>, StoreError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        if let Err(e) = crate::mempool::check_expiry(&tx, now_ms) {
-            return Ok(Err(e));
-        }
         self.admit_from(tx, true)
     }
 
@@ -89,6 +84,14 @@ impl ApiState {
             Some(a) if used(a) => store.transaction(&tx.tx_id())?.map(|r| r.height),
             _ => None,
         };
+        if pass_on && committed_at.is_none() {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            if let Err(e) = crate::mempool::check_expiry(&tx, now_ms) {
+                return Ok(Err(e));
+            }
+        }
         // The signature is checked between two holds of the mempool, not
         // under it, so admissions (client calls, forwarded batches) check
         // signatures in parallel. The second hold checks every rule again.

@@ -74,14 +74,14 @@ impl ClientApi {
     }
 
     /// The final committed transfers carrying `reference` at or after
-    /// `from`, at most `limit`, oldest first, and whether more follow. It
-    /// stops before the first one not provable yet.
+    /// `from`, at most `limit`, oldest first; whether more follow; and
+    /// whether it stopped before one not provable yet.
     fn found_payments(
         &self,
         reference: &Hash,
         from: TxPosition,
         limit: usize,
-    ) -> Result<(Vec<pb::FoundPayment>, bool), Status> {
+    ) -> Result<(Vec<pb::FoundPayment>, bool, bool), Status> {
         let store = self.state.ledger.store();
         let first_full = store.first_full_height().map_err(internal)?;
         let from = if first_full > 1 {
@@ -101,14 +101,14 @@ impl ClientApi {
             };
             let proof = self.proof(&record)?;
             if proof.commit_certificate.is_none() {
-                return Ok((out, false));
+                return Ok((out, false, true));
             }
             out.push(pb::FoundPayment {
                 transaction: Some(self.committed(record)),
                 proof: Some(proof),
             });
         }
-        Ok((out, more))
+        Ok((out, more, false))
     }
 
     fn proof(&self, record: &TxRecord) -> Result<pb::FinalityProof, Status> {
@@ -308,8 +308,11 @@ fn reference(bytes: &[u8]) -> Result<Hash, Status> {
 }
 
 /// The stream of `SubscribePayments`: the final transfers carrying
-/// `reference` from `from_height` on, each once, checked again at every
-/// commit (a block becomes provable when a later one certifies it).
+/// `reference` from `from_height` on, each once. The store is read at the
+/// start, after a committed block that carries the reference (looked for
+/// in the block in memory), at every commit while one found is not
+/// provable yet (a later block certifies it), and after missed commits;
+/// an idle subscription costs a scan of each block's transfers, no read.
 fn payments_stream(
     api: ClientApi,
     reference: Hash,
@@ -322,28 +325,38 @@ fn payments_stream(
     tokio::spawn(async move {
         let _slot = slot;
         let run = async {
+            use tokio::sync::broadcast::error::RecvError;
             let mut cursor = (from_height, 0u32);
+            let mut read = true;
             loop {
-                let limit = MAX_FOUND_PAYMENTS as usize;
-                let (found, more) = api.found_payments(&reference, cursor, limit)?;
-                let progressed = !found.is_empty();
-                for payment in found {
-                    let at = payment
-                        .transaction
-                        .as_ref()
-                        .map_or(cursor, |t| (t.height, t.index));
-                    cursor = (at.0, at.1.saturating_add(1));
-                    if tx.send(Ok(payment)).await.is_err() {
-                        return Ok(());
+                let mut waiting = false;
+                while read {
+                    let limit = MAX_FOUND_PAYMENTS as usize;
+                    let (found, more, stalled) = api.found_payments(&reference, cursor, limit)?;
+                    read = more && !found.is_empty();
+                    waiting = stalled;
+                    for payment in found {
+                        let at = payment
+                            .transaction
+                            .as_ref()
+                            .map_or(cursor, |t| (t.height, t.index));
+                        cursor = (at.0, at.1.saturating_add(1));
+                        if tx.send(Ok(payment)).await.is_err() {
+                            return Ok(());
+                        }
                     }
                 }
-                if more && progressed {
-                    continue;
-                }
-                match commits.recv().await {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
-                }
+                read = match commits.recv().await {
+                    Ok(block) => {
+                        waiting
+                            || block
+                                .transactions
+                                .iter()
+                                .any(|t| t.transfer().reference() == Some(&reference))
+                    }
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => return Ok(()),
+                };
             }
         };
         let result: Result<(), Status> = tokio::select! {
@@ -708,8 +721,8 @@ impl pb::client_server::Client for ClientApi {
                 )));
             }
         };
-        let (payments, more) =
-            self.found_payments(&reference, (req.from_height, 0), limit as usize)?;
+        let from = (req.from_height, req.from_index);
+        let (payments, more, _) = self.found_payments(&reference, from, limit as usize)?;
         let first_full_height = self
             .state
             .ledger

@@ -627,9 +627,11 @@ impl Mempool {
 
     /// Moves the mempool's clock to a committed block's timestamp and
     /// drops what expired before it: no block after it may include those
-    /// (block timestamps never go back). Later nonces of their senders stay
-    /// until they are ordered (once the missing nonce is signed again),
-    /// expire, or are replaced.
+    /// (block timestamps never go back). The later nonces of their senders
+    /// go with them: none can be ordered until the missing nonce is signed
+    /// again, and kept they would hold room for nothing (a sender could
+    /// fill the pool for free with transfers behind one that expires).
+    /// Their clients submit them again.
     pub fn expire(&mut self, block_timestamp_ms: u64) {
         self.chain_time_ms = self.chain_time_ms.max(block_timestamp_ms);
         while let Some(&(expiry, seq)) = self.by_expiry.first() {
@@ -637,7 +639,16 @@ impl Mempool {
                 break;
             }
             let id = self.by_arrival[&seq];
-            self.remove(&id);
+            let t = self.by_id[&id].tx.transfer();
+            let (sender, nonce) = (t.sender().clone(), t.nonce());
+            let doomed: Vec<TxId> = self
+                .by_sender
+                .get(&sender)
+                .map(|m| m.range(nonce..).map(|(_, (id, _))| *id).collect())
+                .unwrap_or_default();
+            for id in doomed {
+                self.remove(&id);
+            }
         }
     }
 

@@ -544,11 +544,16 @@ fn expired_transfers_are_refused_and_dropped_by_the_chain_time() {
     };
     m.admit(expiring(1, 1_000), rich(), None).unwrap();
     m.admit(expiring(2, 5_000), rich(), None).unwrap();
+    m.admit(tx(1, 3, 5), rich(), None).unwrap();
+    m.admit(tx(2, 1, 5), rich(), None).unwrap();
     m.expire(1_000);
-    assert_eq!(m.len(), 2, "valid up to and at its expiry");
+    assert_eq!(m.len(), 4, "valid up to and at its expiry");
+    // Nonce 1 expires: 2 and 3 can never be ordered without it, and go
+    // too (kept, they would hold room for free); another sender's stays.
     m.expire(1_001);
     assert_eq!(m.len(), 1);
-    assert!(m.get(&expiring(1, 1_000).tx_id()).is_none());
+    assert!(m.get(&tx(2, 1, 5).tx_id()).is_some());
+    assert_eq!(m.bytes(), size_of(&tx(2, 1, 5)));
     let err = m.admit(expiring(3, 1_000), rich(), None).unwrap_err();
     assert_eq!(err.reason(), "expired");
     m.expire(999); // the clock never goes back

@@ -9,7 +9,6 @@ use crate::client::RawClient;
 use crate::request::unix_now_secs;
 use crate::{PaymentRequest, WalletError};
 use chatpay_proto::{Address, SignedTransfer, TxId, max_faulty, pb};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// A payment of a request, final and verified.
@@ -77,10 +76,13 @@ impl Wallet {
             .await
     }
 
-    /// The first final payment of `request` (by its reference), if any,
-    /// as f + 1 validators report them: each answer's payments are checked
-    /// against their proofs, so a validator can leave one out but not make
-    /// one up, and f + 1 include an honest one.
+    /// The first final payment of `request` (by its reference), if any.
+    /// Every validator is asked for every page of payments carrying the
+    /// reference; each payment reported is checked against its proof, so
+    /// a validator can leave one out but not make one up. "Not paid" needs
+    /// f + 1 complete answers (f + 1 include an honest one) from
+    /// validators that keep every block; with fewer it is an error, never
+    /// "not paid" (which would let a payer pay twice).
     pub async fn find_request_payment(
         &self,
         request: &PaymentRequest,
@@ -88,46 +90,44 @@ impl Wallet {
         let Some(reference) = request.reference else {
             return Ok(None);
         };
-        let ask = pb::FindPaymentRequest {
-            reference: reference.0.to_vec(),
-            from_height: 0,
-            limit: 0,
-        };
-        let wanted = max_faulty(self.validators.len()) + 1;
-        let mut answered = 0;
         let answers = self
             .client
-            .call_many(
-                wanted,
-                |mut c: RawClient| {
-                    let ask = ask.clone();
-                    async move { c.find_payment(ask).await }
-                },
-                |r| {
-                    answered += usize::from(r.is_ok());
-                    answered >= wanted
-                },
-            )
+            .call_all(|c: RawClient| all_pages(c, reference.0.to_vec()))
             .await;
-        let mut seen = BTreeSet::new();
         let mut found = Vec::new();
-        for (url, answer) in answers {
-            let Ok(answer) = answer else { continue };
-            for p in answer.payments {
-                match self.verify_found(p, request) {
-                    Ok(Some(paid)) if seen.insert(paid.payment.tx_id) => found.push(paid),
-                    Ok(_) => {}
-                    Err(e) => self.client.lied(&url, &e.to_string()),
+        let mut complete = 0;
+        for (url, answer) in &answers {
+            let Ok(pages) = answer else { continue };
+            complete += usize::from(pages.complete && !pages.pruned);
+            for p in &pages.payments {
+                match self.verify_found(p.clone(), request) {
+                    Ok(Some(paid)) => found.push(paid),
+                    Ok(None) => {}
+                    Err(e) => self.client.lied(url, &e.to_string()),
                 }
             }
         }
-        found.sort_by_key(|p| p.payment.height);
-        Ok(found.into_iter().next())
+        found.sort_by_key(|p| (p.payment.height, p.payment.tx_id));
+        if let Some(first) = found.into_iter().next() {
+            return Ok(Some(first));
+        }
+        let wanted = max_faulty(self.validators.len()) + 1;
+        if complete < wanted {
+            return Err(WalletError::Unreachable {
+                tried: answers.into_iter().map(|(url, _)| url).collect(),
+                last: format!(
+                    "cannot tell whether the request is paid: {complete} validators answered \
+                     in full, {wanted} are needed"
+                ),
+            });
+        }
+        Ok(None)
     }
 
-    /// Waits until `request` is paid (final and verified), following
-    /// `SubscribePayments` on one validator after another, for at most
-    /// `timeout`.
+    /// Waits until `request` is paid (final and verified), for at most
+    /// `timeout`: told at once by a `SubscribePayments` stream, and asking
+    /// every validator ([`Wallet::find_request_payment`]) every 2 s, so
+    /// that one silent or lying validator cannot hide the payment.
     pub async fn wait_request_paid(
         &self,
         request: &PaymentRequest,
@@ -143,27 +143,43 @@ impl Wallet {
             from_height: 0,
         };
         let follow = async {
+            let mut stream = None;
             loop {
-                let called = self
-                    .client
-                    .call_named(|mut c: RawClient| {
-                        let ask = ask.clone();
-                        async move { c.subscribe_payments(ask).await }
-                    })
-                    .await;
-                if let Ok((url, Ok(mut stream))) = called {
-                    while let Ok(Some(p)) = stream.message().await {
-                        match self.verify_found(p, request) {
+                if let Ok(Some(paid)) = self.find_request_payment(request).await {
+                    return paid;
+                }
+                if stream.is_none() {
+                    let called = self
+                        .client
+                        .call_named(|mut c: RawClient| {
+                            let ask = ask.clone();
+                            async move { c.subscribe_payments(ask).await }
+                        })
+                        .await;
+                    stream = match called {
+                        Ok((url, Ok(s))) => Some((url, s)),
+                        _ => None,
+                    };
+                }
+                let tick = tokio::time::sleep(Duration::from_secs(2));
+                let Some((url, s)) = stream.as_mut() else {
+                    tick.await;
+                    continue;
+                };
+                tokio::select! {
+                    () = tick => {}
+                    next = s.message() => match next {
+                        Ok(Some(p)) => match self.verify_found(p, request) {
                             Ok(Some(paid)) => return paid,
                             Ok(None) => {}
                             Err(e) => {
-                                self.client.lied(&url, &e.to_string());
-                                break;
+                                self.client.lied(url, &e.to_string());
+                                stream = None;
                             }
-                        }
-                    }
+                        },
+                        Ok(None) | Err(_) => stream = None,
+                    },
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         };
         tokio::time::timeout(timeout, follow).await.map_err(|_| {
@@ -221,6 +237,52 @@ impl Wallet {
         tx.transfer().reference() == request.reference.as_ref()
             && paid_to(tx, &request.address) >= request.amount.unwrap_or(1)
     }
+}
+
+/// Most pages of 16 payments read from one validator for one reference.
+const MAX_FIND_PAGES: usize = 64;
+
+/// One validator's answer about a reference: every page of it.
+struct Pages {
+    payments: Vec<pb::FoundPayment>,
+    /// It keeps blocks from a height above 1 only: it may not know one.
+    pruned: bool,
+    /// Every page was read (not cut at [`MAX_FIND_PAGES`]).
+    complete: bool,
+}
+
+/// Reads every page of `FindPayment(reference)` from one validator.
+async fn all_pages(
+    mut client: RawClient,
+    reference: Vec<u8>,
+) -> Result<tonic::Response<Pages>, tonic::Status> {
+    let mut pages = Pages {
+        payments: Vec::new(),
+        pruned: false,
+        complete: false,
+    };
+    let mut from = (0u64, 0u32);
+    for _ in 0..MAX_FIND_PAGES {
+        let ask = pb::FindPaymentRequest {
+            reference: reference.clone(),
+            from_height: from.0,
+            from_index: from.1,
+            limit: 0,
+        };
+        let answer = client.find_payment(ask).await?.into_inner();
+        pages.pruned |= answer.first_full_height > 1;
+        let last = answer.payments.last().and_then(|p| p.transaction.as_ref());
+        let next = last.map(|t| (t.height, t.index.saturating_add(1)));
+        pages.payments.extend(answer.payments);
+        match next.filter(|_| answer.more) {
+            Some(next) if next > from => from = next,
+            _ => {
+                pages.complete = !answer.more;
+                break;
+            }
+        }
+    }
+    Ok(tonic::Response::new(pages))
 }
 
 /// What `tx`'s outputs pay `to`, in all.
