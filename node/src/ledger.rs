@@ -300,6 +300,7 @@ impl Ledger {
         signature_valid: &dyn Fn(&SignedTransfer) -> bool,
         on_invalid: OnInvalid,
     ) -> Result<ExecutionOutput, LedgerError> {
+        let timestamp_ms = self.expiry_clock(timestamp_ms);
         let state = self.state_after(branch, timestamp_ms, transactions)?;
         let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
         let view = BranchView::new(self.store.as_ref(), &outputs);
@@ -331,6 +332,7 @@ impl Ledger {
         transactions: &[SignedTransfer],
         signature_valid: &dyn Fn(&SignedTransfer) -> bool,
     ) -> Result<(ExecutionOutput, Vec<SignedTransfer>), LedgerError> {
+        let timestamp_ms = self.expiry_clock(timestamp_ms);
         let state = self.state_after(branch, timestamp_ms, transactions)?;
         let outputs: Vec<&ExecutionOutput> = branch.iter().map(|b| &b.output).collect();
         let view = BranchView::new(self.store.as_ref(), &outputs);
@@ -343,6 +345,16 @@ impl Ledger {
             );
         }
         Ok((out, kept))
+    }
+
+    /// The time transfer expiry is checked against: the block's timestamp,
+    /// or never expired under [`Mutations::ignore_expiry`] (simulation).
+    fn expiry_clock(&self, timestamp_ms: u64) -> u64 {
+        if self.mutations.ignore_expiry() {
+            0
+        } else {
+            timestamp_ms
+        }
     }
 
     /// The state `transactions` execute on as the child of the last block of

@@ -204,6 +204,7 @@ where
         ledger: ledger.clone(),
         mempool: mempool.clone(),
         admitted: Some(admitted_tx),
+        clock: config.clock.clone(),
     });
     tracing::info!(
         validator = me,

@@ -360,6 +360,7 @@ async fn only_client_submissions_are_passed_on_for_forwarding() {
         ledger: node.state.ledger.clone(),
         mempool: node.state.mempool.clone(),
         admitted: Some(listener),
+        clock: chatpay_node::node::Clock::system(),
     };
     let from_client = pay(1, 3, 1, 5);
     let from_peer = pay(1, 3, 2, 5);

@@ -134,6 +134,17 @@ fn a_leader_burning_payments_with_invalid_transfers_is_caught() {
 }
 
 #[test]
+fn a_leader_including_expired_transfers_is_caught() {
+    // Validators that execute blocks as if transfers never expired vote
+    // for a block holding one after its expiry (users sign one payment in
+    // four to expire within seconds): the checker reads the expiry of
+    // every committed transfer against its block's timestamp.
+    let (seed, v) = caught(Mutation::IgnoreExpiry);
+    assert!(v.contains("after its expiry"), "seed {seed}: {v}");
+    println!("ignore-expiry caught by seed {seed}: {v}");
+}
+
+#[test]
 fn a_sync_response_bloater_is_read_no_further_than_the_cap() {
     // Seed 16: validator 1 answers sync requests with the real blocks under
     // broken certificates, padded with junk blocks to 40 MiB, while

@@ -37,6 +37,8 @@ pub struct ApiState {
     /// forwards them to the other validators and wakes a waiting leader). Bounded: when full,
     /// the transaction stays in this validator's mempool only.
     pub admitted: Option<mpsc::Sender<SignedTransfer>>,
+    /// The validator's clock: a client's transfer expired by it is refused.
+    pub clock: crate::node::Clock,
 }
 
 impl ApiState {
@@ -46,6 +48,7 @@ impl ApiState {
             ledger,
             mempool,
             admitted: None,
+            clock: crate::node::Clock::system(),
         }
     }
 
@@ -85,10 +88,7 @@ impl ApiState {
             _ => None,
         };
         if pass_on && committed_at.is_none() {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            if let Err(e) = crate::mempool::check_expiry(&tx, now_ms) {
+            if let Err(e) = crate::mempool::check_expiry(&tx, self.clock.now_ms()) {
                 return Ok(Err(e));
             }
         }

@@ -26,6 +26,9 @@ pub struct Mutations {
     /// nonce out of order) as a failed receipt that spends its tx id, the
     /// rule before invalid blocks: a leader can then censor any payment.
     pub accept_invalid_transfers: bool,
+    /// Execute every block as if transfers never expired (rule 1a gone):
+    /// a leader includes a transfer after its expiry.
+    pub ignore_expiry: bool,
 }
 
 /// Whether this build honours [`Mutations`].
@@ -39,6 +42,7 @@ impl Mutations {
         weak_quorum: false,
         old_quorum: false,
         accept_invalid_transfers: false,
+        ignore_expiry: false,
     };
 
     /// [`Self::vote_twice`], if this build honours mutations.
@@ -54,6 +58,11 @@ impl Mutations {
     /// [`Self::accept_invalid_transfers`], if this build honours mutations.
     pub fn accept_invalid_transfers(&self) -> bool {
         ENABLED && self.accept_invalid_transfers
+    }
+
+    /// [`Self::ignore_expiry`], if this build honours mutations.
+    pub fn ignore_expiry(&self) -> bool {
+        ENABLED && self.ignore_expiry
     }
 
     /// The number of signatures a certificate needs out of `n`:

@@ -165,6 +165,22 @@ impl Checker {
                         format!("v{v} executed transfer {} twice", short(id)),
                     );
                 }
+                let Some(record) = store.transaction(id)? else {
+                    continue;
+                };
+                let t = record.transaction.transfer();
+                if t.is_expired_at(block.header.timestamp_ms) {
+                    self.violation(
+                        now_ms,
+                        format!(
+                            "v{v} committed transfer {} at height {h}, timestamp {} ms, after \
+                             its expiry {} ms",
+                            short(id),
+                            block.header.timestamp_ms,
+                            t.expires_at_ms().unwrap_or(0)
+                        ),
+                    );
+                }
             }
         }
         if height != before {

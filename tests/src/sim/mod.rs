@@ -109,17 +109,21 @@ pub enum Mutation {
     /// position, which gets a failed receipt and spends its tx id (the rule
     /// before invalid blocks): a censoring leader burns payments.
     AcceptInvalidTransfers,
+    /// Validators execute blocks as if transfers never expired: a leader
+    /// includes one after its expiry.
+    IgnoreExpiry,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::VoteTwice,
         Mutation::SkipSafetyFsync,
         Mutation::OneChainCommit,
         Mutation::WeakQuorum,
         Mutation::OldQuorum,
         Mutation::AcceptInvalidTransfers,
+        Mutation::IgnoreExpiry,
     ];
 
     /// The name used on the command line.
@@ -131,6 +135,7 @@ impl Mutation {
             Mutation::WeakQuorum => "weak-quorum",
             Mutation::OldQuorum => "old-quorum",
             Mutation::AcceptInvalidTransfers => "accept-invalid-transfers",
+            Mutation::IgnoreExpiry => "ignore-expiry",
         }
     }
 
@@ -142,6 +147,7 @@ impl Mutation {
             Mutation::WeakQuorum => m.weak_quorum = true,
             Mutation::OldQuorum => m.old_quorum = true,
             Mutation::AcceptInvalidTransfers => m.accept_invalid_transfers = true,
+            Mutation::IgnoreExpiry => m.ignore_expiry = true,
             Mutation::SkipSafetyFsync => {}
         }
         m
@@ -230,6 +236,8 @@ pub struct Outcome {
     pub held: Held,
     /// Validators that joined from a state snapshot.
     pub snapshot_joins: usize,
+    /// Payments that expired unordered and were signed again.
+    pub resigned: usize,
 }
 
 /// Most uncommitted blocks an honest validator may hold at once. The block
@@ -292,7 +300,7 @@ impl Outcome {
             Some(v) => format!("VIOLATION {v}"),
         };
         format!(
-            "seed {}: {} validators, {} twins, {} faults, {} rounds, height {}, {} payments, {:.1} s simulated, held at most {} blocks, {} snapshot joins: {verdict}",
+            "seed {}: {} validators, {} twins, {} faults, {} rounds, height {}, {} payments, {:.1} s simulated, held at most {} blocks, {} snapshot joins, {} expired and signed again: {verdict}",
             self.seed,
             self.validators,
             twins,
@@ -302,7 +310,8 @@ impl Outcome {
             self.committed,
             self.simulated_ms as f64 / 1000.0,
             self.held.blocks,
-            self.snapshot_joins
+            self.snapshot_joins,
+            self.resigned
         )
     }
 }
@@ -319,6 +328,8 @@ struct UserLog {
     failed: Vec<(TxId, i32)>,
     /// Users still running.
     running: usize,
+    /// Payments signed again after they expired unordered.
+    resigned: usize,
 }
 
 fn user_key(i: usize) -> SecretKey {
@@ -368,6 +379,9 @@ async fn user(
     }
     let stop_submitting = HEAL_MS + SUBMIT_AFTER_HEAL_MS;
     let network = genesis(n).hash();
+    // Expiries come from a stream of their own, so that the payments'
+    // other draws stay as they were before transfers could expire.
+    let mut expiries = SmallRng::seed_from_u64(seed ^ (0xe8b1_0000 + u as u64));
     let mut target = u % n;
     let mut nonce = 1;
     while now_ms() < stop_submitting {
@@ -375,44 +389,103 @@ async fn user(
         let mut payments = Vec::new();
         for _ in 0..count {
             let to = (u + rng.random_range(1..USERS)) % USERS;
+            let output = Output {
+                recipient: user_key(to).public_key().clone(),
+                amount: rng.random_range(1..1_000),
+            };
+            // One payment in four expires soon: under faults some do
+            // before they are ordered, and the user signs the nonce again.
+            let expires_at_ms = if expiries.random_ratio(1, 4) {
+                EPOCH_MS + now_ms() + expiries.random_range(200..4_000)
+            } else {
+                0
+            };
             let transfer = Transfer::new(
                 network,
                 key.public_key().clone(),
                 nonce,
                 FEE,
-                vec![Output {
-                    recipient: user_key(to).public_key().clone(),
-                    amount: rng.random_range(1..1_000),
-                }],
+                vec![output],
                 vec![],
             )?
+            .with_expiry(expires_at_ms)
             .sign(&key);
             nonce += 1;
             log.lock()
                 .expect("user log")
                 .submitted
                 .insert(transfer.tx_id(), now_ms());
-            payments.push(transfer);
+            payments.push(Slot {
+                alternatives: vec![transfer],
+            });
         }
-        follow(&mut clients, &mut target, &payments, &log).await;
+        follow(&mut clients, &mut target, payments, &key, &log).await;
     }
     Ok(())
 }
 
+/// One nonce of a user and the transfers signed for it: the payment, and,
+/// if it expired unordered, the same payment signed again without expiry.
+/// At most one of them commits.
+struct Slot {
+    alternatives: Vec<SignedTransfer>,
+}
+
+/// How long after its expiry (by the user's clock) a payment not seen
+/// committed is signed again: the last block that may include it can still
+/// be on its way to commit meanwhile.
+const RESIGN_AFTER_EXPIRY_MS: u64 = 500;
+
+impl Slot {
+    /// The same payment without expiry, if its last transfer expired
+    /// `RESIGN_AFTER_EXPIRY_MS` ago by the clock `now` (ms since epoch).
+    fn resign(&self, key: &SecretKey, now: u64) -> Option<SignedTransfer> {
+        let last = self.alternatives.last()?.transfer();
+        let expiry = last.expires_at_ms()?;
+        if now <= expiry.saturating_add(RESIGN_AFTER_EXPIRY_MS) {
+            return None;
+        }
+        // The same fee, as a wallet signs it: a mempool that still holds
+        // the expired one (its chain time has not passed the expiry) refuses
+        // this one until it drops that one.
+        let t = Transfer::new(
+            *last.genesis_hash(),
+            last.sender().clone(),
+            last.nonce(),
+            last.fee(),
+            last.outputs().to_vec(),
+            last.memo().clone(),
+        )
+        .ok()?;
+        Some(t.sign(key))
+    }
+}
+
 /// Submits `payments` (in nonce order) to `target` and asks after them for
-/// 2 s, then moves on to the next validator, until each is committed.
+/// 2 s, then moves on to the next validator, until each is committed. A
+/// payment that expired unordered is signed again without expiry
+/// ([`Slot::resign`]); the one of a slot's transfers that commits counts,
+/// and the others leave the log (they can never commit: same nonce).
 async fn follow(
     clients: &mut [ClientClient<Channel>],
     target: &mut usize,
-    payments: &[SignedTransfer],
+    mut open: Vec<Slot>,
+    key: &SecretKey,
     log: &Mutex<UserLog>,
 ) {
     let give_up = HEAL_MS + SETTLE_MS;
-    let mut open: Vec<&SignedTransfer> = payments.iter().collect();
     while !open.is_empty() && now_ms() < give_up {
-        for p in &open {
+        for slot in &mut open {
+            if let Some(again) = slot.resign(key, EPOCH_MS + now_ms()) {
+                let mut log = log.lock().expect("user log");
+                log.submitted.insert(again.tx_id(), now_ms());
+                log.resigned += 1;
+                slot.alternatives.push(again);
+            }
+        }
+        for p in open.iter().filter_map(|s| s.alternatives.last()) {
             let submit = pb::SubmitTransactionRequest {
-                transaction: Some(pb::SignedTransaction::from(*p)),
+                transaction: Some(pb::SignedTransaction::from(p)),
             };
             let _ = tokio::time::timeout(
                 Duration::from_millis(500),
@@ -423,21 +496,9 @@ async fn follow(
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let mut still = Vec::new();
-            for p in open {
-                let seen = committed(&mut clients[*target], p.tx_id()).await;
-                match seen {
-                    Some((height, code)) => {
-                        let mut log = log.lock().expect("user log");
-                        if code != pb::ReceiptCode::Success as i32 {
-                            log.failed.push((p.tx_id(), code));
-                        }
-                        let seen = SeenCommitted {
-                            height,
-                            validator: *target,
-                        };
-                        log.committed.insert(p.tx_id(), seen);
-                    }
-                    None => still.push(p),
+            for slot in open {
+                if !settle(&mut clients[*target], *target, &slot, log).await {
+                    still.push(slot);
                 }
             }
             open = still;
@@ -447,6 +508,32 @@ async fn follow(
         }
         *target = (*target + 1) % clients.len();
     }
+}
+
+/// Whether one of `slot`'s transfers is committed by `validator`; if so it
+/// is logged as committed and the others leave the log.
+async fn settle(
+    client: &mut ClientClient<Channel>,
+    validator: usize,
+    slot: &Slot,
+    log: &Mutex<UserLog>,
+) -> bool {
+    for p in &slot.alternatives {
+        let Some((height, code)) = committed(client, p.tx_id()).await else {
+            continue;
+        };
+        let mut log = log.lock().expect("user log");
+        if code != pb::ReceiptCode::Success as i32 {
+            log.failed.push((p.tx_id(), code));
+        }
+        log.committed
+            .insert(p.tx_id(), SeenCommitted { height, validator });
+        for other in slot.alternatives.iter().filter(|o| o.tx_id() != p.tx_id()) {
+            log.submitted.remove(&other.tx_id());
+        }
+        return true;
+    }
+    false
 }
 
 /// (height, receipt code) of `id` if `client`'s validator reports it
@@ -1024,6 +1111,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         held,
         snapshot_joins: checker.snapshot_joins,
+        resigned: log.lock().expect("user log").resigned,
     }
 }
 
