@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs what a fresh Debian/Ubuntu machine lacks to build chatpay:
 # libclang (RocksDB's bindings are generated with bindgen), a C++ compiler
-# (RocksDB itself), and Python with YAML (checks of the test vectors and of
-# deploy/). Installs nothing that is already present.
+# (RocksDB itself), and Python with YAML and pip (checks of the test vectors
+# and of deploy/). Installs nothing that is already present.
 set -eu
 
 # libclang itself (libclang.so*, libclang-14.so*), not libclang-cpp, which
@@ -31,6 +31,9 @@ command -v c++ >/dev/null 2>&1 || missing="$missing g++"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 # deploy/check.py parses the compose file and Kubernetes manifests.
 python3 -c 'import yaml' >/dev/null 2>&1 || missing="$missing python3-yaml"
+# `make vectors` installs coincurve and cryptography (the independent check
+# of encrypted memos) into target/pydeps with pip.
+python3 -m pip --version >/dev/null 2>&1 || missing="$missing python3-pip"
 
 if [ -z "$missing" ]; then
     exit 0
