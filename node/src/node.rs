@@ -187,11 +187,10 @@ where
         }
     };
     let store_for_pruning = store.clone();
-    let mempool = Arc::new(Mutex::new(Mempool::new(
-        config.mempool,
-        genesis.hash(),
-        genesis.fee_per_transfer,
-    )));
+    let mut pool = Mempool::new(config.mempool, genesis.hash(), genesis.fee_per_transfer);
+    // The chain's time, which expiry is judged by, from the committed head.
+    pool.expire(ledger.last_header()?.timestamp_ms);
+    let mempool = Arc::new(Mutex::new(pool));
     let genesis_block = genesis.header().hash();
     let chain = ChainBinding::genesis(genesis.hash());
     let safety = SafetyRules::new(config.key.clone(), me, keys, genesis_block, chain, store)?;
@@ -204,7 +203,6 @@ where
         ledger: ledger.clone(),
         mempool: mempool.clone(),
         admitted: Some(admitted_tx),
-        clock: config.clock.clone(),
     });
     tracing::info!(
         validator = me,

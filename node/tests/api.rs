@@ -360,7 +360,6 @@ async fn only_client_submissions_are_passed_on_for_forwarding() {
         ledger: node.state.ledger.clone(),
         mempool: node.state.mempool.clone(),
         admitted: Some(listener),
-        clock: chatpay_node::node::Clock::system(),
     };
     let from_client = pay(1, 3, 1, 5);
     let from_peer = pay(1, 3, 2, 5);
@@ -997,5 +996,80 @@ async fn account_proof_vectors_match_the_file() {
         text,
         "account proofs changed; regenerate with CHATPAY_UPDATE_VECTORS=1 if intended"
     );
+    node.stop().await;
+}
+
+/// `FindPayment`: a payment carrying the reference is answered with its
+/// proof once final; before that the answer is `pending`, never "none";
+/// pages follow (`next_height`, `next_index`) and together hold every
+/// payment once; a malformed reference or limit is refused, naming it.
+#[tokio::test]
+async fn find_payment_pages_through_final_payments_and_says_when_one_is_pending() {
+    let mut node = TestNode::start().await;
+    let reference = chatpay_proto::Hash([0x5e; 32]);
+    let find = |from_height, from_index, limit| pb::FindPaymentRequest {
+        reference: reference.0.to_vec(),
+        from_height,
+        from_index,
+        limit,
+    };
+    let with_ref = |nonce| {
+        pay(1, 3, nonce, 5)
+            .transfer()
+            .clone()
+            .with_reference(Some(reference))
+            .sign(&key(1))
+    };
+    for nonce in 1..=3 {
+        node.submit(&with_ref(nonce)).await.unwrap();
+    }
+    node.submit(&pay(1, 3, 4, 5)).await.unwrap(); // no reference
+    node.commit_pending();
+    // Committed, not provable yet (no certified child): pending, not none.
+    let got = node
+        .client
+        .find_payment(find(0, 0, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        got.payments.is_empty() && got.pending && !got.more,
+        "{got:?}"
+    );
+    node.commit_pending(); // certifies the block after it
+    let mut seen = Vec::new();
+    let (mut height, mut index) = (0, 0);
+    loop {
+        let page = node
+            .client
+            .find_payment(find(height, index, 2))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!page.pending);
+        for p in &page.payments {
+            assert!(
+                p.proof
+                    .as_ref()
+                    .is_some_and(|f| f.commit_certificate.is_some())
+            );
+            seen.push(p.transaction.as_ref().unwrap().index);
+        }
+        if !page.more {
+            break;
+        }
+        (height, index) = (page.next_height, page.next_index);
+    }
+    assert_eq!(seen, [0, 1, 2], "each payment carrying the reference, once");
+    let bad = pb::FindPaymentRequest {
+        reference: vec![1; 31],
+        ..find(0, 0, 0)
+    };
+    let e = node.client.find_payment(bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("'reference'"), "{e:?}");
+    let e = node.client.find_payment(find(0, 0, 17)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("'limit'"), "{e:?}");
     node.stop().await;
 }

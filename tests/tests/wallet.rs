@@ -1233,6 +1233,10 @@ async fn an_expired_pending_transfer_is_filled_and_the_ones_after_it_stay() {
         });
     }
     w.home().save_state("faucet", &state).unwrap();
+    // Expiry is judged by the chain's time: once a block is committed,
+    // every validator's is past the first transfer's.
+    net.wait_for(&[0, 1, 2, 3], 2, Duration::from_secs(30))
+        .await;
     let paid = w.pay(&faucet, &to, 2 * CPY, "after").await.unwrap();
     assert!(paid.is_success());
     let record = net.store(0).transaction(&paid.tx_id).unwrap().unwrap();

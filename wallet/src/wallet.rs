@@ -540,6 +540,15 @@ impl Wallet {
     /// # Errors
     /// As [`Wallet::pay`]; what is not final yet stays pending.
     pub async fn retry(&self, from: &Signer) -> Result<Vec<Payment>, WalletError> {
+        {
+            // As before a payment: an expired one's nonce is filled, so the
+            // ones after it can be ordered.
+            let lock = self.lock(&from.name);
+            let _guard = lock.lock().await;
+            let account = self.account(&from.address).await?;
+            let fee = self.chain.fee_per_transfer;
+            self.resubmit_pending(from, account.nonce, fee).await?;
+        }
         let mut done = Vec::new();
         for tx in self.pending(&from.name)? {
             // A refusal for good (its nonce taken by another) shows in the
@@ -624,6 +633,69 @@ impl Wallet {
         )
     }
 
+    /// Submits `from`'s pending transfers above `committed_nonce` again, in
+    /// nonce order, and returns the account's state with those still
+    /// pending (saved) and what they will debit. The caller holds the
+    /// account's lock. A transfer refused for good is dropped with those
+    /// after it; one refused as expired has its nonce filled by a transfer
+    /// to oneself (at `fee` or the fee that replaces it) and those after it
+    /// stay.
+    async fn resubmit_pending(
+        &self,
+        from: &Signer,
+        committed_nonce: u64,
+        fee: u64,
+    ) -> Result<(crate::home::AccountState, u64), WalletError> {
+        let mut state = self.home.state(&from.name)?;
+        state.pending.retain(|p| p.nonce > committed_nonce);
+        state.pending.sort_by_key(|p| p.nonce);
+        let mut pending_debit = 0u64;
+        let mut keep = 0;
+        for i in 0..state.pending.len() {
+            let mut tx = decode_pending(&state.pending[i])?;
+            // Idempotent: the same bytes, so the same tx id. One the network
+            // now refuses for good can never commit, nor can any after it
+            // (their nonces depend on it): they are dropped, and their
+            // nonces reused. None of them was ever reported final.
+            let mut answer = self.submit(&tx).await;
+            if matches!(&answer, Err(WalletError::Refused { reason, .. }) if reason == "expired") {
+                // Expired unordered, by the chain's time on every validator
+                // asked (f + 1, so an honest one): no later block can
+                // include it. The ones after it are still signed and valid,
+                // and anyone holding them can submit them again, so dropping
+                // them and reusing their nonces could let one commit after a
+                // new payment took its nonce. Its nonce is filled with a
+                // transfer to oneself instead (with the fee that replaces it
+                // in a mempool that has not dropped it yet), and they stay.
+                let t = tx.transfer();
+                let bumped = t.fee().saturating_add(self.chain.fee_per_transfer);
+                tx = self.self_transfer(from, t.nonce(), fee.max(bumped), b"expired")?;
+                state.pending[i] = pending_record(&tx);
+                self.home.save_state(&from.name, &state)?;
+                answer = self.submit(&tx).await;
+                if let Err(e @ WalletError::Refused { .. }) = &answer {
+                    if !matches!(e, WalletError::Refused { reason, .. } if reason == "stale_nonce")
+                    {
+                        // Kept, with everything after it: never a nonce
+                        // reused while a signed transfer may still take it.
+                        return Err(answer.unwrap_err());
+                    }
+                }
+            }
+            match answer {
+                // Committed meanwhile: the nonce filter drops it next time.
+                Err(WalletError::Refused { reason, .. }) if reason == "stale_nonce" => {}
+                Err(WalletError::Refused { .. }) => break,
+                _ => {}
+            }
+            pending_debit = pending_debit.saturating_add(debit(&tx));
+            keep += 1;
+        }
+        state.pending.truncate(keep);
+        self.home.save_state(&from.name, &state)?;
+        Ok((state, pending_debit))
+    }
+
     /// The transfer `from` signs with `nonce`: the memo encrypted for its
     /// payees and payer unless `details.public_memo`.
     fn transfer(
@@ -668,39 +740,7 @@ impl Wallet {
         let lock = self.lock(&from.name);
         let _guard = lock.lock().await;
         let account = self.account(&from.address).await?;
-        let mut state = self.home.state(&from.name)?;
-        state.pending.retain(|p| p.nonce > account.nonce);
-        state.pending.sort_by_key(|p| p.nonce);
-        let mut pending_debit = 0u64;
-        let mut keep = 0;
-        for i in 0..state.pending.len() {
-            let mut tx = decode_pending(&state.pending[i])?;
-            // Idempotent: the same bytes, so the same tx id. One the network
-            // now refuses for good can never commit, nor can any after it
-            // (their nonces depend on it): they are dropped, and their
-            // nonces reused. None of them was ever reported final.
-            let mut answer = self.submit(&tx).await;
-            if matches!(&answer, Err(WalletError::Refused { reason, .. }) if reason == "expired") {
-                // Expired unordered: the ones after it are still signed and
-                // valid, and anyone holding them can submit them again, so
-                // dropping them and reusing their nonces could let one commit
-                // after a new payment took its nonce. Its nonce is filled
-                // with a transfer to oneself instead, and they stay pending.
-                tx = self.self_transfer(from, tx.transfer().nonce(), fee, b"expired")?;
-                state.pending[i] = pending_record(&tx);
-                self.home.save_state(&from.name, &state)?;
-                answer = self.submit(&tx).await;
-            }
-            match answer {
-                // Committed meanwhile: the nonce filter drops it next time.
-                Err(WalletError::Refused { reason, .. }) if reason == "stale_nonce" => {}
-                Err(WalletError::Refused { .. }) => break,
-                _ => {}
-            }
-            pending_debit = pending_debit.saturating_add(debit(&tx));
-            keep += 1;
-        }
-        state.pending.truncate(keep);
+        let (mut state, pending_debit) = self.resubmit_pending(from, account.nonce, fee).await?;
         let nonce = state
             .pending
             .iter()

@@ -37,8 +37,6 @@ pub struct ApiState {
     /// forwards them to the other validators and wakes a waiting leader). Bounded: when full,
     /// the transaction stays in this validator's mempool only.
     pub admitted: Option<mpsc::Sender<SignedTransfer>>,
-    /// The validator's clock: a client's transfer expired by it is refused.
-    pub clock: crate::node::Clock,
 }
 
 impl ApiState {
@@ -48,16 +46,17 @@ impl ApiState {
             ledger,
             mempool,
             admitted: None,
-            clock: crate::node::Clock::system(),
         }
     }
 
     /// Checks `tx` from a client against committed state and admits it to
     /// the mempool; a newly admitted one is passed to the admission listener
     /// (which forwards it to the other validators).
-    /// A transfer expired by this validator's clock is refused (the
-    /// mempool checks the chain's time, which lags it by a block), unless
-    /// it is committed: then the answer is that it is.
+    /// Expiry is judged by the chain's time (the last committed block's
+    /// timestamp), never by this validator's clock: an `expired` refusal
+    /// then means that no later block can include the transfer, which a
+    /// wallet relies on to sign its nonce again (f + 1 such answers
+    /// include an honest one).
     pub fn admit(&self, tx: SignedTransfer) -> Result<Result<Admission, AdmitError>, StoreError> {
         self.admit_from(tx, true)
     }
@@ -87,11 +86,6 @@ impl ApiState {
             Some(a) if used(a) => store.transaction(&tx.tx_id())?.map(|r| r.height),
             _ => None,
         };
-        if pass_on && committed_at.is_none() {
-            if let Err(e) = crate::mempool::check_expiry(&tx, self.clock.now_ms()) {
-                return Ok(Err(e));
-            }
-        }
         // The signature is checked between two holds of the mempool, not
         // under it, so admissions (client calls, forwarded batches) check
         // signatures in parallel. The second hold checks every rule again.

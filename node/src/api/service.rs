@@ -74,14 +74,13 @@ impl ClientApi {
     }
 
     /// The final committed transfers carrying `reference` at or after
-    /// `from`, at most `limit`, oldest first; whether more follow; and
-    /// whether it stopped before one not provable yet.
+    /// `from`, at most `limit`, oldest first ([`Found`]).
     fn found_payments(
         &self,
         reference: &Hash,
         from: TxPosition,
         limit: usize,
-    ) -> Result<(Vec<pb::FoundPayment>, bool, bool), Status> {
+    ) -> Result<Found, Status> {
         let store = self.state.ledger.store();
         let first_full = store.first_full_height().map_err(internal)?;
         let from = if first_full > 1 {
@@ -92,23 +91,29 @@ impl ClientApi {
         let rows = store
             .payments_with_reference(reference, from, limit + 1)
             .map_err(internal)?;
-        let more = rows.len() > limit;
-        let mut out = Vec::with_capacity(rows.len().min(limit));
-        for (_, id) in rows.iter().take(limit) {
+        let mut found = Found {
+            payments: Vec::with_capacity(rows.len().min(limit)),
+            more: rows.len() > limit,
+            pending: false,
+            next: from,
+        };
+        for ((height, index), id) in rows.iter().take(limit) {
             // Gone: its block was forgotten since the index was read.
-            let Some(record) = store.transaction(id).map_err(internal)? else {
-                continue;
-            };
-            let proof = self.proof(&record)?;
-            if proof.commit_certificate.is_none() {
-                return Ok((out, false, true));
+            if let Some(record) = store.transaction(id).map_err(internal)? {
+                let proof = self.proof(&record)?;
+                if proof.commit_certificate.is_none() {
+                    found.more = false;
+                    found.pending = true;
+                    return Ok(found);
+                }
+                found.payments.push(pb::FoundPayment {
+                    transaction: Some(self.committed(record)),
+                    proof: Some(proof),
+                });
             }
-            out.push(pb::FoundPayment {
-                transaction: Some(self.committed(record)),
-                proof: Some(proof),
-            });
+            found.next = (*height, index.saturating_add(1));
         }
-        Ok((out, more, false))
+        Ok(found)
     }
 
     fn proof(&self, record: &TxRecord) -> Result<pb::FinalityProof, Status> {
@@ -295,6 +300,18 @@ fn internal_msg(msg: &str) -> Status {
     Status::internal(msg.to_owned())
 }
 
+/// One page of the final transfers carrying a reference.
+struct Found {
+    /// Oldest first.
+    payments: Vec<pb::FoundPayment>,
+    /// More rows follow `next`.
+    more: bool,
+    /// It stopped at a committed transfer not provable yet (`next`).
+    pending: bool,
+    /// Where the next page starts: after the last row looked at.
+    next: TxPosition,
+}
+
 /// Most payments one `FindPayment` answer carries.
 pub const MAX_FOUND_PAYMENTS: u32 = 16;
 
@@ -332,15 +349,11 @@ fn payments_stream(
                 let mut waiting = false;
                 while read {
                     let limit = MAX_FOUND_PAYMENTS as usize;
-                    let (found, more, stalled) = api.found_payments(&reference, cursor, limit)?;
-                    read = more && !found.is_empty();
-                    waiting = stalled;
-                    for payment in found {
-                        let at = payment
-                            .transaction
-                            .as_ref()
-                            .map_or(cursor, |t| (t.height, t.index));
-                        cursor = (at.0, at.1.saturating_add(1));
+                    let found = api.found_payments(&reference, cursor, limit)?;
+                    cursor = found.next;
+                    read = found.more;
+                    waiting = found.pending;
+                    for payment in found.payments {
                         if tx.send(Ok(payment)).await.is_err() {
                             return Ok(());
                         }
@@ -722,7 +735,7 @@ impl pb::client_server::Client for ClientApi {
             }
         };
         let from = (req.from_height, req.from_index);
-        let (payments, more, _) = self.found_payments(&reference, from, limit as usize)?;
+        let found = self.found_payments(&reference, from, limit as usize)?;
         let first_full_height = self
             .state
             .ledger
@@ -730,9 +743,12 @@ impl pb::client_server::Client for ClientApi {
             .first_full_height()
             .map_err(internal)?;
         Ok(Response::new(pb::FindPaymentResponse {
-            payments,
-            more,
+            payments: found.payments,
+            more: found.more,
             first_full_height,
+            pending: found.pending,
+            next_height: found.next.0,
+            next_index: found.next.1,
         }))
     }
 

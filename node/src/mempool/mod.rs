@@ -702,9 +702,8 @@ pub fn signature_valid(
         || signatures.is_valid(tx)
 }
 
-/// Refuses a transfer whose expiry is before `now_ms`: the chain's time
-/// in the mempool, the wall clock in the client API (which refuses what
-/// the next block would not include).
+/// Refuses a transfer whose expiry is before `now_ms`, the chain's time
+/// (the last committed block's timestamp): no later block can include it.
 pub fn check_expiry(tx: &SignedTransfer, now_ms: u64) -> Result<(), AdmitError> {
     match tx.transfer().expires_at_ms() {
         Some(expires_at_ms) if tx.transfer().is_expired_at(now_ms) => Err(AdmitError::Expired {

@@ -90,38 +90,64 @@ impl Wallet {
         let Some(reference) = request.reference else {
             return Ok(None);
         };
+        // A payment committed and not provable yet (for a block or two, or
+        // while the chain stalls) is neither found nor "unpaid": ask again.
+        let deadline = tokio::time::Instant::now() + PENDING_WAIT;
+        loop {
+            match self.find_once(request, reference).await? {
+                Found::Paid(paid) => return Ok(Some(*paid)),
+                Found::Unpaid => return Ok(None),
+                Found::Unknown(why) if tokio::time::Instant::now() >= deadline => {
+                    return Err(WalletError::Unreachable {
+                        tried: self.client.urls(),
+                        last: format!("cannot tell whether the request is paid: {why}"),
+                    });
+                }
+                Found::Unknown(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// One round of [`Wallet::find_request_payment`]: every validator,
+    /// every page.
+    async fn find_once(
+        &self,
+        request: &PaymentRequest,
+        reference: chatpay_proto::PaymentReference,
+    ) -> Result<Found, WalletError> {
         let answers = self
             .client
             .call_all(|c: RawClient| all_pages(c, reference.0.to_vec()))
             .await;
         let mut found = Vec::new();
-        let mut complete = 0;
+        let (mut complete, mut pending) = (0, false);
         for (url, answer) in &answers {
             let Ok(pages) = answer else { continue };
-            complete += usize::from(pages.complete && !pages.pruned);
+            complete += usize::from(pages.complete && !pages.pruned && !pages.pending);
+            pending |= pages.pending;
             for p in &pages.payments {
+                let at = p.transaction.as_ref().map(|t| (t.height, t.index));
                 match self.verify_found(p.clone(), request) {
-                    Ok(Some(paid)) => found.push(paid),
+                    Ok(Some(paid)) => found.push((at, paid)),
                     Ok(None) => {}
                     Err(e) => self.client.lied(url, &e.to_string()),
                 }
             }
         }
-        found.sort_by_key(|p| (p.payment.height, p.payment.tx_id));
-        if let Some(first) = found.into_iter().next() {
-            return Ok(Some(first));
+        found.sort_by_key(|(at, _)| *at);
+        if let Some((_, first)) = found.into_iter().next() {
+            return Ok(Found::Paid(Box::new(first)));
         }
         let wanted = max_faulty(self.validators.len()) + 1;
-        if complete < wanted {
-            return Err(WalletError::Unreachable {
-                tried: answers.into_iter().map(|(url, _)| url).collect(),
-                last: format!(
-                    "cannot tell whether the request is paid: {complete} validators answered \
-                     in full, {wanted} are needed"
-                ),
-            });
-        }
-        Ok(None)
+        Ok(match (complete >= wanted, pending) {
+            (true, _) => Found::Unpaid,
+            (false, true) => Found::Unknown(
+                "a transfer carrying its reference is committed and not final yet".into(),
+            ),
+            (false, false) => Found::Unknown(format!(
+                "{complete} validators answered in full, {wanted} are needed"
+            )),
+        })
     }
 
     /// Waits until `request` is paid (final and verified), for at most
@@ -162,12 +188,13 @@ impl Wallet {
                     };
                 }
                 let tick = tokio::time::sleep(Duration::from_secs(2));
+                tokio::pin!(tick);
                 let Some((url, s)) = stream.as_mut() else {
                     tick.await;
                     continue;
                 };
                 tokio::select! {
-                    () = tick => {}
+                    () = &mut tick => {}
                     next = s.message() => match next {
                         Ok(Some(p)) => match self.verify_found(p, request) {
                             Ok(Some(paid)) => return paid,
@@ -177,7 +204,13 @@ impl Wallet {
                                 stream = None;
                             }
                         },
-                        Ok(None) | Err(_) => stream = None,
+                        // Ended: subscribe again after the tick, not at once
+                        // (a validator closing streams at once would
+                        // otherwise make this a busy loop).
+                        Ok(None) | Err(_) => {
+                            stream = None;
+                            tick.await;
+                        }
                     },
                 }
             }
@@ -242,6 +275,17 @@ impl Wallet {
 /// Most pages of 16 payments read from one validator for one reference.
 const MAX_FIND_PAGES: usize = 64;
 
+/// How long [`Wallet::find_request_payment`] asks again while a payment
+/// carrying the reference is committed and not final yet.
+const PENDING_WAIT: Duration = Duration::from_secs(10);
+
+/// What one round of asking found.
+enum Found {
+    Paid(Box<RequestPayment>),
+    Unpaid,
+    Unknown(String),
+}
+
 /// One validator's answer about a reference: every page of it.
 struct Pages {
     payments: Vec<pb::FoundPayment>,
@@ -249,6 +293,8 @@ struct Pages {
     pruned: bool,
     /// Every page was read (not cut at [`MAX_FIND_PAGES`]).
     complete: bool,
+    /// It stopped at a committed transfer not provable yet.
+    pending: bool,
 }
 
 /// Reads every page of `FindPayment(reference)` from one validator.
@@ -260,6 +306,7 @@ async fn all_pages(
         payments: Vec::new(),
         pruned: false,
         complete: false,
+        pending: false,
     };
     let mut from = (0u64, 0u32);
     for _ in 0..MAX_FIND_PAGES {
@@ -271,16 +318,14 @@ async fn all_pages(
         };
         let answer = client.find_payment(ask).await?.into_inner();
         pages.pruned |= answer.first_full_height > 1;
-        let last = answer.payments.last().and_then(|p| p.transaction.as_ref());
-        let next = last.map(|t| (t.height, t.index.saturating_add(1)));
+        pages.pending |= answer.pending;
         pages.payments.extend(answer.payments);
-        match next.filter(|_| answer.more) {
-            Some(next) if next > from => from = next,
-            _ => {
-                pages.complete = !answer.more;
-                break;
-            }
+        let next = (answer.next_height, answer.next_index);
+        if !answer.more || next <= from {
+            pages.complete = !answer.more;
+            break;
         }
+        from = next;
     }
     Ok(tonic::Response::new(pages))
 }
