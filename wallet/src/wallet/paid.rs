@@ -29,8 +29,10 @@ pub struct RequestPayment {
 
 impl Wallet {
     /// Pays a request link: refuses an expired link, and a request already
-    /// paid (found by its reference on f + 1 validators, so that one
-    /// validator cannot hide the first payment). `amount` is the payer's
+    /// paid ([`Wallet::find_request_payment`]: every validator asked, "not
+    /// paid" only on f + 1 complete answers, so that one validator cannot
+    /// hide the first payment). Two payers paying at the same moment both
+    /// pay: neither can see the other's payment before it is final. `amount` is the payer's
     /// choice for a link without one (and must be `None` for a link with
     /// one). The payment carries the request's reference and expires with
     /// it.
