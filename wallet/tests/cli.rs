@@ -124,6 +124,11 @@ async fn the_cli_pays_requests_watches_and_explains_its_errors() {
     // Bob's app asks whether it is paid: not yet, then paid, with the memo
     // encrypted for him.
     assert_eq!(cli.ok(&bob, &["paid", &link])["paid"], false);
+    // Told of one validator only, as the quick start's wallet is, it
+    // answers too (from that validator alone).
+    let first = cli.nodes.split(',').next().unwrap().to_string();
+    let one = cli.ok(&bob, &["--node", &first, "paid", &link]);
+    assert_eq!(one["paid"], false, "{one}");
     cli.ok(&alice, &["pay", &link]);
     let paid = cli.ok(&bob, &["paid", &link]);
     assert_eq!(
