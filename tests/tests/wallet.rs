@@ -185,9 +185,7 @@ async fn concurrent_payments_from_one_account_all_commit() {
     let net = LocalNetwork::start(4).await;
     let urls = net.urls();
     let dir = tempfile::tempdir().unwrap();
-    let (w, _) = wallet(&dir.path().join("w"), &urls).await;
-    w.home().import_key("faucet", &net.faucet, "pw").unwrap();
-    let faucet = w.signer("faucet", "pw").unwrap();
+    let (w, faucet) = faucet_of(&net, dir.path(), &urls).await;
     let to = w.chain().address(SecretKey::generate().public_key());
     let mut tasks = tokio::task::JoinSet::new();
     for i in 1..=5u64 {
@@ -554,9 +552,7 @@ async fn a_pending_payment_the_network_refuses_for_good_is_dropped() {
     use prost::Message;
     let net = LocalNetwork::start(4).await;
     let dir = tempfile::tempdir().unwrap();
-    let (w, _) = wallet(&dir.path().join("w"), &net.urls()).await;
-    w.home().import_key("faucet", &net.faucet, "pw").unwrap();
-    let faucet = w.signer("faucet", "pw").unwrap();
+    let (w, faucet) = faucet_of(&net, dir.path(), &net.urls()).await;
     let to = w.chain().address(SecretKey::generate().public_key());
     // A pending transaction left by an earlier run that can never commit
     // (signed for another chain), holding nonce 1.
